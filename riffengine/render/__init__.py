@@ -1,0 +1,1 @@
+"""Riffusion rendering: model loading, prompt and seed blending, img2img, the render worker."""
