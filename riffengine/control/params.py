@@ -288,15 +288,11 @@ def _coerce_number(p: Param, value: object) -> float | int:
         raise InvalidValue(f"{_show(value)} is not a number; use {allowed(p)}")
     if not math.isfinite(value):
         raise InvalidValue(f"{_show(value)} is not a finite number; use {allowed(p)}")
-    if p.type == "int":
-        if not float(value).is_integer():
-            raise InvalidValue(f"{_show(value)} is not a whole number; use {allowed(p)}")
-        value = int(value)
-    else:
-        value = float(value)
+    if p.type == "int" and not float(value).is_integer():
+        raise InvalidValue(f"{_show(value)} is not a whole number; use {allowed(p)}")
     if not p.minimum <= value <= p.maximum:  # type: ignore[operator]
         raise InvalidValue(f"{_show(value)} is out of range; use {allowed(p)}")
-    return value
+    return int(value) if p.type == "int" else float(value)
 
 
 def check_slot(p: Param, slot: object) -> int:

@@ -1,0 +1,614 @@
+"""YAML config file -> validated, typed, immutable settings.
+
+Every setting has a default, so an empty file is a valid config; ``configs/default.yaml``
+lists them all. :func:`load_config` checks the whole file and reports every mistake at once,
+one per line, each naming the file, the line, the full key path (``loop.bars``), the bad value
+and the fix, as one :class:`~riffengine.errors.UserError`.
+
+Settings that are also controllable parameters (``tempo.bpm``, ``loop.bars``,
+``render.steps``...) and the ``initial`` and ``scenes`` sections are checked against the
+parameter table in :mod:`riffengine.control.params`, so the file and the live controls
+accept exactly the same values.
+
+Relative paths in a file (``paths.*``, ``audio.record``, ``audio.events``, a ``.wav``
+``audio.output``, a ``midi.mappings`` file) are relative to the file's folder. A
+``render.seed_image`` is looked up by the renderer (built-in names, ``paths.seeds``), so it
+is kept as written. Overrides from the command line (:func:`merge_overrides`) are kept as
+given, that is relative to the working folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import numbers
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from types import MappingProxyType
+
+import yaml
+
+from riffengine.control import params
+from riffengine.errors import UserError
+
+
+class _Invalid(Exception):
+    """A bad setting value; the message says what is wrong and what to use instead."""
+
+
+Check = Callable[[object], object]
+
+
+def _show(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if value is None:
+        return "null"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _integer(lo: int, hi: int) -> Check:
+    def check(value: object) -> int:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not float(value).is_integer()
+            or not lo <= value <= hi
+        ):
+            raise _Invalid(f"{_show(value)} is not valid; use a whole number from {lo} to {hi}")
+        return int(value)
+
+    return check
+
+
+def _number(lo: float, hi: float) -> Check:
+    def check(value: object) -> float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not lo <= value <= hi  # NaN fails this too
+        ):
+            raise _Invalid(f"{_show(value)} is not valid; use a number from {lo:g} to {hi:g}")
+        return float(value)
+
+    return check
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"{_show(value)} is not valid; use true or false")
+    return value
+
+
+def _text(what: str = "a string", pattern: str | None = None, max_length: int = 4096) -> Check:
+    def check(value: object) -> str:
+        if (
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > max_length
+            or (pattern is not None and not re.fullmatch(pattern, value))
+        ):
+            raise _Invalid(f"{_show(value)} is not valid; use {what}")
+        return value
+
+    return check
+
+
+def _choice(*choices: str, fold_case: bool = False) -> Check:
+    def check(value: object) -> str:
+        text = value.upper() if fold_case and isinstance(value, str) else value
+        if text not in choices:
+            hint = params.suggest(str(value), choices)
+            raise _Invalid(f"{_show(value)} is not a choice{hint}; use one of {', '.join(choices)}")
+        return text  # type: ignore[return-value]
+
+    return check
+
+
+def _optional(check: Check) -> Check:
+    def optional(value: object) -> object:
+        return None if value is None else check(value)
+
+    return optional
+
+
+def _either(*checks: Check, what: str) -> Check:
+    def either(value: object) -> object:
+        for check in checks:
+            try:
+                return check(value)
+            except _Invalid:
+                pass
+        raise _Invalid(f"{_show(value)} is not valid; use {what}")
+
+    return either
+
+
+def _list_of(check: Check) -> Check:
+    def list_of(value: object) -> tuple[object, ...]:
+        if not isinstance(value, (list, tuple)):
+            raise _Invalid(f"{_show(value)} is not valid; use a list, e.g. [] for none")
+        return tuple(check(item) for item in value)
+
+    return list_of
+
+
+def _param(name: str) -> Check:
+    """Check a setting against the parameter table's row ``name``."""
+    row = params.param(name)
+
+    def check(value: object) -> object:
+        try:
+            return params.coerce(row, value)
+        except params.InvalidValue as exc:
+            raise _Invalid(str(exc)) from None
+
+    return check
+
+
+def _network(value: object) -> str:
+    try:
+        return str(ipaddress.ip_network(str(value), strict=False))
+    except ValueError:
+        raise _Invalid(f"{_show(value)} is not a network; use CIDR like 127.0.0.0/8 or "
+                       "192.168.1.0/24, or 0.0.0.0/0 for any IPv4 sender") from None
+
+
+def _destination(value: object) -> str:
+    if isinstance(value, str):
+        host, _, port = value.rpartition(":")
+        if host.strip("[]") and port.isdigit() and 1 <= int(port) <= 65535:
+            return value
+    raise _Invalid(f"{_show(value)} is not a destination; use HOST:PORT, e.g. 127.0.0.1:9001")
+
+
+def _seed_image(value: object) -> str:
+    return "" if value is None else _param("seed_image")(value)  # type: ignore[return-value]
+
+
+def _mappings(value: object) -> object:
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(m, Mapping) for m in value):
+        return tuple(MappingProxyType(dict(m)) for m in value)
+    raise _Invalid(f"{_show(value)} is not valid; use a mappings file path, a list of "
+                   "mappings, or null")
+
+
+_HOST = r"[A-Za-z0-9.:_\-\[\]]+"
+
+
+def _setting(default: object, check: Check, path: bool = False) -> object:
+    """A dataclass field with its check; ``path`` marks file paths resolved against the file."""
+    return field(default=default, metadata={"check": check, "path": path})
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model to load and where it runs."""
+
+    id: str = _setting("riffusion/riffusion-model-v1", _text("a hub id or a model folder"))
+    device: str = _setting(
+        "auto", _text("auto, cpu, mps, cuda or cuda:N", r"auto|cpu|mps|cuda(:[0-9]+)?")
+    )
+    dtype: str = _setting("auto", _choice("auto", "fp16", "bf16", "fp32"))
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    """Where the sound goes, and the buffers on the way."""
+
+    output: str | int = _setting(
+        "default",
+        _either(_integer(0, 1023), _text(), what='"default", "jack", a device name or '
+                'number, or a .wav path'),
+        path=True,
+    )
+    sample_rate: int = _setting(44100, _integer(8000, 192000))
+    block_size: int = _setting(512, _integer(16, 8192))
+    jack_client_name: str = _setting("riffengine", _text("a JACK client name", max_length=63))
+    ring_buffer_seconds: float = _setting(2.0, _number(0.05, 60.0))
+    record: str | None = _setting(None, _optional(_text("a .wav path or null")), path=True)
+    events: str | None = _setting(None, _optional(_text("a file path or null")), path=True)
+
+
+@dataclass(frozen=True)
+class TempoSettings:
+    """Where the tempo comes from, and its starting value."""
+
+    bpm: float = _setting(params.param("bpm").default, _param("bpm"))
+    beats_per_bar: int = _setting(params.param("beats_per_bar").default, _param("beats_per_bar"))
+    source: str = _setting("internal", _choice("internal", "link", "midi"))
+    midi_clock_in: str | None = _setting(None, _optional(_text("a MIDI port name or null")))
+    midi_clock_out: str | None = _setting(None, _optional(_text("a MIDI port name or null")))
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Loop length and the seam between clips."""
+
+    bars: int = _setting(params.param("bars").default, _param("bars"))
+    crossfade_ms: float = _setting(params.param("crossfade_ms").default, _param("crossfade_ms"))
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Starting render parameters and the renderer's timing margin.
+
+    ``denoise`` and ``guidance`` set both sides. ``fast`` asks the renderer for its fastest
+    preset (quality traded for latency).
+    """
+
+    steps: int = _setting(params.param("steps").default, _param("steps"))
+    scheduler: str = _setting(params.param("scheduler").default, _param("scheduler"))
+    denoise: float = _setting(params.param("denoise_a").default, _param("denoise_a"))
+    guidance: float = _setting(params.param("guidance_a").default, _param("guidance_a"))
+    seed_image: str = _setting(params.param("seed_image").default, _seed_image)
+    fast: bool = _setting(False, _boolean)
+    safety_margin_ms: float = _setting(250.0, _number(0.0, 10000.0))
+
+
+@dataclass(frozen=True)
+class OscSettings:
+    """The OSC server: where it listens, whom it accepts, whom it tells."""
+
+    enabled: bool = _setting(True, _boolean)
+    host: str = _setting("127.0.0.1", _text("an address to listen on, e.g. 127.0.0.1", _HOST))
+    port: int = _setting(9000, _integer(0, 65535))
+    allow: tuple[str, ...] = _setting(("127.0.0.0/8", "::1/128"), _list_of(_network))
+    max_string_length: int = _setting(4096, _integer(1, 65536))
+    notify: tuple[str, ...] = _setting((), _list_of(_destination))
+
+
+@dataclass(frozen=True)
+class MidiSettings:
+    """The MIDI input and its mappings.
+
+    ``input`` is a port name (a unique part of it is enough) or ``virtual:NAME`` to create a
+    port. ``mappings`` is a mappings file, an inline list of mappings, or null; the MIDI
+    module checks their contents.
+    """
+
+    enabled: bool = _setting(False, _boolean)
+    input: str = _setting("virtual:riffengine", _text("a port name or virtual:NAME"))
+    backend: str = _setting("rtmidi", _choice("rtmidi", "UNIX_JACK", "LINUX_ALSA"))
+    mappings: str | tuple[Mapping[str, object], ...] | None = _setting(
+        None, _optional(_mappings), path=True
+    )
+
+    @property
+    def mido_backend(self) -> str:
+        """The backend string for ``mido.Backend``: ``mido.backends.rtmidi[/API]``."""
+        base = "mido.backends.rtmidi"
+        return base if self.backend == "rtmidi" else f"{base}/{self.backend}"
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """How much the engine logs."""
+
+    level: str = _setting("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR", fold_case=True))
+
+
+@dataclass(frozen=True)
+class PathsSettings:
+    """Folders the engine reads and writes."""
+
+    spectrograms: str = _setting("spectrograms", _text("a folder path"), path=True)
+    scenes: str = _setting("scenes", _text("a folder path"), path=True)
+    seeds: str = _setting("seeds", _text("a folder path"), path=True)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelSettings,
+    "audio": AudioSettings,
+    "tempo": TempoSettings,
+    "loop": LoopSettings,
+    "render": RenderSettings,
+    "osc": OscSettings,
+    "midi": MidiSettings,
+    "logging": LoggingSettings,
+    "paths": PathsSettings,
+}
+"""The sections made of plain settings; ``initial`` and ``scenes`` hold parameter values."""
+
+ParamValues = Mapping[str, object]
+
+
+def _empty() -> ParamValues:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one config file (or the defaults); ``source`` names the file.
+
+    ``initial`` maps parameter keys (``bars``, ``prompt_a`` with a list, ``prompt_a/1``) to
+    starting values; ``scenes`` maps scene names, in file order, to such mappings.
+    """
+
+    model: ModelSettings = ModelSettings()
+    audio: AudioSettings = AudioSettings()
+    tempo: TempoSettings = TempoSettings()
+    loop: LoopSettings = LoopSettings()
+    render: RenderSettings = RenderSettings()
+    initial: ParamValues = field(default_factory=_empty)
+    scenes: Mapping[str, ParamValues] = field(default_factory=_empty)
+    osc: OscSettings = OscSettings()
+    midi: MidiSettings = MidiSettings()
+    logging: LoggingSettings = LoggingSettings()
+    paths: PathsSettings = PathsSettings()
+    source: str | None = None
+
+    def scene(self, which: int | str) -> ParamValues:
+        """A scene by number (its position, from 0) or by name; UserError if there is none."""
+        names = list(self.scenes)
+        if isinstance(which, str) and which in self.scenes:
+            return self.scenes[which]
+        if isinstance(which, int) and not isinstance(which, bool) and 0 <= which < len(names):
+            return self.scenes[names[which]]
+        known = ", ".join(f"{i}={n}" for i, n in enumerate(names)) or "none are configured"
+        raise UserError(f"scene {which!r} does not exist; scenes: {known}")
+
+
+# --- building Settings from plain data ---------------------------------------------------
+
+Errors = list[tuple[str, str]]
+"""(key path, message) pairs collected while checking."""
+
+
+def _resolve(value: object, base_dir: str | None, kind: object) -> object:
+    if not kind or base_dir is None or not isinstance(value, str):
+        return value
+    if isinstance(kind, str) and not value.lower().endswith(kind):
+        return value
+    expanded = os.path.expanduser(value)
+    return expanded if os.path.isabs(expanded) else os.path.normpath(os.path.join(base_dir, expanded))
+
+
+def _unknown(key: object, known) -> str:
+    return (f"unknown key{params.suggest(str(key), known)} "
+            f"(valid keys here: {', '.join(known)})")
+
+
+def _section(cls: type, raw: object, name: str, base_dir: str | None, errors: Errors) -> object:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, Mapping):
+        errors.append((name, f"{_show(raw)} is not valid; use a mapping of settings "
+                             f"(or leave the section out)"))
+        return cls()
+    rows = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        path = f"{name}.{key}"
+        if key not in rows:
+            errors.append((path, _unknown(key, rows)))
+            continue
+        row = rows[key]
+        try:
+            checked = row.metadata["check"](value)
+        except _Invalid as exc:
+            errors.append((path, str(exc)))
+            continue
+        kind = ".wav" if name == "audio" and key == "output" else row.metadata["path"]
+        values[key] = _resolve(checked, base_dir, kind)
+    return cls(**values)
+
+
+def _param_values(raw: object, path: str, errors: Errors, what: str) -> ParamValues:
+    """Check a mapping of parameter keys to values (the ``initial`` section or one scene)."""
+    if raw is None:
+        return _empty()
+    if not isinstance(raw, Mapping):
+        errors.append((path, f"{_show(raw)} is not valid; use a mapping of parameter names "
+                             f"to {what}"))
+        return _empty()
+    values = {}
+    for key, value in raw.items():
+        key_path = f"{path}.{key}"
+        try:
+            row, slot = params.parse_key(str(key))
+            if row.effect == "action":
+                raise UserError(f"{row.name} is an action, not a value to set here")
+            values[str(key)] = params.validate(row.name, value, slot)
+        except UserError as exc:
+            errors.append((key_path, _strip_label(str(exc), str(key))))
+    return MappingProxyType(values)
+
+
+def _strip_label(message: str, key: str) -> str:
+    """Drop a leading ``name:`` or ``name/slot:`` from a table message; the key path says it."""
+    head, sep, rest = message.partition(": ")
+    return rest if sep and key.startswith(head.split("/")[0]) else message
+
+
+def _scenes(raw: object, errors: Errors) -> Mapping[str, ParamValues]:
+    if raw is None:
+        return _empty()
+    if not isinstance(raw, Mapping):
+        errors.append(("scenes", f"{_show(raw)} is not valid; use a mapping of scene names "
+                                 "to parameter values"))
+        return _empty()
+    limit = int(params.param("scene").maximum) + 1  # type: ignore[arg-type]
+    if len(raw) > limit:
+        errors.append(("scenes", f"{len(raw)} scenes are too many; use at most {limit}"))
+    return MappingProxyType(
+        {str(name): _param_values(scene, f"scenes.{name}", errors, "scene values")
+         for name, scene in raw.items()}
+    )
+
+
+def _cross_checks(settings: Settings, errors: Errors) -> None:
+    if settings.tempo.source == "midi" and not settings.tempo.midi_clock_in:
+        errors.append(("tempo.midi_clock_in", "is not set; name the MIDI port the clock "
+                                              "comes in on, since tempo.source is midi"))
+
+
+def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors) -> Settings:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        errors.append(("", f"{_show(raw)} is not a config; the file must be a mapping of "
+                           f"sections ({', '.join(_ALL_SECTIONS)})"))
+        return Settings(source=source)
+    values: dict[str, object] = {}
+    for name, section in raw.items():
+        if name in SECTIONS:
+            values[name] = _section(SECTIONS[name], section, name, base_dir, errors)
+        elif name == "initial":
+            values[name] = _param_values(section, "initial", errors, "starting values")
+        elif name == "scenes":
+            values[name] = _scenes(section, errors)
+        else:
+            errors.append((str(name), f"unknown section{params.suggest(str(name), _ALL_SECTIONS)} "
+                                      f"(sections: {', '.join(_ALL_SECTIONS)})"))
+    settings = Settings(**values, source=source)  # type: ignore[arg-type]
+    _cross_checks(settings, errors)
+    return settings
+
+
+_ALL_SECTIONS = ("model", "audio", "tempo", "loop", "render", "initial", "scenes", "osc",
+                 "midi", "logging", "paths")
+
+
+def _report(source: str, errors: Errors, lines: Mapping[str, int]) -> UserError:
+    """One UserError, one line per error: ``FILE:LINE: key.path: message``."""
+    out = []
+    for path, message in errors:
+        where = f"{source}:{lines[path]}" if path in lines else source
+        out.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+    return UserError("\n".join(out))
+
+
+# --- reading YAML ----------------------------------------------------------------------------
+
+
+def _key_lines(node: yaml.Node | None, prefix: str, lines: dict[str, int], errors: Errors) -> None:
+    """Record the line of every mapping key by its dotted path; report duplicate keys."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: set[str] = set()
+    for key_node, value_node in node.value:
+        path = f"{prefix}{key_node.value}"
+        if path in seen:
+            errors.append((path, f"appears twice (again on line {key_node.start_mark.line + 1}); "
+                                 "keep one"))
+        seen.add(path)
+        lines.setdefault(path, key_node.start_mark.line + 1)
+        _key_lines(value_node, path + ".", lines, errors)
+
+
+def _read_yaml(path: str) -> tuple[object, dict[str, int], Errors]:
+    if not os.path.exists(path):
+        raise UserError(f"{path}: config file not found; check the path, or start from "
+                        "configs/default.yaml")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a folder; give the path of a YAML config file")
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the config file ({exc})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise UserError(f"{where}: YAML syntax error: {problem}; fix the file there") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: YAML error: {exc}") from None
+    lines: dict[str, int] = {}
+    errors: Errors = []
+    _key_lines(node, "", lines, errors)
+    return data, lines, errors
+
+
+def load_config(path: str | os.PathLike[str]) -> Settings:
+    """Read, check and return the settings of a YAML config file.
+
+    Raises one UserError listing every mistake, each with file, line and key path.
+    """
+    path = os.fspath(path)
+    data, lines, errors = _read_yaml(path)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    settings = _build(data, base_dir, path, errors)
+    if errors:
+        raise _report(path, errors, lines)
+    return settings
+
+
+# --- overrides -------------------------------------------------------------------------------
+
+
+def _to_raw(value: object) -> object:
+    """Settings back to plain dicts, lists and scalars, as a YAML file would give them."""
+    if is_dataclass(value):
+        return {f.name: _to_raw(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _to_raw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_to_raw(v) for v in value]
+    return value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """Split a ``KEY=VALUE`` flag into a dotted key and a YAML-parsed value (``8`` is an int)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"{text!r} is not an override; use KEY=VALUE, e.g. loop.bars=8")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+def merge_overrides(settings: Settings, overrides: Mapping[str, object]) -> Settings:
+    """``settings`` with dotted keys (``loop.bars``, ``initial.prompt_a/0``) set and rechecked.
+
+    Raises one UserError listing every bad override by its key.
+    """
+    raw = _to_raw(settings)
+    source = raw.pop("source")  # type: ignore[union-attr]
+    errors: Errors = []
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or not parents:
+            errors.append((dotted, "is not a setting; use SECTION.KEY, e.g. loop.bars"))
+            continue
+        node[leaf] = value
+    merged = _build(raw, None, source, errors)
+    if errors:
+        raise _report("override", errors, {})
+    return merged
+
+
+def initial_values(settings: Settings) -> tuple[tuple[str, object], ...]:
+    """The starting parameter values the settings give, as (key, value) pairs in order.
+
+    First the plain sections (tempo, loop, render), then the ``initial`` section, which wins.
+    """
+    tempo, loop, render = settings.tempo, settings.loop, settings.render
+    return (
+        ("bpm", tempo.bpm),
+        ("beats_per_bar", tempo.beats_per_bar),
+        ("bars", loop.bars),
+        ("crossfade_ms", loop.crossfade_ms),
+        ("steps", render.steps),
+        ("scheduler", render.scheduler),
+        ("denoise_a", render.denoise),
+        ("denoise_b", render.denoise),
+        ("guidance_a", render.guidance),
+        ("guidance_b", render.guidance),
+        ("seed_image", render.seed_image),
+        *settings.initial.items(),
+    )
