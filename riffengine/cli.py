@@ -13,6 +13,8 @@ from riffengine.errors import UserError
 COMMANDS = (
     "encode",
     "decode",
+    "check",
+    "params",
 )
 
 
