@@ -10,8 +10,9 @@ Settings that are also controllable parameters (``tempo.bpm``, ``loop.bars``,
 parameter table in :mod:`riffengine.control.params`, so the file and the live controls
 accept exactly the same values.
 
-Relative paths in a file (``paths.*``, ``audio.record``, ``audio.events``, a ``.wav``
-``audio.output``, a ``midi.mappings`` file) are relative to the file's folder. A
+Relative paths in a loaded file's settings (``paths.*``, ``audio.record``, ``audio.events``,
+a ``.wav`` ``audio.output``, a ``midi.mappings`` file), written or default, are made absolute
+against the file's folder. A
 ``render.seed_image`` is looked up by the renderer (built-in names, ``paths.seeds``), so it
 is kept as written. Overrides from the command line (:func:`merge_overrides`) are kept as
 given, that is relative to the working folder.
@@ -377,11 +378,11 @@ def _unknown(key: object, known) -> str:
 
 def _section(cls: type, raw: object, name: str, base_dir: str | None, errors: Errors) -> object:
     if raw is None:
-        return cls()
+        raw = {}
     if not isinstance(raw, Mapping):
         errors.append((name, f"{_show(raw)} is not valid; use a mapping of settings "
                              f"(or leave the section out)"))
-        return cls()
+        raw = {}
     rows = {f.name: f for f in fields(cls)}
     values = {}
     for key, value in raw.items():
@@ -395,8 +396,10 @@ def _section(cls: type, raw: object, name: str, base_dir: str | None, errors: Er
         except _Invalid as exc:
             errors.append((path, str(exc)))
             continue
-        kind = ".wav" if name == "audio" and key == "output" else row.metadata["path"]
-        values[key] = _resolve(checked, base_dir, kind)
+        values[key] = checked
+    for row in rows.values():
+        kind = ".wav" if name == "audio" and row.name == "output" else row.metadata["path"]
+        values[row.name] = _resolve(values.get(row.name, row.default), base_dir, kind)
     return cls(**values)
 
 
@@ -456,7 +459,8 @@ def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors
         errors.append(("", f"{_show(raw)} is not a config; the file must be a mapping of "
                            f"sections ({', '.join(_ALL_SECTIONS)})"))
         return Settings(source=source)
-    values: dict[str, object] = {}
+    values: dict[str, object] = {name: _section(cls, None, name, base_dir, errors)
+                                 for name, cls in SECTIONS.items()}
     for name, section in raw.items():
         if name in SECTIONS:
             values[name] = _section(SECTIONS[name], section, name, base_dir, errors)
