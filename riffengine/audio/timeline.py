@@ -1,0 +1,323 @@
+"""The timeline: places clips on the bar grid and renders the stream the audience hears.
+
+Pure and deterministic: no threads, no I/O, no clock of its own. The frame numbers are those of
+the stream it renders (frame 0 is its first frame), which is the master clock once the frames
+pass through the ring buffer (the ring's ``frames_read`` says how far playback has got).
+
+Rules:
+
+- A clip is a loop of exactly ``bars`` bars at its ``bpm`` (``loop_frames(bars, bpm, rate)``
+  frames) and always starts on a bar line with its own sample 0: its downbeat lands on the bar
+  frame to the sample. It repeats until another clip replaces it at one of its seams (the end of
+  one of its repetitions, which is always a bar line).
+- When no new clip is ready at a seam, the last good clip loops again: once something has played,
+  the timeline never goes silent.
+- The newest submitted clip wins; a clip still waiting when a newer one arrives is dropped
+  (reported as :class:`ClipDropped`).
+- Crossfade (equal power, ``cos``/``sin`` gains, ``crossfade_ms`` long, 30 ms by default) lies
+  entirely *before* the seam, in the tail of the outgoing loop: over ``[seam - X, seam)`` the
+  outgoing clip's last X frames fade out while the incoming clip's last X frames fade in (its
+  "pre-roll", as if it had already been looping); at the seam the incoming clip plays from its
+  sample 0 at full gain. So the crossfade never moves the seam nor softens the new downbeat.
+- Hence the deadline: a clip must be submitted before the render cursor reaches ``seam - X``
+  (:meth:`Timeline.fade_start_frame`). One submitted later but at least ``min_crossfade_frames``
+  before the seam gets a shorter fade ending on the same seam; one even later waits for the
+  following seam. The render cursor runs ahead of playback by the ring buffer's fill.
+- A clip at another tempo changes the tempo map at its seam (:meth:`TempoMap.with_tempo`), so the
+  seam, a bar line of the old grid, is a bar line of the new grid with the same bar number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from riffengine.timing.tempo import TempoMap, loop_frames
+
+DEFAULT_CROSSFADE_MS = 30.0
+
+
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """A rendered loop: ``audio`` is float32 [frames, channels] of exactly ``bars`` bars at ``bpm``."""
+
+    clip_id: str
+    audio: np.ndarray
+    bpm: float
+    bars: int
+
+
+@dataclass(frozen=True)
+class LoopStarted:
+    """A loop (re)started at ``frame``, the first frame of bar ``bar``.
+
+    ``repeat`` is 0 when ``clip_id`` starts and counts its repetitions after that;
+    ``crossfade_frames`` is the length of the fade that ended at ``frame`` (0 for a repeat or a
+    start from silence).
+    """
+
+    frame: int
+    bar: int
+    clip_id: str
+    repeat: int
+    bpm: float
+    crossfade_frames: int
+
+
+@dataclass(frozen=True)
+class ClipDropped:
+    """Clip ``clip_id`` never played: ``replaced_by`` arrived first (submitted at cursor ``frame``)."""
+
+    frame: int
+    clip_id: str
+    replaced_by: str
+
+
+Event = LoopStarted | ClipDropped
+
+
+@dataclass(frozen=True)
+class RenderedBlock:
+    """Frames ``[start_frame, start_frame + len(frames))`` and the events that happened in them
+    (plus events from :meth:`Timeline.submit` calls since the previous block)."""
+
+    start_frame: int
+    frames: np.ndarray
+    events: list[Event] = field(default_factory=list)
+
+
+def equal_power_gains(length: int, start: int = 0, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fade-out and fade-in gains for positions ``start .. start+count`` of a ``length`` fade.
+
+    Sample-centred quarter-wave: ``out = cos(t)``, ``in = sin(t)`` with
+    ``t = (i + 0.5) / length * pi / 2``; ``out**2 + in**2 == 1`` at every sample, so the sum of two
+    uncorrelated signals of equal power keeps that power through the fade.
+    """
+    if count is None:
+        count = length - start
+    t = (np.arange(start, start + count, dtype=np.float64) + 0.5) * (math.pi / 2.0 / length)
+    return np.cos(t).astype(np.float32), np.sin(t).astype(np.float32)
+
+
+class _Playing:
+    """The clip being looped and where its current repetition started."""
+
+    __slots__ = ("clip", "iteration_start", "repeat")
+
+    def __init__(self, clip: Clip, start: int) -> None:
+        self.clip = clip
+        self.iteration_start = start
+        self.repeat = 0
+
+    @property
+    def seam(self) -> int:
+        return self.iteration_start + len(self.clip.audio)
+
+
+class _Pending:
+    __slots__ = ("clip", "not_before", "fade_start")
+
+    def __init__(self, clip: Clip, not_before: int) -> None:
+        self.clip = clip
+        self.not_before = not_before
+        self.fade_start: int | None = None  # set once the fade has begun (the clip is committed)
+
+
+class Timeline:
+    """Loops clips on the bar grid of ``tempo`` and renders blocks of ``channels`` float32 frames."""
+
+    def __init__(
+        self,
+        tempo: TempoMap,
+        channels: int = 2,
+        crossfade_ms: float = DEFAULT_CROSSFADE_MS,
+        min_crossfade_frames: int = 64,
+    ) -> None:
+        if crossfade_ms < 0:
+            raise ValueError(f"crossfade_ms must be >= 0, got {crossfade_ms}")
+        self._tempo = tempo
+        self.channels = channels
+        self.crossfade_frames = int(round(crossfade_ms * tempo.sample_rate / 1000.0))
+        self.min_crossfade_frames = min(min_crossfade_frames, self.crossfade_frames)
+        self._cursor = 0
+        self._playing: _Playing | None = None
+        self._pending: _Pending | None = None
+        self._queued_after_fade: _Pending | None = None  # next clip, while a fade is under way
+        self._events: list[Event] = []
+
+    # --- read-only state -----------------------------------------------------------------------
+
+    @property
+    def tempo(self) -> TempoMap:
+        """The tempo map as rendered so far (it changes at the seams of clips at a new tempo)."""
+        return self._tempo
+
+    @property
+    def cursor(self) -> int:
+        """The next frame :meth:`render_block` will produce."""
+        return self._cursor
+
+    @property
+    def current_clip_id(self) -> str | None:
+        return self._playing.clip.clip_id if self._playing else None
+
+    @property
+    def pending_clip_id(self) -> str | None:
+        return self._pending.clip.clip_id if self._pending else None
+
+    def next_seam_frame(self) -> int:
+        """The next frame (at or after the cursor) where a new clip could start.
+
+        The end of the current repetition, or while nothing plays the next bar line.
+        """
+        if self._playing is None:
+            return self._tempo.bar_line_at_or_after(self._cursor)
+        return self._playing.seam
+
+    def fade_start_frame(self, clip_frames: int | None = None) -> int:
+        """The cursor frame by which a clip must be submitted to get a full crossfade into the
+        next seam (the planner's deadline, before subtracting ring latency and safety margin)."""
+        seam = self.next_seam_frame()
+        if self._playing is None:
+            return seam
+        return seam - self._fade_length(len(self._playing.clip.audio), clip_frames)
+
+    # --- input ---------------------------------------------------------------------------------
+
+    def make_clip(self, clip_id: str, audio: np.ndarray, bpm: float, bars: int) -> Clip:
+        """Validate and normalise audio into a :class:`Clip` for this timeline.
+
+        Mono audio ([n] or [n, 1]) is copied to every channel. The length must be exactly
+        ``loop_frames(bars, bpm, sample_rate, beats_per_bar)``; a wrong length is a renderer bug
+        (ValueError), because its seams would miss the bar lines.
+        """
+        data = np.asarray(audio, dtype=np.float32)
+        if data.ndim == 1:
+            data = data[:, None]
+        if data.ndim != 2 or data.shape[1] not in (1, self.channels):
+            raise ValueError(f"clip {clip_id!r}: expected [frames, {self.channels}] audio, got {data.shape}")
+        if data.shape[1] != self.channels:
+            data = np.repeat(data, self.channels, axis=1)
+        expected = loop_frames(bars, bpm, self._tempo.sample_rate, self._tempo.beats_per_bar)
+        if len(data) != expected:
+            raise ValueError(
+                f"clip {clip_id!r}: {len(data)} frames, but {bars} bars at {bpm} bpm are {expected} frames"
+            )
+        return Clip(clip_id=clip_id, audio=np.ascontiguousarray(data), bpm=float(bpm), bars=bars)
+
+    def submit(self, clip: Clip, not_before_frame: int = 0) -> None:
+        """Queue ``clip`` for the earliest seam at or after ``not_before_frame``.
+
+        Replaces (and reports as dropped) a queued clip whose fade has not begun. If a fade into
+        the queued clip has already begun, ``clip`` waits for the seam after that.
+        """
+        if clip.audio.ndim != 2 or clip.audio.shape[1] != self.channels or clip.audio.dtype != np.float32:
+            raise ValueError(f"clip {clip.clip_id!r}: build clips with Timeline.make_clip()")
+        pending = self._pending
+        if pending is not None and pending.fade_start is None:
+            self._events.append(ClipDropped(self._cursor, pending.clip.clip_id, clip.clip_id))
+            self._pending = None
+        if self._pending is None:
+            self._pending = _Pending(clip, not_before_frame)
+            return
+        queued = self._queued_after_fade
+        if queued is not None:
+            self._events.append(ClipDropped(self._cursor, queued.clip.clip_id, clip.clip_id))
+        self._queued_after_fade = _Pending(clip, not_before_frame)
+
+    # --- output --------------------------------------------------------------------------------
+
+    def render_block(self, n: int) -> RenderedBlock:
+        """Render the next ``n`` frames; returns them with the events they contain."""
+        out = np.zeros((n, self.channels), dtype=np.float32)
+        start = self._cursor
+        end = start + n
+        pos = start
+        while pos < end:
+            if self._playing is None:
+                pos = self._render_idle(out, start, pos, end)
+                continue
+            playing = self._playing
+            seam = playing.seam
+            pending = self._pending
+            if pos == seam:
+                if self._eligible(pending, seam) and self._fade_length(
+                    len(playing.clip.audio), len(pending.clip.audio)
+                ) == 0:
+                    pending.fade_start = seam  # crossfade off: a plain cut on the seam
+                self._cross_seam(seam)
+                continue
+            limit = min(end, seam)
+            if self._eligible(pending, seam):
+                fade_start = seam - self._fade_length(len(playing.clip.audio), len(pending.clip.audio))
+                if pos < fade_start:
+                    limit = min(limit, fade_start)
+                elif pos == fade_start or seam - pos >= self.min_crossfade_frames:
+                    pending.fade_start = pos
+            if pending is not None and pending.fade_start is not None:
+                self._render_fade(out, start, pos, limit, playing, pending, seam)
+            else:
+                offset = pos - playing.iteration_start
+                out[pos - start : limit - start] = playing.clip.audio[offset : offset + limit - pos]
+            pos = limit
+        self._cursor = end
+        events, self._events = self._events, []
+        return RenderedBlock(start, out, events)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _eligible(pending: _Pending | None, seam: int) -> bool:
+        """A queued clip whose fade has not begun and which may start at ``seam``."""
+        return pending is not None and pending.fade_start is None and seam >= pending.not_before
+
+    def _fade_length(self, outgoing_frames: int, incoming_frames: int | None) -> int:
+        length = min(self.crossfade_frames, outgoing_frames)
+        if incoming_frames is not None:
+            length = min(length, incoming_frames)
+        return length
+
+    def _render_idle(self, out: np.ndarray, start: int, pos: int, end: int) -> int:
+        """Silence until the first clip's bar line; returns the new position."""
+        pending = self._pending
+        if pending is None:
+            return end
+        first = self._tempo.bar_line_at_or_after(max(pos, pending.not_before))
+        if first >= end:
+            return end
+        self._start_clip(pending.clip, first, crossfade=0)
+        return first
+
+    def _render_fade(
+        self, out: np.ndarray, start: int, pos: int, limit: int, playing: _Playing, pending: _Pending, seam: int
+    ) -> None:
+        fade_len = seam - pending.fade_start
+        fade_out, fade_in = equal_power_gains(fade_len, pos - pending.fade_start, limit - pos)
+        old_offset = pos - playing.iteration_start
+        old = playing.clip.audio[old_offset : old_offset + limit - pos]
+        incoming = pending.clip.audio
+        new_offset = len(incoming) - (seam - pos)
+        new = incoming[new_offset : new_offset + limit - pos]
+        out[pos - start : limit - start] = old * fade_out[:, None] + new * fade_in[:, None]
+
+    def _cross_seam(self, seam: int) -> None:
+        pending = self._pending
+        if pending is not None and pending.fade_start is not None:
+            self._start_clip(pending.clip, seam, crossfade=seam - pending.fade_start)
+            return
+        playing = self._playing
+        playing.iteration_start = seam
+        playing.repeat += 1
+        self._events.append(
+            LoopStarted(seam, self._tempo.bar_at(seam), playing.clip.clip_id, playing.repeat, self._tempo.bpm, 0)
+        )
+
+    def _start_clip(self, clip: Clip, frame: int, crossfade: int) -> None:
+        if clip.bpm != self._tempo.bpm:
+            self._tempo = self._tempo.with_tempo(clip.bpm, frame)
+        self._playing = _Playing(clip, frame)
+        self._pending = self._queued_after_fade
+        self._queued_after_fade = None
+        self._events.append(LoopStarted(frame, self._tempo.bar_at(frame), clip.clip_id, 0, clip.bpm, crossfade))
