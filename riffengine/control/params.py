@@ -359,7 +359,7 @@ def lookup_address(address: str) -> tuple[Param, int | None]:
         raise UserError(f"OSC address {_show(address)} is not a parameter; "
                         f"parameters are at {head}<name>")
     rest = address[len(head):]
-    if not re.fullmatch(r"[a-z_]+(/[0-9]+)?", rest):
+    if not re.fullmatch(r"[a-z][a-z0-9_]*(/[0-9]+)?", rest):
         name = rest.split("/")[0]
         param(name)  # an unknown name gets a suggestion
         raise UserError(f"OSC address {_show(address)} is malformed; "
