@@ -200,6 +200,20 @@ def test_tempo_change_clip_of_another_length_starts_on_the_grid_and_moves_the_te
     assert tl.tempo.bar_at(seam) == 2 and tl.tempo.bar_frame(3) == seam + 2667
     assert tl.tempo.beat_at(seam + 5334) == 16.0
     np.testing.assert_array_equal(out[seam - 100 : seam - 100 + 5334], slow.audio)
+    # Frames before the seam keep the old map (playback lags the render cursor).
+    assert tl.tempo_at(seam - 1).bpm == 120.0 and tl.tempo_at(seam - 1).bar_at(seam - 1) == 1
+    assert tl.tempo_at(seam).bpm == 90.0
+
+
+def test_first_clip_at_another_tempo_starts_on_the_old_grid_then_sets_the_tempo():
+    tl = Timeline(TempoMap(120.0, sample_rate=RATE))
+    render(tl, 10)
+    fast = make(tl, "fast", 1, bars=1, bpm=150.0)  # 1600 frames
+    tl.submit(fast)
+    out, events = render(tl, BAR - 10 + 2 * 1600 + 1)
+    assert starts(events) == [(BAR, 1, "fast", 0), (BAR + 1600, 2, "fast", 1), (BAR + 3200, 3, "fast", 2)]
+    assert not out[: BAR - 10].any()
+    assert tl.tempo.bar_frames == 1600 and tl.tempo.bar_frame(2) == BAR + 1600
 
 
 def test_crossfade_off_is_a_plain_cut_on_the_seam():

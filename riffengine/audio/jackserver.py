@@ -56,9 +56,22 @@ class JackServer:
         return cmd + ["-d", self.driver, "-r", str(self.sample_rate), "-p", str(self.period)]
 
     def start(self, timeout: float = 15.0) -> JackServer:
-        """Start jackd and wait until clients can connect; UserError if it cannot start."""
-        if shutil.which("jackd") is None:
+        """Start jackd and wait until clients can connect; UserError if it cannot start.
+
+        If real-time scheduling is asked for and the server will not start with it (no
+        permission, as in some containers), it is started once more without.
+        """
+        if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
             raise UserError("jackd is not installed: install the Debian package jackd2 (scripts/setup.sh does)")
+        try:
+            return self._start(timeout)
+        except UserError:
+            if not self.realtime:
+                raise
+            self.realtime = False
+            return self._start(timeout)
+
+    def _start(self, timeout: float) -> JackServer:
         self._log = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
         self.process = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env)

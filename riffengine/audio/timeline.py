@@ -138,6 +138,7 @@ class Timeline:
         if crossfade_ms < 0:
             raise ValueError(f"crossfade_ms must be >= 0, got {crossfade_ms}")
         self._tempo = tempo
+        self._tempo_history: list[TempoMap] = [tempo]  # maps in force, by anchor frame
         self.channels = channels
         self.crossfade_frames = int(round(crossfade_ms * tempo.sample_rate / 1000.0))
         self.min_crossfade_frames = min(min_crossfade_frames, self.crossfade_frames)
@@ -153,6 +154,14 @@ class Timeline:
     def tempo(self) -> TempoMap:
         """The tempo map as rendered so far (it changes at the seams of clips at a new tempo)."""
         return self._tempo
+
+    def tempo_at(self, frame: int) -> TempoMap:
+        """The tempo map in force at ``frame`` (the render cursor runs ahead of playback, so
+        use this, not :attr:`tempo`, for beats and bars of the frame being heard)."""
+        for tempo in reversed(self._tempo_history):
+            if frame >= tempo.anchor_frame:
+                return tempo
+        return self._tempo_history[0]
 
     @property
     def cursor(self) -> int:
@@ -317,6 +326,7 @@ class Timeline:
     def _start_clip(self, clip: Clip, frame: int, crossfade: int) -> None:
         if clip.bpm != self._tempo.bpm:
             self._tempo = self._tempo.with_tempo(clip.bpm, frame)
+            self._tempo_history = self._tempo_history[-15:] + [self._tempo]
         self._playing = _Playing(clip, frame)
         self._pending = self._queued_after_fade
         self._queued_after_fade = None
