@@ -102,7 +102,7 @@ class PromptEncoder:
         segments = parse_weighted(prompt)
         if all(weight == 1.0 for _, weight in segments):
             ids = self.tokenizer(
-                prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
+                "".join(text for text, _ in segments), padding="max_length", max_length=self.tokenizer.model_max_length,
                 truncation=True, return_tensors="pt",
             ).input_ids
             return self._run(ids)

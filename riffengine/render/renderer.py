@@ -147,10 +147,14 @@ def resolve_mix(request: RenderRequest) -> Mix:
 # --- the pieces of one render ---------------------------------------------------------------
 
 
-def seed_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """Gaussian noise for a seed, drawn on the CPU in float32 (the same on every device)."""
+def seed_noise(seed: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Generator]:
+    """Gaussian noise for a seed, drawn on the CPU in float32 (the same on every device).
+
+    Also returns the generator after the draw: ancestral schedulers continue from it, as in
+    diffusers' pipelines.
+    """
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.randn(shape, generator=generator, dtype=torch.float32)
+    return torch.randn(shape, generator=generator, dtype=torch.float32), generator
 
 
 def make_scheduler(model: RiffusionModel, name: str):
@@ -257,13 +261,20 @@ class Renderer:
         f = self.model.vae_scale_factor
         return (1, self.model.latent_channels, HEIGHT // f, width // f)
 
-    def initial_noise(self, request: RenderRequest, mix: Mix) -> torch.Tensor:
-        """The slerp of both seeds' noises by alpha, on the model's device and dtype."""
+    def initial_noise(self, request: RenderRequest,
+                      mix: Mix) -> tuple[torch.Tensor, torch.Generator]:
+        """The slerp of both seeds' noises by alpha, on the model's device and dtype.
+
+        The generator returned (for ancestral schedulers) is the nearer side's.
+        """
         shape = self.latent_shape(request.width)
-        noise = seed_noise(mix.seed_a, shape)
+        noise, generator = seed_noise(mix.seed_a, shape)
         if mix.alpha > 0:
-            noise = slerp(noise, seed_noise(mix.seed_b, shape), mix.alpha)
-        return noise.to(self.model.device, self.model.dtype)
+            noise_b, generator_b = seed_noise(mix.seed_b, shape)
+            noise = slerp(noise, noise_b, mix.alpha)
+            if mix.alpha >= 0.5:
+                generator = generator_b
+        return noise.to(self.model.device, self.model.dtype), generator
 
     @torch.no_grad()
     def seed_latents(self, seed_image: str, width: int) -> torch.Tensor:
@@ -292,7 +303,7 @@ class Renderer:
         """Run the denoising loop and return the final latents."""
         model = self.model
         scheduler = make_scheduler(model, request.scheduler)
-        noise = self.initial_noise(request, mix)
+        noise, generator = self.initial_noise(request, mix)
         keep = self.mask_keep(request)
         if request.seed_image is None:
             timesteps = img2img_timesteps(scheduler, request.steps, 1.0, model.device)
@@ -302,7 +313,7 @@ class Renderer:
             timesteps = img2img_timesteps(scheduler, request.steps, mix.denoise, model.device)
             init = self.seed_latents(request.seed_image, request.width)
             latents = scheduler.add_noise(init, noise, timesteps[:1])
-        extra = step_kwargs(scheduler, torch.Generator(device="cpu").manual_seed(mix.seed_a))
+        extra = step_kwargs(scheduler, generator)
         for i, t in enumerate(timesteps):
             noise_pred = predict_noise(model.unet, latents, t, embeddings, mix.guidance, scheduler)
             latents = scheduler.step(noise_pred, t, latents, **extra, return_dict=False)[0]
