@@ -168,3 +168,72 @@ def test_equivalent_to_diffusers_img2img_pipeline(renderer, scheduler):
 
 def test_validate_accepts_the_defaults():
     validate_request(RenderRequest(a=side("lofi beat")))
+
+
+# --- the worker thread ----------------------------------------------------------------------
+
+import threading  # noqa: E402
+
+from riffengine.render.worker import RenderJob, RenderWorker  # noqa: E402
+
+
+class GatedRenderer:
+    """Stands in for a Renderer: each render waits until the test opens the gate."""
+
+    def __init__(self):
+        self.gate = threading.Semaphore(0)
+        self.started = threading.Event()
+        self.seen: list[str] = []
+
+    def render(self, request, num_frames=None):
+        self.seen.append(request.a.prompts[0].text)
+        self.started.set()
+        self.gate.acquire(timeout=10)
+        if request.a.prompts[0].text == "boom":
+            raise RuntimeError("boom")
+        return f"clip:{request.a.prompts[0].text}:{num_frames}"
+
+
+def job(text: str) -> RenderJob:
+    return RenderJob(RenderRequest(a=side(text)), num_frames=100, tag=text)
+
+
+def test_worker_renders_newest_pending_job_and_reports():
+    fake = GatedRenderer()
+    results = []
+    worker = RenderWorker(fake, results.append)
+    worker.start()
+    try:
+        assert worker.submit(job("one")) is None
+        assert fake.started.wait(5)
+        assert worker.running.tag == "one"
+        assert worker.submit(job("two")) is None
+        dropped = worker.submit(job("three"))  # "two" never started: newest wins
+        assert dropped.tag == "two"
+        fake.gate.release()
+        fake.gate.release()
+        assert worker.wait_idle(5)
+    finally:
+        worker.stop(5)
+    assert fake.seen == ["one", "three"]
+    assert [r.clip for r in results] == ["clip:one:100", "clip:three:100"]
+    assert len(worker.durations()) == 2 and worker.expected_seconds(9.0) < 9.0
+
+
+def test_worker_survives_a_failing_render():
+    fake = GatedRenderer()
+    results = []
+    worker = RenderWorker(fake, results.append)
+    worker.start()
+    try:
+        worker.submit(job("boom"))
+        fake.gate.release()
+        assert worker.wait_idle(5)
+        worker.submit(job("fine"))
+        fake.gate.release()
+        assert worker.wait_idle(5)
+    finally:
+        worker.stop(5)
+    assert not results[0].ok and isinstance(results[0].error, RuntimeError)
+    assert results[1].ok and results[1].clip == "clip:fine:100"
+    assert worker.durations() == worker.durations()[-1:]  # failures are not timed

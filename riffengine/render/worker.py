@@ -1,0 +1,172 @@
+"""The render worker: one thread owns the model and renders the newest request.
+
+Thread rules:
+
+- After :meth:`RenderWorker.start`, only the worker thread touches the renderer and the model
+  (torch state, caches, CUDA streams). Other threads only call :meth:`submit`, :meth:`stop` and
+  the read-only properties.
+- :meth:`submit` never blocks on a render. A job that has not started yet is replaced by a newer
+  one (newest wins; the dropped job is returned to the caller). A job that has started runs to
+  the end; at most one render runs at a time.
+- ``on_result`` is called on the worker thread, once per job that ran, with a
+  :class:`RenderResult`. An asyncio program wraps it, e.g.
+  ``lambda r: loop.call_soon_threadsafe(handle, r)``. It must not block for long.
+- A render that raises does not stop the worker: the error is in the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from riffengine.errors import UserError
+from riffengine.render.renderer import Clip, Renderer
+from riffengine.render.request import RenderRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """A request to render, the audio length wanted (frames, or None) and a caller's tag."""
+
+    request: RenderRequest
+    num_frames: int | None = None
+    tag: object = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What came of a job: a clip or an error, and the seconds the render took."""
+
+    job: RenderJob
+    clip: Clip | None
+    error: BaseException | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class RenderWorker:
+    """Runs jobs one at a time on its own thread; see the module docstring for the rules."""
+
+    def __init__(self, renderer: Renderer, on_result: Callable[[RenderResult], None],
+                 history: int = 32, name: str = "riffengine-render"):
+        self.renderer = renderer
+        self.on_result = on_result
+        self._durations: deque[float] = deque(maxlen=history)
+        self._cond = threading.Condition()
+        self._pending: RenderJob | None = None
+        self._running: RenderJob | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    # -- called from any thread
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread.start()
+
+    def submit(self, job: RenderJob) -> RenderJob | None:
+        """Queue ``job`` as the next render; returns the not-yet-started job it replaced."""
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the render worker is stopped")
+            dropped, self._pending = self._pending, job
+            self._cond.notify()
+        return dropped
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Drop the pending job, let a running render finish, and end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._pending = None
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def pending(self) -> RenderJob | None:
+        """The job waiting to start, if any."""
+        with self._cond:
+            return self._pending
+
+    @property
+    def running(self) -> RenderJob | None:
+        """The job being rendered now, if any."""
+        with self._cond:
+            return self._running
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is running or waiting."""
+        with self._cond:
+            return self._pending is None and self._running is None
+
+    def durations(self) -> tuple[float, ...]:
+        """Measured seconds of the most recent successful renders, oldest first."""
+        with self._cond:
+            return tuple(self._durations)
+
+    def expected_seconds(self, default: float) -> float:
+        """A cautious render-time estimate: the slowest of the last few renders, else ``default``."""
+        recent = self.durations()[-5:]
+        if not recent:
+            return default
+        return max(max(recent), statistics.median(recent))
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is running or waiting (tests and tools; never in the loop)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._pending is not None or self._running is not None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    # -- the worker thread
+
+    def _next_job(self) -> RenderJob | None:
+        with self._cond:
+            while self._pending is None and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            job, self._pending = self._pending, None
+            self._running = job
+            return job
+
+    def _run(self) -> None:
+        while (job := self._next_job()) is not None:
+            result = self._render(job)
+            with self._cond:
+                if result.ok:
+                    self._durations.append(result.seconds)
+            try:
+                self.on_result(result)
+            except Exception:  # noqa: BLE001 - a bad callback must not kill the worker
+                log.exception("render result callback failed")
+            with self._cond:
+                self._running = None
+                self._cond.notify_all()
+
+    def _render(self, job: RenderJob) -> RenderResult:
+        start = time.perf_counter()
+        try:
+            clip = self.renderer.render(job.request, num_frames=job.num_frames)
+            return RenderResult(job, clip, None, time.perf_counter() - start)
+        except UserError as exc:
+            log.warning("render rejected: %s", exc)
+            return RenderResult(job, None, exc, time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - the show goes on; the error is reported
+            log.exception("render failed")
+            return RenderResult(job, None, exc, time.perf_counter() - start)
