@@ -15,6 +15,8 @@ COMMANDS = (
     "decode",
     "check",
     "params",
+    "render",
+    "tiny_model",
 )
 
 

@@ -386,7 +386,9 @@ class Renderer:
 
 
 def pixels_to_image(pixels: torch.Tensor):
-    """uint8 ``[3, H, W]`` -> PIL RGB image."""
-    from PIL import Image
+    """uint8 ``[3, H, W]`` -> PIL RGB image carrying Riffusion's spectrogram EXIF tags."""
+    from riffengine.spectrogram import SpectrogramParams
+    from riffengine.spectrogram.image import image_from_rgb
+    from riffengine.spectrogram.params import DEFAULT_MAX_VALUE
 
-    return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
+    return image_from_rgb(pixels, exif=SpectrogramParams().to_exif(DEFAULT_MAX_VALUE))

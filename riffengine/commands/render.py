@@ -1,0 +1,115 @@
+"""``riffengine render``: render one clip (or a transition of clips) to a WAV and a PNG."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from riffengine.errors import UserError
+from riffengine.render.blend import stitch_loops
+from riffengine.render.model import DEFAULT_MODEL
+from riffengine.render.renderer import SAMPLE_RATE, SCHEDULERS, Clip, pixels_to_image
+from riffengine.render.request import PromptSlot, RenderRequest, Side
+
+#: Length of the equal-power crossfade at each seam of a transition, in seconds.
+SEAM_SECONDS = 0.1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "render",
+        help="render a clip from a prompt",
+        description="Render a spectrogram clip with the Riffusion model and write its audio "
+                    "(and image). With --to, interpolate towards a second prompt; with "
+                    "--transition K, render K clips from A to B stitched into one file.",
+    )
+    parser.add_argument("prompt", help="text prompt; (word:1.3) weights a part")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.wav", help="audio file to write")
+    parser.add_argument("--image", metavar="OUT.png", help="also write the spectrogram image")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed of side A (default 0)")
+    parser.add_argument("--negative", default="", metavar="TEXT", help="negative prompt")
+    parser.add_argument("--to", metavar="PROMPT_B", help="side B's prompt (default: side A's)")
+    parser.add_argument("--to-seed", type=int, metavar="M", help="side B's seed (default: A's)")
+    parser.add_argument("--alpha", type=float, default=0.0, help="0 = side A, 1 = side B")
+    parser.add_argument("--transition", type=int, metavar="K",
+                        help="render K clips from alpha 0 to 1 and stitch them")
+    parser.add_argument("--seed-image", default="og_beat", metavar="NAME|PATH",
+                        help="built-in seed image name, a PNG path, or 'none' (default og_beat)")
+    parser.add_argument("--mask", metavar="PATH", help="mask image: white regenerated, black kept")
+    parser.add_argument("--denoise", type=float, default=0.75, help="img2img strength (0.75)")
+    parser.add_argument("--guidance", type=float, default=7.0, help="guidance scale (7)")
+    parser.add_argument("--steps", type=int, default=50, help="diffusion steps (50)")
+    parser.add_argument("--scheduler", default="default", choices=list(SCHEDULERS))
+    parser.add_argument("--width", type=int, default=512, help="image columns (512 = 5.12 s)")
+    parser.add_argument("--frames", type=int, metavar="N",
+                        help="stretch each clip's audio to exactly N samples")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="ID|PATH",
+                        help=f"hub id (from the local cache) or folder (default {DEFAULT_MODEL})")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu, cuda or cuda:N")
+    parser.set_defaults(func=run)
+
+
+def build_request(args: argparse.Namespace, alpha: float) -> RenderRequest:
+    """The request the flags describe, at ``alpha``."""
+    a = Side((PromptSlot(args.prompt),), seed=args.seed, denoise=args.denoise,
+             guidance=args.guidance)
+    b = None
+    if args.to is not None or args.to_seed is not None:
+        b = Side((PromptSlot(args.to if args.to is not None else args.prompt),),
+                 seed=args.to_seed if args.to_seed is not None else args.seed,
+                 denoise=args.denoise, guidance=args.guidance)
+    seed_image = None if args.seed_image.lower() == "none" else args.seed_image
+    return RenderRequest(a=a, b=b, alpha=alpha, negative=args.negative, steps=args.steps,
+                         scheduler=args.scheduler, seed_image=seed_image, mask=args.mask,
+                         width=args.width)
+
+
+def transition_alphas(k: int) -> list[float]:
+    """K evenly spaced alphas from 0 to 1."""
+    if k < 2:
+        raise UserError(f"--transition {k}: use 2 or more clips")
+    return [i / (k - 1) for i in range(k)]
+
+
+def render_clips(renderer, requests: list[RenderRequest], num_frames: int | None) -> list[Clip]:
+    """Render each request, with a progress bar over clips (or steps, for one clip)."""
+    from tqdm import tqdm
+
+    if len(requests) == 1:
+        with tqdm(total=None, desc="render", unit="step", disable=None, leave=False) as bar:
+            def on_step(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(1)
+
+            return [renderer.render(requests[0], num_frames, on_step=on_step)]
+    return [renderer.render(req, num_frames)
+            for req in tqdm(requests, desc="render", unit="clip", disable=None, leave=False)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from riffengine.render.model import load_model
+    from riffengine.render.renderer import Renderer, validate_request
+    from riffengine.spectrogram import save_image
+    from riffengine.spectrogram.audio_io import save_audio
+
+    if args.transition is not None:
+        if args.to is None and args.to_seed is None:
+            raise UserError("--transition needs a side B: give --to PROMPT_B and/or --to-seed M")
+        requests = [build_request(args, alpha) for alpha in transition_alphas(args.transition)]
+    else:
+        requests = [build_request(args, args.alpha)]
+    for req in requests:
+        validate_request(req)  # fail before loading the model
+    renderer = Renderer(load_model(args.model, device=args.device))
+    clips = render_clips(renderer, requests, args.frames)
+    audio = stitch_loops([c.audio for c in clips], round(SEAM_SECONDS * SAMPLE_RATE))
+    save_audio(args.output, audio, SAMPLE_RATE)
+    if args.image:
+        save_image(pixels_to_image(torch.cat([c.pixels for c in clips], dim=-1)), args.image)
+    seconds = sum(c.seconds for c in clips)
+    print(f"{args.output}: {len(clips)} clip(s), {audio.shape[-1] / SAMPLE_RATE:.2f} s of audio, "
+          f"rendered in {seconds:.2f} s")
+    return 0
