@@ -107,8 +107,8 @@ def resolve_model_dir(source: str) -> Path:
         raise UserError(
             f"model {source!r} is not in the Hugging Face cache (looked in {cache}); "
             f"riffengine never downloads while running. Download it once with "
-            f"`huggingface-cli download {source}` (uses HF_HOME, now {cache.parent}), "
-            f"or pass a local folder with --model PATH"
+            f"`huggingface-cli download {source}` (it lands in that cache; set HF_HOME to "
+            f"move it), or pass a local folder with --model PATH"
         ) from exc
 
 
