@@ -101,7 +101,19 @@ def load_image(path: str | Path) -> Image.Image:
 
 
 def check_image_shape(image: Image.Image, params: SpectrogramParams, name: str) -> None:
-    """Raise UserError unless the image is as tall as the number of mel bins."""
+    """Raise UserError unless the image's parameters are sane and it has one row per mel bin."""
+    if not 8000 <= params.sample_rate <= 192000:
+        raise UserError(
+            f"{name}: EXIF sample rate {params.sample_rate} Hz is not usable; "
+            "re-encode the audio (Riffusion uses 44100 Hz)"
+        )
+    if not 0 <= params.min_frequency < params.max_frequency <= params.sample_rate / 2:
+        raise UserError(
+            f"{name}: EXIF frequency range {params.min_frequency}-{params.max_frequency} Hz does not fit "
+            f"under half the {params.sample_rate} Hz sample rate; re-encode the audio"
+        )
+    if params.hop_length < 1 or params.win_length < params.hop_length or params.n_fft < params.win_length:
+        raise UserError(f"{name}: EXIF step/window/padding durations are inconsistent; re-encode the audio")
     width, height = image.size
     if height != params.num_frequencies:
         raise UserError(

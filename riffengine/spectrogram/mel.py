@@ -37,6 +37,10 @@ def audio_to_mel(audio: torch.Tensor, params: SpectrogramParams) -> torch.Tensor
     """
     shape = audio.shape
     flat = audio.reshape(-1, shape[-1]).to(torch.float32)
+    columns = params.columns_for(shape[-1])
+    if shape[-1] <= params.n_fft // 2:
+        # Too short to reflect-pad: pad with silence instead (the reference cannot do this at all).
+        flat = torch.nn.functional.pad(flat, (0, params.n_fft // 2 + 1 - shape[-1]))
     window = torch.hann_window(params.win_length, device=flat.device)
     spec = torch.stft(
         flat,
@@ -51,7 +55,7 @@ def audio_to_mel(audio: torch.Tensor, params: SpectrogramParams) -> torch.Tensor
         return_complex=True,
     ).abs()
     fb = mel_filterbank(params).to(flat.device)
-    mel = torch.matmul(spec.transpose(-1, -2), fb).transpose(-1, -2)
+    mel = torch.matmul(spec[..., :columns].transpose(-1, -2), fb).transpose(-1, -2)
     return mel.reshape(*shape[:-1], mel.shape[-2], mel.shape[-1])
 
 
