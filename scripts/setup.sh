@@ -3,14 +3,14 @@
 # Python virtual environment in .venv with the package installed in it.
 #
 #   scripts/setup.sh           engine only
-#   scripts/setup.sh --test    engine plus the test tools
+#   scripts/setup.sh --test    engine plus the test tools and the Link extra (aalink, GPL-3)
 #
 # Safe to run again: apt and pip skip what is already there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 extra=""
-[[ "${1:-}" == "--test" ]] && extra="[test]"
+[[ "${1:-}" == "--test" ]] && extra="[test,link]"
 
 apt_packages=(
   libportaudio2      # sounddevice's PortAudio
