@@ -1,0 +1,529 @@
+"""OSC over UDP: set parameters, ask for status, subscribe to engine events.
+
+Address space (the parameter table, :mod:`riffengine.control.params`, makes the first four):
+
+==============================  ==========================================================
+``/riff/<param> VALUE``         set a parameter; numbers as int or float (Pure Data sends
+                                floats; ``8.0`` sets an int to 8); text parameters join all
+                                their arguments with spaces (``/riff/negative harsh noise``)
+``/riff/<param>/<slot> VALUE``  set one slot of a per-slot parameter (slots from 0)
+``/riff/<param> V0 V1 ...``     set the first slots of a per-slot parameter, one per argument
+``/riff/<param>/norm X``        set a number or choice by knob position X in 0..1 on the
+``/riff/<param>/<slot>/norm X`` parameter's own curve (as Max's ``live.dial`` sends it)
+``/riff/scene N``               recall scene N of the config (a parameter of type action)
+``/riff/status [PORT]``         reply ``/riff/status.reply name value name value ...``: every
+                                parameter (``prompt_a/0`` ... ) then the engine figures
+``/riff/notify 1|0 [PORT]``     subscribe (1) or unsubscribe (0) to ``/riff/beat bar beat``,
+                                ``/riff/loop index bar png_path``, ``/riff/state key value
+                                source``, ``/riff/fail address reason``, ``/riff/learned key
+                                cc channel``; answered with ``/riff/notify.reply 1|0``
+``/riff/learn PARAM``           MIDI learn: the next CC moved drives PARAM (saved to the
+                                mappings file); ``/riff/learned`` tells when
+==============================  ==========================================================
+
+Replies go back to the sender's address and port, unless the sender named a ``PORT`` in
+``/riff/status`` or ``/riff/notify``: then everything for that sender goes to that port on
+its host (TouchDesigner's OSC Out and Max's ``udpsend`` send from a port nobody listens on).
+
+A bad message of any kind (unknown address, wrong type or count of arguments, out of range,
+NaN, string longer than ``osc.max_string_length``, malformed packet, timetag too far ahead)
+is answered ``/riff/fail <address> <reason>``, logged, and changes nothing. Packets from
+outside ``osc.allow`` are dropped without an answer and counted (``osc_dropped`` in status).
+
+Timetags: bundles with a future timetag are applied at that time with ``loop.call_at``; the
+python-osc dispatcher is built with ``strict_timing=False`` and only used to route addresses,
+so nothing ever sleeps in the loop.
+
+Thread rule: everything here runs on the asyncio loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+import numbers
+import os
+import struct
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
+
+from riffengine.config import OscSettings, PathsSettings
+from riffengine.control import params
+from riffengine.control.actions import Controls
+from riffengine.errors import UserError
+from riffengine.events import Event, EventBus
+from riffengine.state import State, as_pairs
+from riffengine.store import StateStore, changed_keys
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+MAX_PACKET = 32768
+"""Bytes in one UDP packet; larger ones are refused."""
+MAX_MESSAGES = 64
+"""Messages in one packet (bundles included)."""
+MAX_ARGS = 32
+"""Arguments in one message."""
+MAX_AHEAD = 60.0
+"""Seconds a timetag may lie in the future."""
+MAX_SCHEDULED = 256
+"""Timed messages waiting at once."""
+MAX_SUBSCRIBERS = 32
+"""Destinations of ``/riff/notify``."""
+
+STATUS = f"{params.PREFIX}/status"
+NOTIFY = f"{params.PREFIX}/notify"
+LEARN = f"{params.PREFIX}/learn"
+FAIL = f"{params.PREFIX}/fail"
+NORM = "norm"
+
+
+def build(address: str, *values: object) -> bytes:
+    """One OSC message as bytes. ints are int32 (int64 beyond), floats float32, bools 0/1."""
+    builder = OscMessageBuilder(address)
+    for value in values:
+        if isinstance(value, bool):
+            builder.add_arg(int(value), OscMessageBuilder.ARG_TYPE_INT)
+        elif isinstance(value, int):
+            kind = (OscMessageBuilder.ARG_TYPE_INT if -2**31 <= value < 2**31
+                    else OscMessageBuilder.ARG_TYPE_INT64)
+            builder.add_arg(value, kind)
+        elif isinstance(value, float):
+            builder.add_arg(value, OscMessageBuilder.ARG_TYPE_FLOAT)
+        else:
+            builder.add_arg("" if value is None else str(value), OscMessageBuilder.ARG_TYPE_STRING)
+    return builder.build().dgram
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(value: object, what: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"{what}: {_show(value)} is not a number; send an int or a float")
+    return _short_float(value) if isinstance(value, float) else value
+
+
+def _short_float(value: float) -> float:
+    """The shortest decimal that is the same float32: an OSC ``f`` of 0.1 arrives as
+    0.10000000149011612, and is kept as 0.1."""
+    if not math.isfinite(value):
+        return value
+    single = struct.pack(">f", value) if abs(value) < 3.4e38 else None
+    if single is None or struct.unpack(">f", single)[0] != value:
+        return value  # a double ('d'): keep it as sent
+    for digits in range(6, 10):
+        short = float(f"{value:.{digits}g}")
+        if struct.pack(">f", short) == single:
+            return short
+    return value
+
+
+def _text_part(value: object, what: str) -> str:
+    """One argument of a text parameter: a string, or a number written as Pure Data does."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"{what}: {_show(value)} is not text; send strings")
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}"
+
+
+def _flag(value: object, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Real) and value in (0, 1):
+        return bool(value)
+    raise UserError(f"{what}: {_show(value)} is not 1 or 0; send 1 to subscribe, 0 to stop")
+
+
+def _port(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+        math.isfinite(value) and float(value).is_integer() and 1 <= value <= 65535
+    ):
+        raise UserError(f"{what}: reply port {_show(value)} is not valid; use 1 to 65535")
+    return int(value)
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, server: OscServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.server.receive(data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("OSC socket error: %s", exc)
+
+
+class OscServer:
+    """The UDP OSC server on the loop; start with :meth:`start`, stop with :meth:`close`.
+
+    ``figures()`` gives the engine figures of the status reply; ``learn(key)`` arms MIDI
+    learn (raising UserError when there is no MIDI input).
+    """
+
+    def __init__(
+        self,
+        settings: OscSettings,
+        paths: PathsSettings,
+        controls: Controls,
+        store: StateStore,
+        bus: EventBus,
+        figures: Callable[[], Mapping[str, object]],
+        learn: Callable[[str], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.controls = controls
+        self.store = store
+        self.bus = bus
+        self.figures = figures
+        self.learn = learn
+        self.loop = loop
+        self.dropped = 0
+        self.failed = 0
+        self.subscribers: set[Address] = set()
+        self._routes: dict[Address, Address] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._networks = [ipaddress.ip_network(n) for n in settings.allow]
+        self._transport: asyncio.DatagramTransport | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._learner: Address | None = None
+        self.dispatcher = self._build_dispatcher()
+
+    # -- lifecycle --
+
+    async def start(self) -> OscServer:
+        """Bind the UDP socket; UserError if the address is taken or invalid."""
+        try:
+            self._transport, _ = await self.loop.create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=(self.settings.host, self.settings.port)
+            )
+        except OSError as exc:
+            raise UserError(f"OSC: cannot listen on {self.settings.host}:{self.settings.port} "
+                            f"({exc.strerror or exc}); change osc.host or osc.port") from None
+        for dest in self.settings.notify:
+            host, _, port = dest.rpartition(":")
+            self.subscribers.add((host.strip("[]"), int(port)))
+        self._unsubscribe = [self.store.subscribe(self._on_state), self.bus.subscribe(self._on_event)]
+        log.info("OSC listening on %s:%d", *self.address)
+        return self
+
+    @property
+    def address(self) -> Address:
+        """The bound host and port (the real port when ``osc.port`` is 0)."""
+        assert self._transport is not None, "start() first"
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    async def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    # -- receiving --
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self._networks if net.version == ip.version)
+
+    def receive(self, data: bytes, sender: Address) -> None:
+        """One UDP packet from ``sender``: check, parse, apply now or schedule at its timetag."""
+        if not self._allowed(sender[0]):
+            self.dropped += 1
+            log.debug("OSC packet from %s:%d dropped: not in osc.allow", *sender)
+            return
+        if len(data) > MAX_PACKET:
+            self.fail(sender, "", f"packet of {len(data)} bytes is too big; send at most {MAX_PACKET}")
+            return
+        try:
+            messages = OscPacket(data).messages
+        except Exception as exc:  # ParseError, and worse for hostile packets (deep nesting)
+            self.fail(sender, "", f"malformed OSC packet ({type(exc).__name__}); send OSC 1.0 "
+                                  "messages or bundles")
+            return
+        if len(messages) > MAX_MESSAGES:
+            self.fail(sender, "", f"{len(messages)} messages in one packet are too many; "
+                                  f"send at most {MAX_MESSAGES}")
+            return
+        now = time.time()
+        for timed in messages:
+            ahead = timed.time - now
+            if ahead <= 0:
+                self._dispatch(timed.message, sender)
+            elif ahead > MAX_AHEAD:
+                self.fail(sender, timed.message.address,
+                          f"timetag is {ahead:.0f} s ahead; schedule at most {MAX_AHEAD:.0f} s ahead")
+            elif len(self._timers) >= MAX_SCHEDULED:
+                self.fail(sender, timed.message.address,
+                          f"{MAX_SCHEDULED} timed messages are already waiting; send fewer")
+            else:
+                self._schedule(ahead, timed.message, sender)
+
+    def _schedule(self, ahead: float, message: OscMessage, sender: Address) -> None:
+        handle: asyncio.TimerHandle | None = None
+
+        def fire() -> None:
+            self._timers.discard(handle)  # type: ignore[arg-type]
+            self._dispatch(message, sender)
+
+        handle = self.loop.call_at(self.loop.time() + ahead, fire)
+        self._timers.add(handle)
+
+    def _dispatch(self, message: OscMessage, sender: Address) -> None:
+        address = message.address
+        try:
+            args = message.params
+            if len(args) > MAX_ARGS:
+                raise UserError(f"{len(args)} arguments are too many; send at most {MAX_ARGS}")
+            limit = self.settings.max_string_length
+            for arg in args:
+                if isinstance(arg, (str, bytes)) and len(arg) > limit:
+                    raise UserError(f"a string of {len(arg)} characters is longer than "
+                                    f"osc.max_string_length ({limit}); send a shorter one")
+            for handler in list(self.dispatcher.handlers_for_address(address)):
+                handler.invoke(sender, message)
+        except UserError as exc:
+            self.fail(sender, address, str(exc))
+        except Exception as exc:  # a bug must not take the server down
+            log.exception("OSC handler failed on %s", address)
+            self.fail(sender, address, f"internal error ({type(exc).__name__})")
+
+    def _build_dispatcher(self) -> Dispatcher:
+        """Route every address the parameter table defines, plus status, notify and learn."""
+        d = Dispatcher(strict_timing=False)  # timetags are honoured in receive(), never by sleeping
+        for p in params.PARAMS:
+            knob = p.type != "str" and p.effect != "action"
+            if p.slots:
+                d.map(p.address, self._on_whole, p, needs_reply_address=True)
+            targets = [(i, p.slot_address(i)) for i in range(p.slots)] if p.slots else [(None, p.address)]
+            for slot, address in targets:
+                d.map(address, self._on_value, (p, slot), needs_reply_address=True)
+                if knob:
+                    d.map(f"{address}/{NORM}", self._on_norm, (p, slot), needs_reply_address=True)
+        d.map(STATUS, self._on_status, needs_reply_address=True)
+        d.map(NOTIFY, self._on_notify, needs_reply_address=True)
+        d.map(LEARN, self._on_learn, needs_reply_address=True)
+        d.set_default_handler(self._on_unknown, needs_reply_address=True)
+        return d
+
+    # -- handlers: (sender, address, [fixed], *args); they raise UserError --
+
+    def _source(self, sender: Address) -> str:
+        return f"osc {sender[0]}:{sender[1]}"
+
+    def _on_value(self, sender: Address, address: str, fixed: list, *args: object) -> None:
+        p, slot = fixed[0]
+        what = params.label(p, slot)
+        if not args:
+            raise UserError(f"{what}: no value; send {params.allowed(p)}")
+        if p.type in ("str", "enum"):
+            value: object = " ".join(_text_part(a, what) for a in args)
+        elif len(args) != 1:
+            raise UserError(f"{what}: {len(args)} arguments; send one value, {params.allowed(p)}")
+        elif p.type == "bool":
+            value = args[0]
+        else:
+            value = _number(args[0], what)
+        key = p.name if slot is None else f"{p.name}/{slot}"
+        self.controls.set([(key, value)], self._source(sender))
+
+    def _on_whole(self, sender: Address, address: str, fixed: list, *args: object) -> None:
+        p = fixed[0]
+        if not args or len(args) > p.slots:
+            raise UserError(f"{p.name}: {len(args)} arguments; send 1 to {p.slots} values, one "
+                            f"per slot, or set one slot at {p.address}/<slot>")
+        if p.type == "str":
+            values = [_text_part(a, p.name) for a in args]
+        else:
+            values = [_number(a, p.name) for a in args]
+        current = self.store.state.values[p.name]
+        whole = list(values) + list(current[len(values):])  # type: ignore[index]
+        self.controls.set([(p.name, whole)], self._source(sender))
+
+    def _on_norm(self, sender: Address, address: str, fixed: list, *args: object) -> None:
+        p, slot = fixed[0]
+        what = f"{params.label(p, slot)}/{NORM}"
+        if len(args) != 1:
+            raise UserError(f"{what}: send one knob position from 0 to 1")
+        x = _number(args[0], what)
+        if not (math.isfinite(x) and 0.0 <= x <= 1.0):
+            raise UserError(f"{what}: {_show(x)} is out of range; send a position from 0 to 1")
+        key = p.name if slot is None else f"{p.name}/{slot}"
+        self.controls.set([(key, params.from_normalized(p.name, x))], self._source(sender))
+
+    def _on_status(self, sender: Address, address: str, *args: object) -> None:
+        if len(args) > 1:
+            raise UserError("status: send no argument, or the port to answer on")
+        if args:
+            self._routes[sender] = (sender[0], _port(args[0], "status"))
+        self.send(self.route(sender), f"{STATUS}.reply", *self.status_args())
+
+    def _on_notify(self, sender: Address, address: str, *args: object) -> None:
+        if not 1 <= len(args) <= 2:
+            raise UserError("notify: send 1 (subscribe) or 0 (stop), and optionally the port "
+                            "to send events to")
+        on = _flag(args[0], "notify")
+        if len(args) == 2:
+            self._routes[sender] = (sender[0], _port(args[1], "notify"))
+        dest = self.route(sender)
+        if on and dest not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
+            raise UserError(f"notify: {MAX_SUBSCRIBERS} subscribers already; unsubscribe one first")
+        if on:
+            self.subscribers.add(dest)
+        else:
+            self.subscribers.discard(dest)
+        self.send(dest, f"{NOTIFY}.reply", int(on))
+
+    def _on_learn(self, sender: Address, address: str, *args: object) -> None:
+        if len(args) != 1 or not isinstance(args[0], str):
+            raise UserError("learn: send the parameter to learn, e.g. /riff/learn alpha")
+        self.learn(args[0])
+        self._learner = self.route(sender)
+
+    def _on_unknown(self, sender: Address, address: str, *args: object) -> None:
+        raise UserError(unknown_reason(address))
+
+    # -- sending --
+
+    def route(self, sender: Address) -> Address:
+        """Where answers for ``sender`` go: the port it named, else where it sent from."""
+        return self._routes.get(sender, sender)
+
+    def send(self, dest: Address, address: str, *values: object) -> None:
+        if self._transport is None:
+            return
+        try:
+            self._transport.sendto(build(address, *values), dest)
+        except (OSError, ValueError) as exc:
+            log.debug("OSC send to %s:%d failed: %s", dest[0], dest[1], exc)
+
+    def notify(self, address: str, *values: object) -> None:
+        """Send one message to every subscriber."""
+        if not self.subscribers:
+            return
+        data = build(address, *values)
+        for dest in list(self.subscribers):
+            if self._transport is not None:
+                self._transport.sendto(data, dest)
+
+    def fail(self, sender: Address, address: str, reason: str) -> None:
+        """Answer a bad message with ``/riff/fail address reason``, log and count it."""
+        self.failed += 1
+        log.warning("OSC %s from %s:%d refused: %s", address or "packet", sender[0], sender[1], reason)
+        self.send(self.route(sender), FAIL, address, reason)
+
+    def status_args(self) -> list[object]:
+        """``name, value, ...`` for every parameter, then every engine figure."""
+        out: list[object] = []
+        keys = set()
+        for key, value in as_pairs(self.store.state):
+            out += [key, value]
+            keys.add(key)
+        try:
+            figures = dict(self.figures())
+        except Exception:
+            log.exception("engine figures failed")
+            figures = {}
+        for name, value in figures.items():
+            if value is None:
+                continue
+            name = f"engine.{name}" if name in keys else str(name)
+            if not isinstance(value, (bool, int, float, str)):
+                value = str(value)
+            out += [name, value]
+        return out
+
+    # -- pushing events --
+
+    def _on_state(self, old: State, new: State, source: str) -> None:
+        for key, value in changed_keys(old, new):
+            self.notify(f"{params.PREFIX}/state", key, value, source)
+
+    def _on_event(self, event: Event) -> None:
+        data = event.data
+        if event.kind == "beat":
+            self.notify(f"{params.PREFIX}/beat", int(data.get("bar", 0)), int(data.get("beat", 0)))
+        elif event.kind == "loop_started":
+            self._loop_started(data)
+        elif event.kind in ("render_failed", "fail"):
+            address = str(data.get("address", f"{params.PREFIX}/render"))
+            reason = data.get("reason") or data.get("error") or data.get("message") or event.kind
+            self.notify(FAIL, address, str(reason))
+        elif event.kind == "learned":
+            args = (data["key"], data["cc"], data["channel"])
+            self.notify(f"{params.PREFIX}/learned", *args)
+            if self._learner is not None and self._learner not in self.subscribers:
+                self.send(self._learner, f"{params.PREFIX}/learned", *args)
+            self._learner = None
+
+    def _loop_started(self, data: Mapping[str, Any]) -> None:
+        """``/riff/loop index bar path``; a PIL image is written to ``paths.spectrograms`` first."""
+        if not self.subscribers:
+            return
+        index, bar, image = int(data.get("index", 0)), int(data.get("bar", 0)), data.get("image")
+        if image is None or isinstance(image, (str, os.PathLike)):
+            self.notify(f"{params.PREFIX}/loop", index, bar, os.fspath(image) if image else "")
+            return
+        path = os.path.join(self.paths.spectrograms, f"loop-{index:06d}.png")
+        future = self.loop.run_in_executor(None, _write_png, image, path)
+
+        def done(f: asyncio.Future) -> None:
+            if f.exception() is not None:
+                log.error("cannot write spectrogram %s: %s", path, f.exception())
+                self.notify(FAIL, f"{params.PREFIX}/loop", f"cannot write {path}: {f.exception()}")
+            else:
+                self.notify(f"{params.PREFIX}/loop", index, bar, path)
+
+        future.add_done_callback(done)
+
+
+def _write_png(image: Any, path: str) -> None:
+    """Write a spectrogram image (with its EXIF) as PNG; runs on an executor thread."""
+    from riffengine.spectrogram.image import save_image
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    save_image(image, path)
+
+
+def unknown_reason(address: str) -> str:
+    """Why an address is not served, naming the fix."""
+    if address.endswith(f"/{NORM}"):
+        try:
+            p, slot = params.lookup_address(address[: -len(NORM) - 1])
+        except UserError:
+            pass
+        else:
+            if p.slots and slot is None:
+                return f"{p.name}: a knob sets one slot; use {p.address}/<slot>/{NORM}"
+            return f"{p.name} is {'an action' if p.effect == 'action' else p.type}; only numbers and choices have a /{NORM} form"
+    try:
+        params.lookup_address(address)
+    except UserError as exc:
+        return str(exc)
+    return f"unknown address {address}; see docs/osc.md"
