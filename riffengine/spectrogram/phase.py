@@ -105,43 +105,78 @@ def integrated_phase(mag: torch.Tensor, hop: int, n_fft: int, win_length: int) -
     return torch.polar(torch.ones_like(mag), phase)
 
 
+class FrameCodec:
+    """STFT / inverse STFT on one grid, for Griffin-Lim: only the lowest ``bins`` are kept.
+
+    Layout is ``[batch, frames, bins]`` (time-major, so each frame's FFT is contiguous). The
+    inverse pads the missing bins with zeros inside ``irfft`` and divides by a window envelope
+    computed once per length, which is all ``torch.istft`` would redo on every call.
+    """
+
+    def __init__(self, n_fft: int, hop: int, win_length: int, bins: int, device: torch.device) -> None:
+        self.n_fft, self.hop, self.bins = n_fft, hop, bins
+        window = torch.hann_window(win_length, device=device)
+        left = (n_fft - win_length) // 2
+        self.window = torch.nn.functional.pad(window, (left, n_fft - win_length - left))
+        self._envelopes: dict[int, torch.Tensor] = {}
+
+    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+        count = frames.shape[-2]
+        size = self.n_fft + self.hop * (count - 1)
+        out = torch.nn.functional.fold(
+            frames.transpose(-1, -2), (1, size), (1, self.n_fft), stride=(1, self.hop)
+        )
+        return out.reshape(frames.shape[0], size)
+
+    def _envelope(self, count: int) -> torch.Tensor:
+        if count not in self._envelopes:
+            squares = (self.window * self.window).expand(1, count, self.n_fft)
+            self._envelopes[count] = self._overlap_add(squares)[0].clamp(min=1e-11)
+        return self._envelopes[count]
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """``[batch, samples]`` -> complex ``[batch, frames, bins]`` (centred, reflect-padded)."""
+        half = self.n_fft // 2
+        padded = torch.nn.functional.pad(audio.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
+        frames = padded.unfold(-1, self.n_fft, self.hop) * self.window
+        return torch.fft.rfft(frames, dim=-1)[..., : self.bins]
+
+    def inverse(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """complex ``[batch, frames, bins]`` -> ``[batch, length]`` samples."""
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1) * self.window
+        audio = self._overlap_add(frames) / self._envelope(spec.shape[-2])
+        half = self.n_fft // 2
+        return audio[:, half : half + length]
+
+
+def unit_phase(spec: torch.Tensor) -> torch.Tensor:
+    """``spec / |spec|`` (0 stays 0), with one reciprocal square root instead of abs and divide."""
+    parts = torch.view_as_real(spec)
+    return spec * torch.rsqrt(parts.pow(2).sum(-1) + 1e-30)
+
+
 def griffin_lim(
     mag: torch.Tensor,
     phase: torch.Tensor,
-    n_fft: int,
-    hop: int,
-    win_length: int,
+    frames: FrameCodec,
     n_iter: int,
     length: int,
     momentum: float = 0.99,
 ) -> torch.Tensor:
     """Fast Griffin-Lim (with momentum) from a starting phase; returns ``[..., length]`` samples.
 
-    ``mag`` and ``phase`` cover the lowest ``mag.shape[-2]`` bins; higher bins are silent.
+    ``mag`` and ``phase`` are ``[..., bins, columns]`` over the lowest bins; higher bins are silent.
     """
     lead = mag.shape[:-2]
-    used, columns = mag.shape[-2:]
-    bins = n_fft // 2 + 1
-    full = torch.zeros(*lead, bins, columns, device=mag.device, dtype=mag.dtype)
-    full[..., :used, :] = mag
-    full = full.reshape(-1, bins, columns)
-    angles = torch.ones(full.shape, device=mag.device, dtype=torch.complex64)
-    angles[:, :used, :] = phase.reshape(-1, used, columns)
-    window = torch.hann_window(win_length, device=mag.device)
-
-    def synth(a: torch.Tensor) -> torch.Tensor:
-        return torch.istft(full * a, n_fft, hop, win_length, window, center=True, length=length)
-
+    target = mag.reshape(-1, *mag.shape[-2:]).transpose(-1, -2).contiguous()
+    angles = phase.reshape(-1, *phase.shape[-2:]).transpose(-1, -2).contiguous()
     previous = torch.zeros_like(angles)
     keep = momentum / (1 + momentum)
     for _ in range(n_iter):
-        rebuilt = torch.stft(
-            synth(angles), n_fft, hop, win_length, window, center=True, pad_mode="reflect", return_complex=True
-        )
-        angles = rebuilt - keep * previous
-        angles = angles / (angles.abs() + 1e-16)
+        rebuilt = frames.forward(frames.inverse(target * angles, length))
+        angles = unit_phase(rebuilt - keep * previous)
         previous = rebuilt
-    return synth(angles).reshape(*lead, length)
+    return frames.inverse(target * angles, length).reshape(*lead, length)
 
 
 def reconstruct(
@@ -156,7 +191,8 @@ def reconstruct(
     win_length = grid.n_fft if grid.bin_step > 1 else params.win_length
     phase = integrated_phase(mag, grid.hop, grid.n_fft, win_length)
     work_length = grid.hop * (mel.shape[-1] - 1)
-    audio = griffin_lim(mag, phase, grid.n_fft, grid.hop, win_length, n_iter, work_length)
+    frames = FrameCodec(grid.n_fft, grid.hop, win_length, mag.shape[-2], mel.device)
+    audio = griffin_lim(mag, phase, frames, n_iter, work_length)
     if grid.up != grid.down:
         audio = torchaudio.functional.resample(audio, grid.up, grid.down)
     return audio[..., :num_samples]
