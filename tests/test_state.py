@@ -81,7 +81,7 @@ def test_to_render_request_defaults(s0):
         negative="",
         steps=50,
         scheduler="default",
-        seed_image="og_beat",
+        seed_image="groove_94",
     )
 
 

@@ -181,7 +181,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "seed_image",
         "str",
-        "og_beat",
+        "groove_94",
         "Seed image for img2img: a built-in seed name, a file in the seed folder or a path; "
         "empty for text-to-image.",
         max_length=4096,

@@ -42,7 +42,7 @@ class RenderRequest:
     negative: str = ""
     steps: int = 50
     scheduler: str = "default"
-    seed_image: str | None = "og_beat"
+    seed_image: str | None = "groove_94"
     mask: str | None = None
     width: int = 512
     tags: tuple[tuple[str, str], ...] = field(default=(), compare=False)
