@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--alpha", type=float, default=0.0, help="0 = side A, 1 = side B")
     parser.add_argument("--transition", type=int, metavar="K",
                         help="render K clips from alpha 0 to 1 and stitch them")
-    parser.add_argument("--seed-image", default="og_beat", metavar="NAME|PATH",
-                        help="built-in seed image name, a PNG path, or 'none' (default og_beat)")
+    parser.add_argument("--seed-image", default="groove_94", metavar="NAME|PATH",
+                        help="built-in seed image name, a PNG path, or 'none' (default groove_94)")
     parser.add_argument("--mask", metavar="PATH", help="mask image: white regenerated, black kept")
     parser.add_argument("--denoise", type=float, default=0.75, help="img2img strength (0.75)")
     parser.add_argument("--guidance", type=float, default=7.0, help="guidance scale (7)")
