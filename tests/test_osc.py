@@ -1,0 +1,355 @@
+"""The OSC server over real UDP on 127.0.0.1: python-osc, liblo's oscsend/oscdump, raw bytes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from PIL import Image
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from riffengine.config import Settings, load_config
+from riffengine.control import params
+from riffengine.state import as_pairs
+from surface_fixtures import OscClient, RunningSurfaces, wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONFIG = """
+osc:
+  port: 0
+paths:
+  spectrograms: spectrograms
+scenes:
+  verse:
+    prompt_a/0: "dusty boom bap"
+    alpha: 0.0
+  chorus:
+    prompt_b/0: "funky jazz trumpet"
+    alpha: 1.0
+"""
+
+
+def settings_in(tmp_path, text: str = CONFIG) -> Settings:
+    path = tmp_path / "riffengine.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+@pytest.fixture
+def engine(tmp_path):
+    with RunningSurfaces(settings_in(tmp_path)) as running:
+        yield running
+
+
+@pytest.fixture
+def client(engine):
+    with OscClient(engine.osc_port) as c:
+        yield c
+
+
+def test_listens_on_localhost_by_default(engine):
+    assert Settings().osc.host == "127.0.0.1"
+    assert engine.surfaces.osc.address[0] == "127.0.0.1"
+
+
+def test_sets_values_of_every_form_and_status_shows_them(engine, client):
+    client.send("/riff/alpha", 0.25)                      # float
+    client.send("/riff/bars", 4.0)                        # an int parameter sent as a float
+    client.send("/riff/seed_a", 4_000_000_000)            # int64 for a seed above 2**31
+    client.send("/riff/prompt_a/1", "funky", "jazz", 808.0)   # text args are joined
+    client.send("/riff/weight_b", 0.1, 0.2)               # the first slots, one per argument
+    client.send("/riff/steps/norm", 1.0)                  # knob position on the table's curve
+    client.send("/riff/guidance_a/norm", 0.5)
+    client.send("/riff/scheduler", "euler")
+    client.send("/riff/weight_a/*", 0.5)                  # an OSC pattern: every slot
+    status = client.status()
+
+    assert status["alpha"] == pytest.approx(0.25)
+    assert status["bars"] == 4 and engine.values["bars"] == 4
+    assert status["seed_a"] == 4_000_000_000
+    assert status["prompt_a/1"] == "funky jazz 808"
+    assert engine.values["weight_b"] == (0.1, 0.2, 1.0, 1.0)
+    assert engine.values["steps"] == 150
+    assert engine.values["guidance_a"] == pytest.approx(10.0)
+    assert status["scheduler"] == "euler"
+    assert engine.values["weight_a"] == (0.5, 0.5, 0.5, 0.5)
+    # every parameter key, in table order, then the engine figures
+    keys = list(status)
+    table_keys = [k for k, _ in as_pairs(engine.store.state)]
+    assert keys[: len(table_keys)] == table_keys
+    assert status["bar"] == 7 and status["render_ms"] == pytest.approx(850.0)
+    assert status["osc_failed"] == 0 and status["osc_dropped"] == 0
+    assert {source for *_, source in engine.changes} == {f"osc 127.0.0.1:{client.port}"}
+
+
+def test_figure_named_like_a_parameter_is_sent_under_engine_prefix(tmp_path):
+    with RunningSurfaces(settings_in(tmp_path), figures=lambda: {"bpm": 118.5, "bar": 3}) as engine, \
+            OscClient(engine.osc_port) as client:
+        status = client.status()
+    assert status["bpm"] == 120.0 and status["engine.bpm"] == pytest.approx(118.5)
+    assert status["bar"] == 3
+
+
+def test_scene_recall_and_missing_scene(engine, client):
+    client.send("/riff/scene", 1.0)
+    wait_until(lambda: engine.values["scene"] == 1, what="scene 1")
+    assert engine.values["prompt_b"][0] == "funky jazz trumpet"
+    assert engine.values["alpha"] == 1.0
+    version = engine.store.state.version
+    fail = client.request("/riff/scene", 5, reply="/riff/fail")
+    assert fail.params[0] == "/riff/scene" and "scene 5 does not exist" in fail.params[1]
+    assert "0=verse, 1=chorus" in fail.params[1]
+    assert engine.store.state.version == version
+
+
+def _bundle_nested(depth: int) -> bytes:
+    """Bundles inside bundles, written byte by byte (python-osc itself recurses on them)."""
+    inner = OscMessageBuilder("/riff/alpha")
+    inner.add_arg(0.5)
+    data = inner.build().dgram
+    for _ in range(depth):
+        data = b"#bundle\x00" + (1).to_bytes(8, "big") + len(data).to_bytes(4, "big") + data
+    return data
+
+
+def _many_messages(n: int) -> bytes:
+    b = OscBundleBuilder(IMMEDIATELY)
+    for _ in range(n):
+        m = OscMessageBuilder("/riff/alpha")
+        m.add_arg(0.5)
+        b.add_content(m.build())
+    return b.build().dgram
+
+
+def _future(seconds: float, value: float) -> bytes:
+    b = OscBundleBuilder(time.time() + seconds)
+    m = OscMessageBuilder("/riff/alpha")
+    m.add_arg(value)
+    b.add_content(m.build())
+    return b.build().dgram
+
+
+BAD = [
+    # (address, args, words the reason must contain)
+    ("/riff/nothing", (1.0,), "unknown parameter 'nothing'"),
+    ("/riff/alpah", (0.5,), "did you mean 'alpha'"),
+    ("/elsewhere/alpha", (0.5,), "is not a parameter"),
+    ("/riff/alpha", ("loud",), "is not a number"),
+    ("/riff/alpha", (True,), "is not a number"),
+    ("/riff/alpha", (b"\x00\x01",), "is not a number"),
+    ("/riff/alpha", (), "no value"),
+    ("/riff/alpha", (0.1, 0.2), "2 arguments"),
+    ("/riff/alpha", (1.5,), "out of range"),
+    ("/riff/bpm", (float("nan"),), "not a finite number"),
+    ("/riff/bpm", (float("inf"),), "not a finite number"),
+    ("/riff/bars", (2.5,), "not a whole number"),
+    ("/riff/steps", (0,), "out of range"),
+    ("/riff/seed_a", (-1,), "out of range"),
+    ("/riff/scheduler", ("eulerr",), "did you mean 'euler'"),
+    ("/riff/prompt_a/0", ("x" * 5000,), "longer than osc.max_string_length"),
+    ("/riff/prompt_a/0", (b"blob",), "is not text"),
+    ("/riff/prompt_a/9", ("x",), "slot 9 does not exist"),
+    ("/riff/prompt_a", ("a", "b", "c", "d", "e"), "5 arguments"),
+    ("/riff/weight_a", ("heavy",), "is not a number"),
+    ("/riff/prompt_a/0/norm", (0.5,), "only numbers and choices"),
+    ("/riff/weight_a/norm", (0.5,), "a knob sets one slot"),
+    ("/riff/alpha/norm", (1.5,), "send a position from 0 to 1"),
+    ("/riff/alpha/norm", ("half",), "is not a number"),
+    ("/riff/scene", (2.0,), "does not exist"),
+    ("/riff/status", (1, 2), "send no argument"),
+    ("/riff/status", (70000,), "reply port"),
+    ("/riff/notify", (2,), "is not 1 or 0"),
+    ("/riff/notify", (), "send 1 (subscribe) or 0"),
+    ("/riff/learn", ("alpha",), "MIDI input is off"),
+    ("/riff/learn", ("prompt_a/0",), "is text"),
+    ("/riff/learn", (), "send the parameter to learn"),
+    ("/riff/alpha", tuple(0.1 for _ in range(40)), "too many"),
+]
+
+
+@pytest.mark.parametrize("address, args, reason", BAD, ids=[f"{a} {r}" for a, _, r in BAD])
+def test_bad_messages_get_fail_and_change_nothing(engine, client, address, args, reason):
+    before = engine.store.state
+    client.send(address, *args)
+    fail = client.wait_for("/riff/fail")
+    assert fail.params[0] == address
+    assert reason in fail.params[1], fail.params[1]
+    assert engine.store.state is before  # not even a new version
+    assert engine.surfaces.osc.failed >= 1
+
+
+@pytest.mark.parametrize("packet, reason", [
+    (b"not osc at all", "malformed OSC packet"),
+    (b"#bundle\x00\x00\x00\x00", "malformed OSC packet"),
+    (_bundle_nested(1200), "malformed OSC packet"),
+    (_many_messages(100), "too many"),
+    (_future(3600, 0.5), "s ahead"),
+], ids=["garbage", "truncated bundle", "deep nesting", "too many messages", "far timetag"])
+def test_bad_packets_get_fail_and_change_nothing(engine, client, packet, reason):
+    before = engine.store.state
+    client.send_raw(packet)
+    fail = client.wait_for("/riff/fail")
+    assert reason in fail.params[1], fail.params[1]
+    assert engine.store.state is before
+
+
+def test_future_timetag_applies_later_without_blocking_the_loop(engine, client):
+    client.send_raw(_future(2.0, 0.9))
+    client.send("/riff/alpha", 0.3)
+    # the loop answers at once: the timed message waits on a timer, not in a sleep
+    status = client.status()
+    assert status["alpha"] == pytest.approx(0.3)
+    wait_until(lambda: engine.values["alpha"] == pytest.approx(0.9), what="timed alpha")
+    assert [v for k, v, _ in engine.changes if k == "alpha"] == [pytest.approx(0.3), pytest.approx(0.9)]
+
+
+def test_status_and_fail_go_to_the_reply_port_the_sender_names(engine, client):
+    with OscClient(engine.osc_port) as listener:
+        client.send("/riff/status", listener.port)
+        reply = listener.wait_for("/riff/status.reply")
+        assert "alpha" in reply.params
+        client.send("/riff/alpha", 9.0)
+        fail = listener.wait_for("/riff/fail")
+        assert fail.params[0] == "/riff/alpha"
+
+
+def test_notify_pushes_state_beat_loop_and_fail(engine, client, tmp_path):
+    with OscClient(engine.osc_port) as listener, OscClient(engine.osc_port) as other:
+        client.send("/riff/notify", 1.0, float(listener.port))   # Pure Data style floats
+        assert listener.wait_for("/riff/notify.reply").params == [1]
+
+        other.send("/riff/prompt_b/2", "glass", "harp")
+        state = listener.wait_for("/riff/state")
+        assert state.params == ["prompt_b/2", "glass harp", f"osc 127.0.0.1:{other.port}"]
+
+        engine.call(engine.bus.publish, "beat", bar=12, beat=3)
+        assert listener.wait_for("/riff/beat").params == [12, 3]
+
+        image = Image.new("RGB", (64, 32), (10, 200, 30))
+        engine.call(engine.bus.publish, "loop_started", index=5, bar=16, frame=0, image=image)
+        loop = listener.wait_for("/riff/loop")
+        index, bar, path = loop.params
+        assert (index, bar) == (5, 16)
+        assert path.startswith(str(tmp_path / "spectrograms")) and path.endswith(".png")
+        with Image.open(path) as written:
+            assert written.size == (64, 32) and written.getpixel((3, 3)) == (10, 200, 30)
+
+        engine.call(engine.bus.publish, "loop_started", index=6, bar=18, frame=0, image="/x/y.png")
+        assert listener.wait_for("/riff/loop").params == [6, 18, "/x/y.png"]
+
+        engine.call(engine.bus.publish, "render_failed", error="CUDA out of memory")
+        fail = listener.wait_for("/riff/fail")
+        assert fail.params == ["/riff/render", "CUDA out of memory"]
+
+        # unsubscribe: the next change is not pushed; after subscribing again, the first
+        # push the listener sees is the later change
+        client.send("/riff/notify", 0)
+        assert listener.wait_for("/riff/notify.reply").params == [0]
+        other.send("/riff/alpha", 0.125)
+        wait_until(lambda: engine.values["alpha"] == 0.125, what="alpha 0.125")
+        client.send("/riff/notify", 1, listener.port)
+        listener.wait_for("/riff/notify.reply")
+        other.send("/riff/alpha", 0.5)
+        first = listener.wait_for("/riff/state")
+        assert first.params[:2] == ["alpha", 0.5]
+
+
+def test_packets_from_outside_osc_allow_are_dropped_and_counted(tmp_path):
+    settings = settings_in(tmp_path, CONFIG.replace("port: 0", "port: 0\n  allow: [10.0.0.0/8]"))
+    with RunningSurfaces(settings) as engine, OscClient(engine.osc_port) as client:
+        before = engine.store.state
+        client.send("/riff/alpha", 0.75)
+        client.send("/riff/status")
+        wait_until(lambda: engine.surfaces.osc.dropped == 2, what="2 dropped packets")
+        assert engine.store.state is before
+        client._drain()
+        assert client.received == []  # no answer at all, not even /riff/fail
+
+
+@pytest.mark.skipif(shutil.which("oscsend") is None, reason="liblo-tools is not installed")
+def test_oscsend_sets_values_and_oscdump_receives_pushes(engine, client):
+    port = str(engine.osc_port)
+    with OscClient(engine.osc_port) as probe:
+        dump_port = probe.port
+    dump = subprocess.Popen(["oscdump", "-L", str(dump_port)], stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(dump.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        # liblo's oscdump listens on the port; subscribe it from our client
+        def subscribed():  # oscdump may not listen yet: ask again until it hears the answer
+            client.send("/riff/notify", 1, dump_port)
+            return wait_for_line(lines, "/riff/notify.reply", 0.5)
+
+        wait_until(subscribed, what="oscdump subscribed")
+        for args in (["/riff/alpha", "f", "0.75"], ["/riff/seed_b", "i", "31337"],
+                     ["/riff/prompt_b/0", "s", "warm rhodes chords"], ["/riff/bars", "f", "8"]):
+            subprocess.run(["oscsend", "127.0.0.1", port, *args], check=True, timeout=10)
+        wait_until(lambda: engine.values["bars"] == 8, what="oscsend values")
+        assert engine.values["alpha"] == 0.75
+        assert engine.values["seed_b"] == 31337
+        assert engine.values["prompt_b"][0] == "warm rhodes chords"
+        subprocess.run(["oscsend", "127.0.0.1", port, "/riff/alpha", "s", "loud"], check=True, timeout=10)
+        wait_until(lambda: any("/riff/state" in ln and "bars" in ln for ln in lines),
+                   what="oscdump output")
+        assert any("/riff/state" in ln and "alpha" in ln and "0.75" in ln for ln in lines)
+        assert engine.values["alpha"] == 0.75  # the bad one changed nothing
+    finally:
+        dump.terminate()
+        dump.wait(10)
+        reader.join(10)
+
+
+def wait_for_line(lines: list[str], text: str, timeout: float) -> bool:
+    try:
+        wait_until(lambda: any(text in ln for ln in lines), timeout, text)
+    except AssertionError:
+        return False
+    return True
+
+
+def test_python_client_example(engine):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "python_client.py"),
+         "--port", str(engine.osc_port), "--prompt", "deep house bassline", "--alpha", "0.4",
+         "--seed", "777"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert engine.values["prompt_a"][0] == "deep house bassline"
+    assert engine.values["alpha"] == pytest.approx(0.4)
+    assert engine.values["seed_a"] == 777
+    assert "prompt_a/0 = deep house bassline" in result.stdout
+    assert "alpha = 0.4" in result.stdout
+
+
+def _probe_value(p: params.Param) -> object:
+    """A value of ``p`` that is not its default."""
+    default = p.slot_default(p.slots - 1) if p.slots else p.default
+    if p.type == "enum":
+        return p.choices[-1]
+    if p.type == "str":
+        return "text"
+    return p.maximum if default != p.maximum else p.minimum
+
+
+def test_every_parameter_has_an_address(engine, client):
+    """The table drives dispatch: each parameter's address reaches it (status shows it)."""
+    settable = [p for p in params.PARAMS if p.effect != "action"]
+    for p in settable:
+        client.send(p.slot_address(p.slots - 1) if p.slots else p.address, _probe_value(p))
+    status = client.status()
+    for p in settable:
+        key = f"{p.name}/{p.slots - 1}" if p.slots else p.name
+        if p.type in ("float", "int"):
+            assert status[key] == pytest.approx(_probe_value(p)), key
+        else:
+            assert status[key] == _probe_value(p), key
+        assert engine.values[p.name] != p.default, key
