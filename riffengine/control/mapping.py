@@ -272,7 +272,7 @@ def _describe(entry: Mapping) -> str:
 def check_entry(entry: object, scenes: Sequence[str] | None = None) -> Binding:
     """Check one mapping entry (a dict from YAML) and return its Binding; UserError if bad.
 
-    ``scenes`` are the configured scene names, in order; when given, scene targets must exist.
+    ``scenes`` are the configured scene names, in order; when given, scene names must exist.
     """
     if not isinstance(entry, Mapping):
         raise UserError(f"{entry!r} is not a mapping entry; use e.g. {{cc: 0, param: alpha}}")
@@ -348,9 +348,10 @@ def _scene(value: object, program: int | None, scenes: Sequence[str] | None) -> 
             params.coerce(row, value)
         except params.InvalidValue as exc:
             raise _Bad(f"scene: {exc}") from None
-    if scenes is not None:
-        known = isinstance(value, int) and value < len(scenes) or value in scenes
-        if not known:
+    if scenes is not None and isinstance(value, str):
+        # names must exist; numbers may point at scenes the config adds later (a ready
+        # controller mapping recalls 0..7), and a missing one is reported when recalled
+        if value not in scenes:
             listed = ", ".join(f"{i}={n}" for i, n in enumerate(scenes)) or "none are configured"
             raise _Bad(f"scene: {value!r} does not exist; scenes: {listed}")
     return value
