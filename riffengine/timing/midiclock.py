@@ -24,7 +24,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import mido
@@ -41,6 +42,8 @@ SPP_TICKS = 6
 """Clock ticks per Song Position Pointer unit (a 16th note)."""
 DEFAULT_BANDWIDTH_HZ = 0.5
 """DLL bandwidth: lower rejects more jitter, higher follows tempo changes faster."""
+TEMPO_WINDOW = 4 * PPQN
+"""Pulses over which the loop's predicted times are averaged into the reported tempo."""
 VIRTUAL = "virtual:"
 DEFAULT_BACKEND = "mido.backends.rtmidi"
 
@@ -80,14 +83,21 @@ def dll_start(t: float, period: float, bandwidth_hz: float = DEFAULT_BANDWIDTH_H
 def dll_update(dll: Dll, t: float) -> Dll:
     """The loop after a pulse measured at ``t``: phase corrected by ``b * e``, period by ``c * e``."""
     e = t - dll.next_time
+    period = dll.period + dll.c * e
     return Dll(
         next_time=dll.next_time + dll.b * e + dll.period,
-        period=dll.period + dll.c * e,
+        period=period,
         b=dll.b,
         c=dll.c,
         pulses=dll.pulses + 1,
         error=dll.error + 0.05 * (abs(e) - dll.error),
     )
+
+
+def window_period(times: Sequence[float]) -> float:
+    """Mean interval of a run of pulse times (the slope of the loop's predictions): the
+    reported tempo, steadier than the loop's instantaneous ``period``."""
+    return (times[-1] - times[0]) / (len(times) - 1)
 
 
 def dll_locked(dll: Dll, min_pulses: int = 2 * PPQN, max_error: float = 0.25) -> bool:
@@ -182,6 +192,9 @@ class MidiClockIn:
     """Follows 24 ppqn MIDI clock from ``port`` (a tempo source for :class:`TempoSync`)."""
 
     name = "midi"
+    bpm_step = 0.1
+    """The reported tempo still wanders by a few hundredths of a BPM with jitter: the store
+    only follows moves of at least this much (the bar phase is followed exactly regardless)."""
 
     def __init__(
         self,
@@ -202,7 +215,8 @@ class MidiClockIn:
         self.resets = 0
         self._lock = threading.Lock()
         self._dll: Dll | None = None
-        self._last_raw: float | None = None
+        self._warmup: list[float] = []
+        self._times: deque[float] = deque(maxlen=TEMPO_WINDOW + 1)
         self._last_seen = 0.0
         self._next_tick = 0  # song position (ticks) of the next clock to arrive
         self._running = False
@@ -249,27 +263,38 @@ class MidiClockIn:
 
     def _clock(self, t: float) -> None:
         self.ticks += 1
-        self._last_seen = t
         if self._running:
             self._next_tick += 1
         dll = self._dll
-        if dll is None or t - self._last_raw > 4 * dll.period:
-            # first tick, or the clock paused: restart from the raw interval when there is one
-            if self._last_raw is not None and dll is None and t > self._last_raw:
-                self._dll = dll_start(t, t - self._last_raw, self.bandwidth_hz)
-            elif dll is not None:
-                self._dll = None
-            self._last_raw = t
+        if dll is not None and t - self._last_seen > 4 * dll.period:
+            dll = self._restart()  # the clock paused
+        self._last_seen = t
+        if dll is None:
+            # warm up on one beat of raw ticks: a port delivering in bursts makes single
+            # intervals useless as a first guess
+            self._warmup.append(t)
+            if len(self._warmup) > PPQN:
+                period = window_period(self._warmup)
+                if period > 0:
+                    self._dll = dll_start(t, period, self.bandwidth_hz)
+                    self._times.clear()
+                    self._times.append(self._dll.next_time)
+                self._warmup.clear()
             return
         e = t - dll.next_time
         self._big_errors = self._big_errors + 1 if abs(e) > 0.75 * dll.period else 0
         if self._big_errors >= 3:  # a tempo jump the loop cannot follow: start again
-            self._dll = dll_start(t, t - self._last_raw, self.bandwidth_hz)
+            self._restart()
+            self._warmup.append(t)
             self.resets += 1
-            self._big_errors = 0
-        else:
-            self._dll = dll_update(dll, t)
-        self._last_raw = t
+            return
+        self._dll = dll_update(dll, t)
+        self._times.append(self._dll.next_time)
+
+    def _restart(self) -> None:
+        self._dll = None
+        self._big_errors = 0
+        self._warmup = []
 
     # readers ----------------------------------------------------------------------------
 
@@ -290,7 +315,8 @@ class MidiClockIn:
             if dll is None:
                 return None
             start = bar_start_time(dll.next_time, self._next_tick, dll.period, self.beats_per_bar)
-            return bpm_from_period(dll.period), start, self._phase_known
+            period = window_period(self._times) if len(self._times) > 1 else dll.period
+            return bpm_from_period(period), start, self._phase_known
 
     def reading(self) -> SyncReading | None:
         est = self.estimate()

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("internal", "link", "midi")
 BPM_STEP = 0.01
-"""A followed tempo that moved by less than this (BPM) is not written to the store again."""
+"""A followed tempo that moved by less than this (BPM) is not written to the store again
+(a source may set its own ``bpm_step``)."""
 STATE_BPM_RANGE = (40.0, 240.0)
 """The ``bpm`` parameter's range: followed tempos outside it are clamped, with a warning."""
 
@@ -264,7 +265,7 @@ class TempoSync:
     """Holds the one active tempo source and feeds what it follows into the store.
 
     Call :meth:`poll` from the loop regularly (every 50-200 ms): it writes a followed tempo that
-    moved by at least :data:`BPM_STEP` to the store with the source's name as the change's
+    moved by at least :data:`BPM_STEP` (or the source's ``bpm_step``) to the store with the source's name as the change's
     source, and returns the reading for the planner to align loops with
     (:func:`loop_bpm_to_align`). A ``bpm`` change from anyone else (OSC, MIDI CC) is published to
     a Link session; with MIDI clock in, the clock wins again on the next poll.
@@ -325,7 +326,8 @@ class TempoSync:
         if bpm != round(reading.bpm, 2):
             log.warning("followed tempo %.2f BPM is outside the bpm range; using %.2f", reading.bpm, bpm)
         current = self.store.state.values.get("bpm")
-        if current is None or abs(float(current) - bpm) >= BPM_STEP - 1e-9:
+        step = getattr(self._source, "bpm_step", BPM_STEP)
+        if current is None or abs(float(current) - bpm) >= step - 1e-9:
             self.store.apply({"bpm": bpm}, source=self.source)
         return reading
 
