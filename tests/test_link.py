@@ -1,0 +1,144 @@
+"""Ableton Link: riffengine's follower and a second peer in another process agree.
+
+The other peer is a plain ``aalink`` script (no riffengine code) run with this venv's Python.
+Link discovers peers by UDP multicast; on this machine that works over the loopback and the
+container's interface. Tolerances: tempo equal to 0.01 BPM; the bar start computed by the
+follower (through the frame clock) within 2 ms of the peer's own bar start, both converted to
+``time.monotonic()`` (the same clock in both processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytest.importorskip("aalink")
+
+from riffengine.state import initial_state  # noqa: E402
+from riffengine.store import StateStore  # noqa: E402
+from riffengine.timing.link import LinkFollower  # noqa: E402
+from riffengine.timing.sources import FrameClock, TempoSync  # noqa: E402
+
+SR = 44100
+
+PEER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from aalink import Link
+
+    async def main():
+        link = Link(123.0)
+        link.quantum = 4.0
+        link.enabled = True
+        loop = asyncio.get_running_loop()
+        print("ready", flush=True)
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            words = line.split()
+            if not words or words[0] == "quit":
+                return
+            if words[0] == "tempo":
+                link.tempo = float(words[1])
+                print("ok", flush=True)
+            elif words[0] == "report":
+                # bar start in time.monotonic(), from Link's own clock and beat
+                m0 = time.monotonic(); lt = link.time.total_seconds(); m1 = time.monotonic()
+                beat, tempo = link.beat, link.tempo
+                bar = lt - (beat % 4.0) * 60.0 / tempo + (m0 + m1) / 2 - lt
+                print("report", link.num_peers, tempo, repr(bar), flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+class Peer:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", PEER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def ask(self, line: str) -> list[str]:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().split()
+
+    def report(self) -> tuple[int, float, float]:
+        words = self.ask("report")
+        return int(words[1]), float(words[2]), float(words[3])
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def bar_offset(a: float, b: float, bar: float) -> float:
+    return (a - b + bar / 2) % bar - bar / 2
+
+
+def test_two_peers_agree_on_tempo_and_bars_and_tempo_changes_go_both_ways():
+    peer = Peer()
+
+    async def run() -> None:
+        frame_clock = FrameClock.free_running(SR)
+        store = StateStore(initial_state())
+        sync = TempoSync(store, lambda name: LinkFollower(120.0, 4, frame_clock), "link")
+        try:
+            follower = sync._source
+            assert await wait_for(lambda: follower.peers > 0, timeout=15.0), "the peers never found each other"
+            assert sync.status() == {"tempo_source": "link", "tempo_locked": True}
+            # the session's tempo (the peer was there first) reaches the store, tagged "link"
+            assert await wait_for(lambda: sync.poll() is not None and store.state.values["bpm"] == 123.0)
+
+            def agree() -> bool:
+                reading = sync.poll()
+                ours = frame_clock.time_at(reading.bar_frame)
+                peers, tempo, theirs = peer.report()
+                offset = bar_offset(ours, theirs, 240.0 / tempo)
+                agreement.append((peers, tempo, reading.bpm, offset))
+                return peers == 1 and abs(tempo - reading.bpm) < 0.01 and abs(offset) < 0.002
+
+            # each side sees the other a moment apart, and Link measures the clock offset between
+            # them for a moment after they meet
+            agreement: list = []
+            assert await wait_for(agree, timeout=5.0), agreement[-3:]
+            for _ in range(10):
+                assert agree(), agreement[-1]
+                await asyncio.sleep(0.1)
+
+            # a tempo change made in riffengine (say from OSC) goes to the session ...
+            store.apply({"bpm": 131.5}, source="osc")
+            assert await wait_for(lambda: peer.report()[1] == pytest.approx(131.5, abs=0.01))
+            # ... and one made by the other peer comes back
+            assert peer.ask("tempo 97") == ["ok"]
+            assert await wait_for(lambda: sync.poll() and store.state.values["bpm"] == 97.0)
+            reading = sync.poll()
+            _, _, theirs = peer.report()
+            assert abs(bar_offset(frame_clock.time_at(reading.bar_frame), theirs, 240.0 / 97.0)) < 0.002
+        finally:
+            sync.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        peer.close()
