@@ -353,3 +353,74 @@ def test_every_parameter_has_an_address(engine, client):
         else:
             assert status[key] == _probe_value(p), key
         assert engine.values[p.name] != p.default, key
+
+
+def _max_atoms(text: str) -> list[object]:
+    """Atoms as Max's udpsend sends them: ints, floats, the rest symbols (strings)."""
+    out: list[object] = []
+    for word in text.split():
+        for kind in (int, float):
+            try:
+                out.append(kind(word))
+                break
+            except ValueError:
+                continue
+        else:
+            out.append(word)
+    return out
+
+
+def test_max_patch_is_well_formed_and_its_messages_are_accepted(engine, client):
+    import json
+
+    with open(os.path.join(ROOT, "examples", "max", "riffengine.maxpat")) as file:
+        patcher = json.load(file)["patcher"]
+    boxes = {b["box"]["id"]: b["box"] for b in patcher["boxes"]}
+    for line in patcher["lines"]:
+        (src, outlet), (dst, inlet) = line["patchline"]["source"], line["patchline"]["destination"]
+        assert outlet < boxes[src]["numoutlets"] and inlet < boxes[dst]["numinlets"]
+    messages = [b["text"] for b in boxes.values() if b["maxclass"] == "message"]
+    prepends = [b["text"].split()[1] for b in boxes.values()
+                if b["maxclass"] == "newobj" and b["text"].startswith("prepend ")]
+    assert len(messages) >= 5 and len(prepends) >= 3
+    with OscClient(engine.osc_port) as listener:
+        reply_port = listener.port
+        for text in messages:  # the patch's 9001 becomes this test's listening port
+            address, *args = _max_atoms(text.replace("9001", str(reply_port)))
+            client.send(address, *args)
+        for address in prepends:
+            client.send(address, 0.5 if "norm" in address or "alpha" in address else 99)
+        listener.wait_for("/riff/status.reply")
+        listener.wait_for("/riff/notify.reply")
+        client.send("/riff/status")  # answered after everything before it: to the named port
+        listener.wait_for("/riff/status.reply")
+        assert engine.surfaces.osc.failed == 0
+    assert engine.values["prompt_a"][0] == "lo-fi piano with rain"
+    assert engine.values["alpha"] == 0.5 and engine.values["seed_a"] == 99
+    assert engine.values["scene"] == 1
+
+
+def test_touchdesigner_script_sends_addresses_the_engine_serves(engine, client):
+    """Run the TouchDesigner module with a stand-in for op('oscout1') that sends over UDP."""
+    namespace: dict = {}
+    with open(os.path.join(ROOT, "examples", "touchdesigner", "riffengine_osc.py")) as file:
+        exec(compile(file.read(), "riffengine_osc.py", "exec"), namespace)
+
+    class OscOut:
+        def sendOSC(self, address, values):
+            client.send(address, *values)
+
+    namespace["op"] = lambda name: OscOut()
+    namespace["REPLY_PORT"] = client.port
+    namespace["set_prompt"]("lo-fi piano with rain")
+    namespace["set_alpha"](0.5)
+    namespace["set_seed"](1234)
+    namespace["set_norm"]("guidance_a", 0.25)
+    namespace["subscribe"]()
+    client.wait_for("/riff/notify.reply")
+    namespace["status"]()
+    client.wait_for("/riff/status.reply")
+    assert engine.surfaces.osc.failed == 0
+    assert engine.values["prompt_a"][0] == "lo-fi piano with rain"
+    assert (engine.values["alpha"], engine.values["seed_a"]) == (0.5, 1234)
+    assert engine.values["guidance_a"] == pytest.approx(5.0)

@@ -526,4 +526,4 @@ def unknown_reason(address: str) -> str:
         params.lookup_address(address)
     except UserError as exc:
         return str(exc)
-    return f"unknown address {address}; see docs/osc.md"
+    return f"unknown address {address}; see docs/control.md"

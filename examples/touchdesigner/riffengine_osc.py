@@ -1,0 +1,71 @@
+"""riffengine from TouchDesigner: paste into a Text DAT named `riffengine` (see README.md).
+
+Needs, in the same network:
+  oscout1  an OSC Out DAT: Network Address 127.0.0.1 (the engine), Network Port 9000
+  oscin1   an OSC In DAT: Network Port 9001, Callbacks DAT = riffengine_callbacks
+           (a Text DAT holding the onReceiveOSC function at the end of this file)
+
+Call from anywhere:  mod.riffengine.set_prompt('lo-fi piano with rain')
+                     mod.riffengine.set_alpha(0.5); mod.riffengine.set_seed(1234)
+                     mod.riffengine.subscribe(); mod.riffengine.status()
+"""
+
+REPLY_PORT = 9001  # the OSC In DAT's port: the engine answers and pushes events there
+
+
+def _out():
+    return op('oscout1')
+
+
+def send(address, *values):
+    # One message, no bundle: riffengine also honours bundle timetags if you send bundles.
+    _out().sendOSC(address, list(values))
+
+
+def set_prompt(text, side='a', slot=0):
+    send('/riff/prompt_{}/{}'.format(side, slot), str(text))
+
+
+def set_alpha(value):
+    send('/riff/alpha', float(value))
+
+
+def set_seed(seed, side='a'):
+    send('/riff/seed_{}'.format(side), int(seed))
+
+
+def set_norm(param, position):
+    """A 0..1 slider onto a parameter's whole range, e.g. set_norm('guidance_a', 0.3)."""
+    send('/riff/{}/norm'.format(param), float(position))
+
+
+def scene(number):
+    send('/riff/scene', int(number))
+
+
+def subscribe(on=True):
+    """Beats, new loops (with their spectrogram PNG path), changes and failures to oscin1."""
+    send('/riff/notify', 1 if on else 0, REPLY_PORT)
+
+
+def status():
+    """Ask for every parameter and engine figure; the answer arrives at oscin1."""
+    send('/riff/status', REPLY_PORT)
+
+
+# ---- riffengine_callbacks (the OSC In DAT's Callbacks DAT) ------------------------------
+# Keeps the latest status in a Table DAT named `riffstatus` (name | value rows) and the
+# latest loop's spectrogram path in a Movie File In TOP named `spectrogram`.
+
+def onReceiveOSC(dat, rowIndex, message, byteData, timeStamp, address, args, peer):
+    if address == '/riff/status.reply':
+        table = op('riffstatus')
+        table.clear()
+        for name, value in zip(args[0::2], args[1::2]):
+            table.appendRow([name, value])
+    elif address == '/riff/loop':
+        index, bar, path = args
+        op('spectrogram').par.file = path
+    elif address == '/riff/fail':
+        debug('riffengine refused {}: {}'.format(args[0], args[1]))
+    return
