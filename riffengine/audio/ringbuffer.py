@@ -121,3 +121,36 @@ class RingBuffer:
             self.frames_read += n
             self.frames_output += n
         return out
+
+    # --- producer, when stopping ---------------------------------------------------------------
+
+    def fade_unread(self, skip: int, length: int) -> int | None:
+        """Fade out the queued frames from ``skip`` frames after the read position; zero the rest.
+
+        Producer side, for a prompt stop: the fade runs over ``length`` frames (a quarter
+        cosine, or fewer if fewer are queued) and everything queued after it becomes silence, so
+        the stream can stop once ``frames_read`` reaches the returned frame (in ``frames_written``
+        terms) instead of playing the whole ring out. The consumer keeps reading meanwhile:
+        ``skip`` must exceed what it can read while this runs (a few callback periods).
+        Returns None, changing nothing, when fewer than ``skip + 64`` frames are queued (write
+        a faded tail instead).
+        """
+        start = self.frames_read + skip
+        n = min(length, self.frames_written - start)
+        if n < 64:
+            return None
+        gains = np.cos((np.arange(n, dtype=np.float64) + 0.5) * (np.pi / 2.0 / n)).astype(np.float32)
+        for first, last, offset in self._spans(start, start + n):
+            self._buffer[first:last] *= gains[offset : offset + last - first, None]
+        for first, last, _ in self._spans(start + n, self.frames_written):
+            self._buffer[first:last] = 0.0
+        return start + n
+
+    def _spans(self, begin: int, end: int):
+        """(first, last, offset) index spans of the storage holding frames ``begin..end``."""
+        pos = begin
+        while pos < end:
+            first = pos % self.capacity
+            last = min(self.capacity, first + (end - pos))
+            yield first, last, pos - begin
+            pos += last - first
