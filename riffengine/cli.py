@@ -17,6 +17,8 @@ COMMANDS = (
     "params",
     "render",
     "tiny_model",
+    "run",
+    "devices",
 )
 
 
