@@ -1,0 +1,765 @@
+"""The live engine: state -> planner -> render worker -> timeline -> ring -> output, on one loop.
+
+One asyncio program (:meth:`Engine.run`) wires the parts of ``DESIGN.md``'s one-way flow:
+
+- the :class:`~riffengine.store.StateStore` holds the newest State; control surfaces, a script
+  and :meth:`Engine.set_tempo` change it;
+- the :class:`~riffengine.planner.Planner` decides which clip to make next (newest state wins,
+  one job at a time) and when it will be heard;
+- a :class:`~riffengine.render.worker.RenderWorker` thread owns the renderer (through a
+  :class:`~riffengine.clipmaker.ClipMaker`); results come back with ``call_soon_threadsafe``;
+  the loop never waits on a render;
+- the :class:`~riffengine.audio.timeline.Timeline` places clips on the bar grid and repeats the
+  last good loop when a render is late or bad;
+- the loop's tick renders timeline blocks into the :class:`~riffengine.audio.ringbuffer.RingBuffer`;
+  the output's callback (or the ``.wav`` writer thread) only copies frames out.
+
+Clocks. The master clock is the output's frame counter; the frame being heard is the ring's
+``frames_read`` (with a ``.wav`` output, which has no clock, the render cursor itself). The
+render cursor runs ahead by the ring's fill. Events the timeline reports at cursor frames
+(loop started, tempo) are published when the heard frame reaches them; beats likewise.
+
+File output (``--output take.wav``) runs faster than real time and simulates the live timing:
+when a job is in flight the cursor waits for its result, which is then applied at
+``issue frame + render seconds`` (measured, or the fake renderer's simulated time), exactly
+where a live run would have got it. With the fake renderer a scripted session is therefore
+deterministic to the frame.
+
+Thread rules: everything here runs on the loop's thread, except :class:`ClipMaker` (worker
+thread) and the recorder's ``on_error`` (writer thread, handed over with
+``call_soon_threadsafe``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from riffengine.audio.output import WavFileOutput, open_output
+from riffengine.audio.recorder import Recorder
+from riffengine.audio.ringbuffer import RingBuffer
+from riffengine.audio.timeline import ClipDropped, LoopStarted, Timeline
+from riffengine.clipmaker import BadAudio, ClipMaker, ClipSpec, MadeClip
+from riffengine.config import Settings
+from riffengine.errors import UserError
+from riffengine.eventlog import EventLog
+from riffengine.events import EventBus
+from riffengine.planner import RENDER, Job, Planner, clip_key, landing_seam
+from riffengine.render.renderer import SAMPLE_RATE as MODEL_RATE
+from riffengine.render.worker import RenderJob, RenderResult, RenderWorker
+from riffengine.script import Step
+from riffengine.state import State, initial_state
+from riffengine.store import StateStore, changed_keys
+from riffengine.timing.tempo import TempoMap, loop_frames
+
+log = logging.getLogger(__name__)
+
+CHANNELS = 2
+TICK_SECONDS = 0.005
+"""How often the live loop tops up the ring and publishes what was heard."""
+REALTIME_BLOCK = 512
+FILE_BLOCK = 4096
+FADE_OUT_SECONDS = 0.1
+FADE_SKIP_FRAMES = 4096
+"""Frames left untouched ahead of playback when fading out (more than the callback can read
+while the fade is written)."""
+STOP_WAIT_SECONDS = 1.0
+"""At most this long is spent waiting for the fade-out to play."""
+WARM_UP = "warm-up"
+
+
+class WarmUpFailed(Exception):
+    """The first render failed: there is no good loop to play."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the heard stream is: frame, bar, beat (fractional, from 0), tempo and meter."""
+
+    frame: int
+    bar: int
+    beat: float
+    bpm: float
+    beats_per_bar: int
+
+
+@dataclass
+class _Arrival:
+    """A render result and the cursor frame from which it may be used."""
+
+    job: Job
+    result: RenderResult
+    apply_at: int
+
+
+def build_renderer(settings: Settings):
+    """The real renderer with the configured model (loads it: slow, call off the loop)."""
+    import torch
+
+    from riffengine.render.model import load_model
+    from riffengine.render.renderer import Renderer
+
+    device = settings.model.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = {"auto": None, "fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[settings.model.dtype]
+    return Renderer(load_model(settings.model.id, device=device, dtype=dtype))
+
+
+def db_to_gain(db: float) -> float:
+    return 10.0 ** (db / 20.0)
+
+
+class Engine:
+    """The live engine; build it, then ``await engine.run()`` (returns 0).
+
+    ``renderer``: an object with ``render(request, num_frames)`` (and ``pixels_to_audio`` for
+    cheap tempo changes); None loads the model the settings name. ``renderer_factory`` is
+    called with ``realtime`` once the output is known (e.g. the fake renderer sleeps only live).
+    ``duration``: stop after that many seconds of audio (required for a ``.wav`` output).
+    ``script``: timed parameter changes. ``on_output_open(engine)`` runs after the output is
+    opened and before it starts (tests connect JACK ports there). ``signals``: stop on
+    SIGINT/SIGTERM (main thread only).
+
+    API for control surfaces and tempo sync (all on the loop's thread): :attr:`store`,
+    :attr:`bus`, :meth:`figures`, :meth:`position`, :meth:`set_tempo`, :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        renderer: object | None = None,
+        *,
+        renderer_factory: Callable[[bool], object] | None = None,
+        duration: float | None = None,
+        script: Sequence[Step] = (),
+        on_output_open: Callable[[Engine], None] | None = None,
+        signals: bool = True,
+        learn: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = StateStore(initial_state(settings))
+        self.bus = EventBus()
+        self.tempo_source = settings.tempo.source
+        self._renderer = renderer
+        self._renderer_factory = renderer_factory
+        self.duration = duration
+        self._script = deque(sorted(script, key=lambda s: (s.seconds is None, s.seconds or 0, s.index)))
+        self._on_output_open = on_output_open
+        self._signals = signals
+        self._learn = learn
+        # Built by run():
+        self.ring: RingBuffer | None = None
+        self.output = None
+        self.recorder: Recorder | None = None
+        self.timeline: Timeline | None = None
+        self.worker: RenderWorker | None = None
+        self.planner: Planner | None = None
+        self.events_log: EventLog | None = None
+        self.surfaces = None
+        self.sample_rate = settings.audio.sample_rate
+        self.realtime = True
+        # Loop-side bookkeeping:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = False
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._arrivals: list[_Arrival] = []
+        self._jobs: dict[int, Job] = {}
+        self._warm_future: asyncio.Future | None = None
+        self._heard: deque[LoopStarted] = deque()
+        self._clips: dict[str, dict] = {}
+        self._clip_count = 0
+        self._loops_heard = 0
+        self._last_beat: int | None = None
+        self._heard_bpm: float | None = None
+        self._heard_clip: str | None = None
+        self._underruns_seen = 0
+        self._gain = db_to_gain(float(self.store.state.values["gain"]))
+        self._gain_target = self._gain
+        self._end_frame: int | None = None
+        self._stream_started = False
+        self._stats = {"renders": 0, "stretches": 0, "failures": 0, "late": 0, "dropped": 0}
+        self._last_render_ms = 0.0
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    # --- public API (loop thread) ---------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the engine to fade out and stop (SIGINT/SIGTERM call this)."""
+        self._stop_requested = True
+        self._stopped.set()
+        self._wake.set()
+
+    def heard_frame(self) -> int:
+        """The frame being heard now (ring ``frames_read``; the cursor for a file output)."""
+        if self.ring is None or self.timeline is None:
+            return 0
+        return self.ring.frames_read if self.realtime else self.timeline.cursor
+
+    def position(self) -> Position:
+        """Frame, bar, beat, tempo and meter of the heard stream (for Link/MIDI clock out)."""
+        frame = self.heard_frame()
+        if self.timeline is None:
+            bpm = float(self.store.state.values["bpm"])
+            return Position(0, 0, 0.0, bpm, int(self.store.state.values["beats_per_bar"]))
+        tempo = self.timeline.tempo_at(frame)
+        return Position(frame, tempo.bar_at(frame), tempo.beat_at(frame), tempo.effective_bpm,
+                        tempo.beats_per_bar)
+
+    def set_tempo(self, bpm: float, source: str = "internal") -> State:
+        """Change the session tempo (Link, MIDI clock, a surface); heard at the next seam."""
+        self.tempo_source = source
+        return self.store.apply({"bpm": float(bpm)}, source=source)
+
+    def figures(self) -> dict[str, object]:
+        """Engine figures for status replies and logs (plain ints, floats and strings)."""
+        pos = self.position()
+        timeline, planner = self.timeline, self.planner
+        next_bar, next_in = -1, -1.0
+        loops_ahead = 0
+        expected_ms = 0.0
+        if timeline is not None and planner is not None:
+            seam = self._heard_at_seam()
+            if seam is not None:
+                next_bar = timeline.tempo.bar_at(seam)
+                next_in = round(max(0, seam - pos.frame) / self.sample_rate, 3)
+            loops_ahead = 1 if timeline.pending_clip_id is not None else 0
+            expected_ms = planner.expected_seconds(RENDER) * 1000.0
+        ring = self.ring
+        return {
+            "frame": pos.frame,
+            "bar": pos.bar,
+            "beat": int(math.floor(pos.beat)) % pos.beats_per_bar + 1,
+            "bpm": round(pos.bpm, 4),
+            "beats_per_bar": pos.beats_per_bar,
+            "tempo_source": self.tempo_source,
+            "render_ms": round(self._last_render_ms, 1),
+            "render_expected_ms": round(expected_ms, 1),
+            "rendering": int(planner is not None and planner.in_flight is not None),
+            "loops_ahead": loops_ahead,
+            "next_change_bar": next_bar,
+            "next_change_in_s": next_in,
+            "clip": self._heard_clip or "",
+            "underruns": ring.underruns if ring else 0,
+            "ring_ms": round(ring.available() * 1000.0 / self.sample_rate, 1) if ring else 0.0,
+            "sample_rate": self.sample_rate,
+            "renders": self._stats["renders"],
+            "stretches": self._stats["stretches"],
+            "render_failures": self._stats["failures"],
+            "late_renders": self._stats["late"],
+            "state_version": self.store.state.version,
+        }
+
+    # --- the program ---------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Open everything, warm up, play until stopped or the duration is reached; return 0.
+
+        Raises UserError for user mistakes found on the way (device, paths, model, request),
+        :class:`WarmUpFailed` when the first render fails.
+        """
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._open_events_log()
+            self._open_output()
+            await self._start_renderer()
+            if not await self._warm_up():
+                return 0
+            # --- control surfaces ---------------------------------------------------------
+            # OSC and MIDI (riffengine.control.surfaces) start here: after the warm-up render,
+            # before the stream. They reach the engine only through self.store, self.bus and
+            # self.figures; they are closed in _close() before the output.
+            await self._start_surfaces()
+            # -------------------------------------------------------------------------------
+            self._install_signal_handlers()
+            self._start_stream()
+            await self._play()
+            await self._fade_out()
+        finally:
+            await self._close()
+        return 0
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def _open_events_log(self) -> None:
+        self.bus.subscribe(self._log_event)
+        path = self.settings.audio.events
+        if path:
+            self.events_log = EventLog(path)
+            self._unsubscribe.append(self.bus.subscribe(self.events_log))
+
+    def _open_output(self) -> None:
+        audio = self.settings.audio
+        rate = audio.sample_rate
+        capacity = max(8 * REALTIME_BLOCK, int(audio.ring_buffer_seconds * rate))
+        self.ring = RingBuffer(capacity, CHANNELS)
+        if audio.record:
+            if str(audio.record) == str(audio.output):
+                raise UserError("--record names the same file as --output; give another path")
+            self.recorder = Recorder(audio.record, sample_rate=rate, channels=CHANNELS,
+                                     on_error=self._recorder_error)
+        target = audio.output
+        self.output = open_output(target, self.ring, sample_rate=rate,
+                                  blocksize=0 if not str(target).lower().endswith(".wav") else FILE_BLOCK,
+                                  client_name=audio.jack_client_name, recorder=self.recorder)
+        self.realtime = not isinstance(self.output, WavFileOutput)
+        if not self.realtime and self.duration is None:
+            raise UserError("a .wav output needs an end: give --duration SECONDS")
+        self.sample_rate = self.output.sample_rate
+        if self.recorder is not None:
+            self.recorder.sample_rate = self.sample_rate
+        state = self.store.state
+        tempo = TempoMap(float(state.values["bpm"]), int(state.values["beats_per_bar"]), self.sample_rate)
+        self.timeline = Timeline(tempo, CHANNELS, float(state.values["crossfade_ms"]))
+        margin = self.settings.render.safety_margin_ms / 1000.0
+        self.planner = Planner(self.sample_rate, margin_seconds=margin)
+        if self.duration is not None:
+            self._end_frame = max(1, round(self.duration * self.sample_rate))
+
+    async def _start_renderer(self) -> None:
+        renderer = self._renderer
+        if renderer is None and self._renderer_factory is not None:
+            renderer = self._renderer_factory(self.realtime)
+        if renderer is None:
+            renderer = await self._loop.run_in_executor(None, build_renderer, self.settings)
+        self._renderer = renderer
+        maker = ClipMaker(renderer, self.sample_rate, CHANNELS)
+        self.worker = RenderWorker(maker, self._result_from_worker)
+        self.worker.start()
+        self._unsubscribe.append(self.store.subscribe(self._on_state))
+
+    async def _warm_up(self) -> bool:
+        """Render the starting State before the stream starts; False if stopped meanwhile."""
+        state = self.store.state
+        key = clip_key(state)
+        self._warm_future = self._loop.create_future()
+        self.worker.submit(RenderJob(self._spec(key), tag=WARM_UP))
+        log.info("warm-up: rendering the first loop")
+        stopper = asyncio.ensure_future(self._stopped.wait())
+        done, _ = await asyncio.wait({self._warm_future, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if self._warm_future not in done:
+            return False
+        result: RenderResult = self._warm_future.result()
+        if not result.ok:
+            if isinstance(result.error, UserError):
+                raise result.error
+            raise WarmUpFailed(f"the first render failed ({result.error}); nothing to play. "
+                               "Check the model (--model) and the device (--device)")
+        made: MadeClip = result.clip
+        self.planner.mark_good(key, RENDER, made.seconds)
+        self._last_render_ms = made.seconds * 1000.0
+        clip_id = self._register_clip(made, state.version)
+        self.timeline.submit(self.timeline.make_clip(clip_id, made.audio, key[1], key[2]), 0)
+        self.bus.publish("render", phase="done", clip_id=clip_id, version=state.version,
+                         mode=RENDER, ms=round(made.seconds * 1000.0, 1), warm_up=True, late=False)
+        self.bus.publish("loop_scheduled", clip_id=clip_id, version=state.version, bar=0, frame=0,
+                         bpm=key[1], bars=key[2], late=False)
+        return True
+
+    async def _start_surfaces(self) -> None:
+        if not (self.settings.osc.enabled or self.settings.midi.enabled):
+            return
+        try:
+            from riffengine.control.surfaces import start_surfaces
+        except ImportError as exc:  # surfaces not installed in this build
+            log.warning("control surfaces unavailable (%s); running without OSC/MIDI", exc)
+            return
+        self.surfaces = await start_surfaces(self.settings, self.store, self.bus, self.figures,
+                                             loop=self._loop, learn=self._learn)
+
+    def _install_signal_handlers(self) -> None:
+        if not self._signals or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.add_signal_handler(sig, self.stop)
+
+    def _remove_signal_handlers(self) -> None:
+        if not self._signals or self._loop is None or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                self._loop.remove_signal_handler(sig)
+
+    def _start_stream(self) -> None:
+        """Prefill the ring, start the recorder and the output."""
+        self._feed()
+        if self.recorder is not None:
+            self.recorder.start()
+        if self._on_output_open is not None and hasattr(self.output, "open"):
+            self.output.open()
+            self._on_output_open(self)
+        self.output.start()
+        self._stream_started = True
+        self.bus.publish("started", sample_rate=self.sample_rate, realtime=self.realtime,
+                         output=str(self.settings.audio.output))
+        log.info("playing at %d Hz to %s", self.sample_rate, self.settings.audio.output)
+
+    # --- the tick ------------------------------------------------------------------------------
+
+    async def _play(self) -> None:
+        """Until stopped or at the end: apply script steps and results, plan, feed, publish."""
+        while not self._stop_requested:
+            self._run_script()
+            self._apply_arrivals()
+            self._plan()
+            if self.realtime:
+                self._feed()
+            else:
+                await self._feed_file()
+            self._publish_heard()
+            if self._end_frame is not None and self.timeline.cursor >= self._end_frame - self._fade_frames():
+                break  # all but the fade-out tail is written
+            if self.realtime:
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+
+    def _fade_frames(self) -> int:
+        return round(FADE_OUT_SECONDS * self.sample_rate)
+
+    def _feed_limit(self) -> int:
+        """The cursor frame the ring may be fed up to now."""
+        limit = self.timeline.cursor + self.ring.free()
+        if self._end_frame is not None:
+            limit = min(limit, self._end_frame - self._fade_frames())
+        return limit
+
+    def _feed(self) -> None:
+        """Live: top up the ring with timeline blocks (never waits)."""
+        limit = self._feed_limit()
+        while self.timeline.cursor + REALTIME_BLOCK <= limit:
+            self._render_into_ring(REALTIME_BLOCK)
+
+    async def _feed_file(self) -> None:
+        """File output: one block, bounded by the next thing that must happen at a frame."""
+        if self.planner.in_flight is not None and not self._arrivals:
+            self._wake.clear()
+            await self._wake.wait()  # the cursor waits for the render: simulated render time
+            return
+        cursor = self.timeline.cursor
+        end = cursor + FILE_BLOCK
+        end = min(end, self.timeline.tempo.next_bar_frame(cursor))
+        for arrival in self._arrivals:
+            if arrival.apply_at > cursor:
+                end = min(end, arrival.apply_at)
+        if self._script and self._script[0].seconds is not None:
+            frame = self._script[0].frame(self.sample_rate)
+            if frame > cursor:
+                end = min(end, frame)
+        end = min(end, self._end_frame - self._fade_frames())
+        if end <= cursor:
+            return
+        while self.ring.free() < end - cursor:
+            await asyncio.sleep(0.0005)
+        self._render_into_ring(end - cursor)
+        await asyncio.sleep(0)
+
+    def _render_into_ring(self, n: int) -> None:
+        block = self.timeline.render_block(n)
+        frames = self._apply_gain(block.frames)
+        written = self.ring.write(frames)
+        assert written == len(frames), "the feeder wrote more than the ring had room for"
+        for event in block.events:
+            if isinstance(event, LoopStarted):
+                self._heard.append(event)
+            elif isinstance(event, ClipDropped):
+                self._stats["dropped"] += 1
+                self.bus.publish("loop_dropped", clip_id=event.clip_id, replaced_by=event.replaced_by,
+                                 frame=event.frame)
+
+    def _apply_gain(self, frames: np.ndarray) -> np.ndarray:
+        """Output gain, ramped linearly over the block when it changes."""
+        start, target = self._gain, self._gain_target
+        if start == target:
+            if start != 1.0:
+                frames *= start
+            return frames
+        ramp = np.linspace(start, target, len(frames), endpoint=False, dtype=np.float32)
+        frames *= ramp[:, None]
+        self._gain = target
+        return frames
+
+    # --- state, planning, results ---------------------------------------------------------------
+
+    def _on_state(self, old: State, new: State, source: str) -> None:
+        changes = changed_keys(old, new)
+        self.bus.publish("state", version=new.version, source=source,
+                         changes={k: v for k, v in changes})
+        for key, value in changes:
+            if key == "gain":
+                self._gain_target = db_to_gain(float(value))
+            elif key == "crossfade_ms" and self.timeline is not None:
+                frames = round(float(value) * self.sample_rate / 1000.0)
+                self.timeline.crossfade_frames = frames
+                self.timeline.min_crossfade_frames = min(64, frames)
+            elif key == "beats_per_bar":
+                self.bus.publish("warning", message="a meter change takes effect at the next start; "
+                                                    "the loop keeps its meter")
+        self._plan()
+        heard = self._heard_at_seam()
+        if heard is not None and self.timeline is not None:
+            self.bus.publish("change_heard_at", version=new.version, frame=heard,
+                             bar=self.timeline.tempo.bar_at(heard),
+                             seconds=round(max(0, heard - self.heard_frame()) / self.sample_rate, 3))
+        self._wake.set()
+
+    def _loop_geometry(self) -> tuple[int, int, int]:
+        """(next seam, current loop length, crossfade) in cursor frames."""
+        timeline = self.timeline
+        seam = timeline.next_seam_frame()
+        current = self._clips.get(timeline.current_clip_id or "", {})
+        length = current.get("frames") or timeline.tempo.loop_frames(int(self.store.state.values["bars"]))
+        return seam, length, timeline.crossfade_frames
+
+    def _heard_at_seam(self) -> int | None:
+        if self.planner is None or self.timeline is None:
+            return None
+        seam, length, fade = self._loop_geometry()
+        return self.planner.heard_at(self.timeline.cursor, seam, length, fade)
+
+    def _plan(self) -> None:
+        """Start the next job if the newest State needs one and none is in flight."""
+        planner = self.planner
+        if planner is None or self.worker is None or self._warm_future is None or not self._warm_future.done():
+            return
+        planner.want(self.store.state)
+        seam, length, fade = self._loop_geometry()
+        job = planner.next_job(self.timeline.cursor, seam, length, fade)
+        if job is None:
+            return
+        self._jobs[job.number] = job
+        self.worker.submit(RenderJob(self._spec(job.key), tag=job.number))
+        self.bus.publish("render", phase="started", job=job.number, version=job.version, mode=job.kind,
+                         expected_ms=round(job.expected * 1000.0, 1), heard_at_frame=job.target_seam,
+                         heard_at_bar=self.timeline.tempo.bar_at(job.target_seam),
+                         heard_in_s=round(max(0, job.target_seam - self.heard_frame()) / self.sample_rate, 3))
+
+    def _spec(self, key) -> ClipSpec:
+        request, bpm, bars = key
+        meter = self.timeline.tempo.beats_per_bar
+        return ClipSpec(request, loop_frames(bars, bpm, MODEL_RATE, meter),
+                        loop_frames(bars, bpm, self.sample_rate, meter))
+
+    def _result_from_worker(self, result: RenderResult) -> None:
+        """Worker thread: hand the result to the loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._on_result, result)
+
+    def _on_result(self, result: RenderResult) -> None:
+        tag = result.job.tag
+        if tag == WARM_UP:
+            if self._warm_future is not None and not self._warm_future.done():
+                self._warm_future.set_result(result)
+            return
+        job = self._jobs.pop(tag, None)
+        if job is None:
+            return
+        if self.realtime:
+            apply_at = self.timeline.cursor
+        else:
+            seconds = result.clip.seconds if result.ok else result.seconds
+            apply_at = job.issued_frame + math.ceil(seconds * self.sample_rate)
+        self._arrivals.append(_Arrival(job, result, apply_at))
+        self._wake.set()
+
+    def _apply_arrivals(self) -> None:
+        cursor = self.timeline.cursor
+        ready = [a for a in self._arrivals if a.apply_at <= cursor]
+        if not ready:
+            return
+        self._arrivals = [a for a in self._arrivals if a.apply_at > cursor]
+        for arrival in ready:
+            self._apply_result(arrival.job, arrival.result)
+
+    def _apply_result(self, job: Job, result: RenderResult) -> None:
+        if not result.ok:
+            seconds = result.seconds
+            self.planner.finished(job, False, seconds)
+            error = result.error
+            reason = error.reason if isinstance(error, BadAudio) else "error"
+            self._stats["failures"] += 1
+            self.bus.publish("render_failed", job=job.number, version=job.version, mode=job.kind,
+                             reason=reason, error=f"{type(error).__name__}: {error}",
+                             ms=round(seconds * 1000.0, 1), playing=self.timeline.current_clip_id)
+            return
+        made: MadeClip = result.clip
+        self.planner.finished(job, True, made.seconds)
+        self._last_render_ms = made.seconds * 1000.0
+        self._stats["stretches" if made.stretched else "renders"] += 1
+        clip_id = self._register_clip(made, job.version)
+        clip = self.timeline.make_clip(clip_id, made.audio, job.bpm, job.bars)
+        seam, length, fade = self._loop_geometry()
+        fade = min(fade, len(clip.audio), length)
+        under_way = self.timeline.pending_clip_id is not None and self._fade_started()
+        lands = landing_seam(self.timeline.cursor, seam, length, fade,
+                             self.timeline.min_crossfade_frames, under_way)
+        self.timeline.submit(clip, 0)
+        late = lands > job.target_seam
+        if late:
+            self._stats["late"] += 1
+        self.bus.publish("render", phase="done", job=job.number, clip_id=clip_id, version=job.version,
+                         mode="stretch" if made.stretched else "render", ms=round(made.seconds * 1000.0, 1),
+                         expected_ms=round(job.expected * 1000.0, 1), late=late,
+                         timings={k: round(v * 1000.0, 1) for k, v in made.timings.items()})
+        self.bus.publish("loop_scheduled", clip_id=clip_id, version=job.version, frame=lands,
+                         bar=self.timeline.tempo.bar_at(lands), bpm=job.bpm, bars=job.bars, late=late)
+
+    def _fade_started(self) -> bool:
+        seam, _, fade = self._loop_geometry()
+        return self.timeline.cursor > seam - fade
+
+    def _register_clip(self, made: MadeClip, version: int) -> str:
+        self._clip_count += 1
+        clip_id = f"clip{self._clip_count}-v{version}"
+        self._clips[clip_id] = {"image": made.image, "version": version, "frames": len(made.audio),
+                                "stretched": made.stretched}
+        while len(self._clips) > 16:
+            self._clips.pop(next(iter(self._clips)))
+        return clip_id
+
+    # --- script ----------------------------------------------------------------------------------
+
+    def _run_script(self) -> None:
+        if not self._script:
+            return
+        frame = self.heard_frame()
+        bar = self.timeline.tempo_at(frame).bar_at(frame)
+        due = [s for s in self._script if s.due(frame, bar, self.sample_rate)]
+        for step in due:
+            self._script.remove(step)
+            try:
+                if step.scene is not None:
+                    self.store.recall_scene(self.settings.scene(step.scene),
+                                            step.scene if isinstance(step.scene, int) else None,
+                                            source="script")
+                if step.changes:
+                    self.store.apply(step.changes, source="script")
+            except UserError as exc:
+                self.bus.publish("error", message=f"script step {step.index + 1}: {exc}")
+
+    # --- publishing what is heard -----------------------------------------------------------------
+
+    def _publish_heard(self) -> None:
+        heard = self.heard_frame()
+        while self._heard and self._heard[0].frame <= heard:
+            self._publish_loop(self._heard.popleft())
+        self._publish_beats(heard)
+        ring = self.ring
+        if ring.underruns != self._underruns_seen:
+            self._underruns_seen = ring.underruns
+            self.bus.publish("underrun", count=ring.underruns, frames=ring.underrun_frames, frame=heard)
+
+    def _publish_loop(self, event: LoopStarted) -> None:
+        info = self._clips.get(event.clip_id, {})
+        self._loops_heard += 1
+        self._heard_clip = event.clip_id
+        if self._heard_bpm is not None and event.bpm != self._heard_bpm:
+            self.bus.publish("tempo", bpm=event.bpm, frame=event.frame, bar=event.bar,
+                             source=self.tempo_source)
+        self._heard_bpm = event.bpm
+        self.bus.publish("loop_started", index=self._loops_heard, clip_id=event.clip_id,
+                         version=info.get("version"), frame=event.frame, bar=event.bar,
+                         repeat=event.repeat, bpm=event.bpm, frames=info.get("frames"),
+                         crossfade_frames=event.crossfade_frames, image=info.get("image"))
+
+    def _publish_beats(self, heard: int) -> None:
+        tempo = self.timeline.tempo_at(heard)
+        beat = math.floor(tempo.beat_at(heard) + 1e-9)
+        if self._last_beat is None:
+            self._last_beat = beat - 1
+        while self._last_beat < beat:
+            self._last_beat += 1
+            b = self._last_beat
+            frame = tempo.anchor_frame + round((b - tempo.anchor_beat) * tempo.frames_per_beat())
+            self.bus.publish("beat", beat=b, bar=tempo.bar_at(frame), beat_in_bar=b % tempo.beats_per_bar,
+                             frame=frame, bpm=round(tempo.effective_bpm, 4))
+
+    # --- stopping --------------------------------------------------------------------------------
+
+    async def _fade_out(self) -> None:
+        """Fade out and wait until the fade has been played.
+
+        On a stop request the queued frames are faded from just ahead of playback (so the
+        stream stops within a fraction of a second); at the natural end a faded tail is added
+        after what is queued.
+        """
+        if not self._stream_started:
+            return
+        fade = self._fade_frames()
+        end = None
+        if self.realtime and self._stop_requested:
+            end = self.ring.fade_unread(FADE_SKIP_FRAMES, fade)
+        if end is None:
+            frames = self._apply_gain(self.timeline.render_block(fade).frames)
+            frames *= np.cos((np.arange(fade) + 0.5) * (np.pi / 2 / fade)).astype(np.float32)[:, None]
+            deadline = self._loop.time() + STOP_WAIT_SECONDS + self.ring.available() / self.sample_rate
+            while frames.size and self._loop.time() < deadline:
+                frames = frames[self.ring.write(frames):]
+                if frames.size:
+                    await asyncio.sleep(0.002)
+            end = self.ring.frames_written
+        if self.realtime:
+            deadline = self._loop.time() + STOP_WAIT_SECONDS
+            if not self._stop_requested:
+                deadline += max(0, end - self.ring.frames_read) / self.sample_rate
+            while self.ring.frames_read < end and self._loop.time() < deadline:
+                await asyncio.sleep(0.005)
+        self._publish_heard()
+        self.bus.publish("stopped", frame=self.heard_frame(), underruns=self.ring.underruns,
+                         **{k: v for k, v in self._stats.items()})
+
+    async def _close(self) -> None:
+        """Close in reverse order; each step runs even if an earlier one failed."""
+        self._remove_signal_handlers()
+        steps: list[Callable[[], object]] = []
+        if self.surfaces is not None:
+            steps.append(self.surfaces.close)
+        if self.output is not None:
+            steps.append(self.output.stop)
+            steps.append(self.output.close)
+        if self.recorder is not None:
+            steps.append(self.recorder.close)
+        if self.worker is not None:
+            steps.append(lambda: self.worker.stop(timeout=0.2))
+        for step in steps:
+            try:
+                result = step()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("while stopping: %r failed", step)
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        if self.events_log is not None:
+            self.events_log.close()
+
+    # --- odds and ends ---------------------------------------------------------------------------
+
+    def _recorder_error(self, exc: Exception) -> None:
+        """Recorder writer thread: report on the loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.bus.publish, "error", message=f"recording: {exc}")
+
+    @staticmethod
+    def _log_event(event) -> None:
+        if event.kind in ("render_failed", "underrun", "error", "warning", "loop_dropped"):
+            data = {k: v for k, v in event.data.items() if k != "image"}
+            log.warning("%s %s", event.kind, data)
+        elif event.kind in ("loop_scheduled", "tempo", "started", "stopped"):
+            log.info("%s %s", event.kind, event.data)
