@@ -231,22 +231,32 @@ def test_notify_pushes_state_beat_loop_and_fail(engine, client, tmp_path):
 
         engine.call(engine.bus.publish, "beat", bar=12, beat=3)
         assert listener.wait_for("/riff/beat").params == [12, 3]
+        # the engine's form: the absolute beat plus the beat within the bar (from 0)
+        engine.call(engine.bus.publish, "beat", beat=49, bar=12, beat_in_bar=1, frame=0)
+        assert listener.wait_for("/riff/beat").params == [12, 2]
 
         image = Image.new("RGB", (64, 32), (10, 200, 30))
-        engine.call(engine.bus.publish, "loop_started", index=5, bar=16, frame=0, image=image)
+        engine.call(engine.bus.publish, "loop_started", index=5, bar=16, frame=0, image=image,
+                    clip_id="c1")
         loop = listener.wait_for("/riff/loop")
         index, bar, path = loop.params
         assert (index, bar) == (5, 16)
         assert path.startswith(str(tmp_path / "spectrograms")) and path.endswith(".png")
         with Image.open(path) as written:
             assert written.size == (64, 32) and written.getpixel((3, 3)) == (10, 200, 30)
+        # the same clip repeating: the same file, not a new one
+        engine.call(engine.bus.publish, "loop_started", index=6, bar=18, frame=0, image=image,
+                    clip_id="c1")
+        assert listener.wait_for("/riff/loop").params == [6, 18, path]
+        assert len(os.listdir(tmp_path / "spectrograms")) == 1
 
-        engine.call(engine.bus.publish, "loop_started", index=6, bar=18, frame=0, image="/x/y.png")
-        assert listener.wait_for("/riff/loop").params == [6, 18, "/x/y.png"]
+        engine.call(engine.bus.publish, "loop_started", index=7, bar=20, frame=0, image="/x/y.png")
+        assert listener.wait_for("/riff/loop").params == [7, 20, "/x/y.png"]
 
-        engine.call(engine.bus.publish, "render_failed", error="CUDA out of memory")
+        engine.call(engine.bus.publish, "render_failed", reason="error",
+                    error="OutOfMemoryError: CUDA out of memory")
         fail = listener.wait_for("/riff/fail")
-        assert fail.params == ["/riff/render", "CUDA out of memory"]
+        assert fail.params == ["/riff/render", "OutOfMemoryError: CUDA out of memory"]
 
         # unsubscribe: the next change is not pushed; after subscribing again, the first
         # push the listener sees is the later change

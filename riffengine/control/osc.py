@@ -13,7 +13,8 @@ Address space (the parameter table, :mod:`riffengine.control.params`, makes the 
 ``/riff/scene N``               recall scene N of the config (a parameter of type action)
 ``/riff/status [PORT]``         reply ``/riff/status.reply name value name value ...``: every
                                 parameter (``prompt_a/0`` ... ) then the engine figures
-``/riff/notify 1|0 [PORT]``     subscribe (1) or unsubscribe (0) to ``/riff/beat bar beat``,
+``/riff/notify 1|0 [PORT]``     subscribe (1) or unsubscribe (0) to ``/riff/beat bar beat``
+                                (beat within the bar, from 1),
                                 ``/riff/loop index bar png_path``, ``/riff/state key value
                                 source``, ``/riff/fail address reason``, ``/riff/learned key
                                 cc channel``; answered with ``/riff/notify.reply 1|0``
@@ -79,6 +80,8 @@ MAX_SCHEDULED = 256
 """Timed messages waiting at once."""
 MAX_SUBSCRIBERS = 32
 """Destinations of ``/riff/notify``."""
+WRITTEN_CLIPS = 64
+"""Clips whose spectrogram path is remembered, so a repeating clip is written once."""
 
 STATUS = f"{params.PREFIX}/status"
 NOTIFY = f"{params.PREFIX}/notify"
@@ -203,6 +206,7 @@ class OscServer:
         self._transport: asyncio.DatagramTransport | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._learner: Address | None = None
+        self._written: dict[object, str] = {}  # clip id -> its spectrogram PNG
         self.dispatcher = self._build_dispatcher()
 
     # -- lifecycle --
@@ -468,12 +472,14 @@ class OscServer:
     def _on_event(self, event: Event) -> None:
         data = event.data
         if event.kind == "beat":
-            self.notify(f"{params.PREFIX}/beat", int(data.get("bar", 0)), int(data.get("beat", 0)))
+            # the beat within the bar, counted from 1; an engine may also give only ``beat``
+            beat = data["beat_in_bar"] + 1 if "beat_in_bar" in data else data.get("beat", 0)
+            self.notify(f"{params.PREFIX}/beat", int(data.get("bar", 0)), int(beat))
         elif event.kind == "loop_started":
             self._loop_started(data)
         elif event.kind in ("render_failed", "fail"):
             address = str(data.get("address", f"{params.PREFIX}/render"))
-            reason = data.get("reason") or data.get("error") or data.get("message") or event.kind
+            reason = data.get("error") or data.get("reason") or data.get("message") or event.kind
             self.notify(FAIL, address, str(reason))
         elif event.kind == "learned":
             args = (data["key"], data["cc"], data["channel"])
@@ -483,12 +489,17 @@ class OscServer:
             self._learner = None
 
     def _loop_started(self, data: Mapping[str, Any]) -> None:
-        """``/riff/loop index bar path``; a PIL image is written to ``paths.spectrograms`` first."""
+        """``/riff/loop index bar path``; a PIL image is written to ``paths.spectrograms`` first
+        (on an executor thread), once per clip: a clip that repeats keeps its first file."""
         if not self.subscribers:
             return
         index, bar, image = int(data.get("index", 0)), int(data.get("bar", 0)), data.get("image")
+        clip = data.get("clip_id")
         if image is None or isinstance(image, (str, os.PathLike)):
             self.notify(f"{params.PREFIX}/loop", index, bar, os.fspath(image) if image else "")
+            return
+        if clip is not None and clip in self._written:
+            self.notify(f"{params.PREFIX}/loop", index, bar, self._written[clip])
             return
         path = os.path.join(self.paths.spectrograms, f"loop-{index:06d}.png")
         future = self.loop.run_in_executor(None, _write_png, image, path)
@@ -497,8 +508,12 @@ class OscServer:
             if f.exception() is not None:
                 log.error("cannot write spectrogram %s: %s", path, f.exception())
                 self.notify(FAIL, f"{params.PREFIX}/loop", f"cannot write {path}: {f.exception()}")
-            else:
-                self.notify(f"{params.PREFIX}/loop", index, bar, path)
+                return
+            if clip is not None:
+                self._written[clip] = path
+                while len(self._written) > WRITTEN_CLIPS:
+                    self._written.pop(next(iter(self._written)))
+            self.notify(f"{params.PREFIX}/loop", index, bar, path)
 
         future.add_done_callback(done)
 
