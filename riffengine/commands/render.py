@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"hub id (from the local cache) or folder (default {DEFAULT_MODEL})")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"],
+                        help="model precision (default float16 on CUDA, float32 on the CPU)")
     parser.set_defaults(func=run)
 
 
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         requests = [build_request(args, args.alpha)]
     for req in requests:
         validate_request(req)  # fail before loading the model
-    renderer = Renderer(load_model(args.model, device=args.device))
+    renderer = Renderer(load_model(args.model, device=args.device, dtype=args.dtype))
     clips = render_clips(renderer, requests, args.frames)
     audio = stitch_loops([c.audio for c in clips], round(SEAM_SECONDS * SAMPLE_RATE))
     save_audio(args.output, audio, SAMPLE_RATE)

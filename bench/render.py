@@ -1,0 +1,283 @@
+"""Benchmark: one Riffusion clip, stock diffusers + reference decode vs riffengine.
+
+Builds a full-size Stable Diffusion 1.5-architecture model with random weights (the same
+compute as riffusion/riffusion-model-v1; nothing is downloaded) and times one clip at
+riffusion-app's defaults: img2img from a seed image, 50 steps x 0.75 denoise, guidance 7,
+512x512, through to audio.
+
+- (a) stock ``StableDiffusionImg2ImgPipeline``, eager, plus the reference decode (torchaudio
+  ``InverseMelScale`` + ``GriffinLim``, 32 iterations, at Riffusion's parameters);
+- (b) riffengine's renderer at the same settings (with the chosen speed levers);
+- (c) riffengine's fast preset (DPM-Solver++ at fewer steps).
+
+It also checks that (b)'s image matches the stock pipeline's for the same seed latents and
+seed, within fp16 tolerance. Timings are printed, never asserted.
+
+    python bench/render.py                          # CUDA: fp16, 50 steps
+    python bench/render.py --channels-last --compile max-autotune
+    python bench/render.py --device cpu --quick     # fp32, a few steps, 256 columns
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from riffengine.render.model import (
+    RiffusionModel,
+    optimize_model,
+    tiny_configs,
+    write_tiny_tokenizer,
+)
+from riffengine.render.renderer import Renderer, make_scheduler
+from riffengine.render.request import PromptSlot, RenderRequest, Side
+
+SEED_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "golden" / "seed_images" / "og_beat.png"
+PROMPT = "lofi hip hop beat"
+SAMPLE_RATE = 44100
+
+
+# --- the full-size random model ---------------------------------------------------------------
+
+
+def sd15_configs() -> dict[str, dict]:
+    """Stable Diffusion 1.5's UNet, VAE and CLIP ViT-L/14 text encoder configurations."""
+    unet = dict(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
+    )
+    vae = dict(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, sample_size=512,
+    )
+    text = dict(
+        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+        projection_dim=768,
+    )
+    return {"unet": unet, "vae": vae, "text_encoder": text}
+
+
+def build_random_sd15(device: torch.device, dtype: torch.dtype) -> RiffusionModel:
+    """A randomly initialised SD 1.5-size model (small local tokenizer: text cost is minor)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="riffengine-bench-tok-"))
+    write_tiny_tokenizer(folder)
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder))
+    configs = sd15_configs()
+    torch.manual_seed(0)
+    with torch.device(device):
+        unet = UNet2DConditionModel(**configs["unet"])
+        vae = AutoencoderKL(**configs["vae"])
+        text = CLIPTextModel(CLIPTextConfig(**configs["text_encoder"],
+                                            bos_token_id=tokenizer.bos_token_id,
+                                            eos_token_id=tokenizer.eos_token_id))
+    for part in (unet, vae, text):
+        part.to(dtype).eval().requires_grad_(False)
+    scheduler_config = dict(tiny_configs(len(tokenizer))["scheduler"], _class_name="PNDMScheduler")
+    return RiffusionModel(unet, vae, text, tokenizer, scheduler_config, device, dtype,
+                          "random SD 1.5")
+
+
+# --- (a): stock pipeline + reference decode ------------------------------------------------------
+
+
+def stock_pipeline(model: RiffusionModel):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    pipe = StableDiffusionImg2ImgPipeline(
+        vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
+        unet=model.unet, scheduler=make_scheduler(model, "default"), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class ReferenceDecoder:
+    """Riffusion's image -> audio: inverse mel (torchaudio) then 32 Griffin-Lim iterations."""
+
+    def __init__(self, device: torch.device):
+        import torchaudio
+
+        n_fft = int(400 / 1000 * SAMPLE_RATE)
+        self.device = device
+        self.inverse_mel = torchaudio.transforms.InverseMelScale(
+            n_stft=n_fft // 2 + 1, n_mels=512, sample_rate=SAMPLE_RATE, f_min=0, f_max=10000,
+            norm=None, mel_scale="htk",
+        ).to(device)
+        self.griffin_lim = torchaudio.transforms.GriffinLim(
+            n_fft=n_fft, n_iter=32, win_length=int(100 / 1000 * SAMPLE_RATE),
+            hop_length=int(10 / 1000 * SAMPLE_RATE), power=1.0,
+        ).to(device)
+
+    def __call__(self, image) -> np.ndarray:
+        data = np.asarray(image.convert("RGB"), dtype=np.float32)[::-1, :, 0]
+        mel = ((255.0 - data) / 255.0) ** (1 / 0.25) * 30e6
+        mel_t = torch.from_numpy(mel.copy()).to(self.device)
+        audio = self.griffin_lim(self.inverse_mel(mel_t)).cpu().numpy()
+        return audio / max(float(np.abs(audio).max()), 1e-12)
+
+
+# --- timing ---------------------------------------------------------------------------------
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeat: int, warmup: int) -> tuple[float, object]:
+    """Median wall seconds of ``fn()`` over ``repeat`` runs after ``warmup`` untimed runs."""
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    times = []
+    for _ in range(repeat):
+        sync(device)
+        start = time.perf_counter()
+        result = fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def request_for(args, steps: int, scheduler: str) -> RenderRequest:
+    side = Side((PromptSlot(PROMPT),), seed=args.seed, denoise=args.denoise,
+                guidance=args.guidance)
+    return RenderRequest(a=side, steps=steps, scheduler=scheduler, seed_image=str(args.seed_image),
+                         width=args.width)
+
+
+def image_difference(ours: torch.Tensor, theirs: torch.Tensor) -> dict[str, float]:
+    diff = (ours.float() - theirs.float()).abs()
+    return {"mean": float(diff.mean()), "p99": float(diff.flatten().kthvalue(
+        max(1, int(0.99 * diff.numel()))).values), "max": float(diff.max())}
+
+
+def check_equivalence(model, renderer, args) -> dict[str, float]:
+    """(b)'s image vs the stock pipeline's, given the same seed latents and seed."""
+    pipe = stock_pipeline(model)
+    req = request_for(args, args.steps, "default")
+    ours = renderer.render_pixels(req)
+    latents = renderer.seed_latents(req.seed_image, req.width)
+    theirs = pipe(prompt=PROMPT, image=latents, strength=args.denoise,
+                  num_inference_steps=args.steps, guidance_scale=args.guidance,
+                  generator=torch.Generator().manual_seed(args.seed), output_type="pt").images[0]
+    theirs = (theirs.float().cpu() * 255).round().to(torch.uint8)
+    return image_difference(ours, theirs)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"],
+                        help="riffengine's dtype (default float16 on CUDA, float32 on CPU)")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--fast-steps", type=int, default=20,
+                        help="steps of the fast preset (DPM-Solver++), default 20")
+    parser.add_argument("--denoise", type=float, default=0.75)
+    parser.add_argument("--guidance", type=float, default=7.0)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed-image", type=Path, default=SEED_IMAGE)
+    parser.add_argument("--channels-last", action="store_true", help="riffengine: channels_last")
+    parser.add_argument("--compile", metavar="MODE",
+                        help="riffengine: torch.compile mode for the UNet (e.g. max-autotune)")
+    parser.add_argument("--repeat", type=int, help="timed runs per variant (median)")
+    parser.add_argument("--warmup", type=int, help="untimed runs per variant first")
+    parser.add_argument("--quick", action="store_true",
+                        help="CPU smoke run: 4 steps (fast preset 2), 256 columns, no warm-up")
+    args = parser.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    if args.quick:
+        args.steps, args.fast_steps, args.width = 4, 2, 256
+    args.repeat = args.repeat or (3 if cuda else 1)
+    args.warmup = args.warmup if args.warmup is not None else (1 if cuda else 0)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from PIL import Image
+
+    from riffengine.spectrogram import Codec
+
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    base_dtype = torch.float16 if cuda else torch.float32
+    our_dtype = getattr(torch, args.dtype) if args.dtype else base_dtype
+    clip_seconds = args.width * 0.01
+    print(f"device {device} ({torch.cuda.get_device_name(device) if cuda else 'CPU'}), "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"settings: {args.steps} steps x {args.denoise} denoise, guidance {args.guidance}, "
+          f"512x{args.width}, clip {clip_seconds:.2f} s; fast preset: dpm, {args.fast_steps} steps")
+
+    start = time.perf_counter()
+    model = build_random_sd15(device, base_dtype)
+    print(f"built random SD 1.5-size model in {time.perf_counter() - start:.1f} s")
+    seed_image = Image.open(args.seed_image).convert("RGB").crop((0, 0, args.width, 512))
+
+    # (a) stock pipeline, eager, + reference decode
+    pipe = stock_pipeline(model)
+    decoder = ReferenceDecoder(device)
+
+    def run_a():
+        image = pipe(prompt=PROMPT, image=seed_image, strength=args.denoise,
+                     num_inference_steps=args.steps, guidance_scale=args.guidance,
+                     generator=torch.Generator().manual_seed(args.seed)).images[0]
+        return decoder(image)
+
+    seconds_a, audio_a = timed(run_a, device, args.repeat, args.warmup)
+
+    # (b) and (c): riffengine (same weights; other dtype or levers if asked)
+    if our_dtype != base_dtype:
+        for part in (model.unet, model.vae, model.text_encoder):
+            part.to(our_dtype)
+        model.dtype = our_dtype
+    optimize_model(model, channels_last=args.channels_last, compile_mode=args.compile)
+    renderer = Renderer(model, codec=Codec(device=device))
+    req_b = request_for(args, args.steps, "default")
+    req_c = request_for(args, args.fast_steps, "dpm")
+    seconds_b, clip_b = timed(lambda: renderer.render(req_b), device, args.repeat, args.warmup)
+    seconds_c, clip_c = timed(lambda: renderer.render(req_c), device, args.repeat, args.warmup)
+
+    print(f"(a) stock img2img pipeline + reference decode: {seconds_a * 1000:8.0f} ms "
+          f"({seconds_a / clip_seconds:.2f} x clip), {audio_a.shape[-1]} samples")
+    for name, seconds, clip in (("(b) riffengine, same settings", seconds_b, clip_b),
+                                ("(c) riffengine fast preset", seconds_c, clip_c)):
+        phases = ", ".join(f"{k} {v * 1000:.0f}" for k, v in clip.timings.items())
+        print(f"{name:46s} {seconds * 1000:8.0f} ms ({seconds / clip_seconds:.2f} x clip), "
+              f"{clip.num_frames} samples; phases ms: {phases}")
+    print(f"ratio b/a = {seconds_b / seconds_a:.3f} (speed-up {seconds_a / seconds_b:.2f}x); "
+          f"c/a = {seconds_c / seconds_a:.3f} (speed-up {seconds_a / seconds_c:.2f}x)")
+
+    if our_dtype != base_dtype:
+        print("equivalence check skipped: (b) runs in another dtype than (a)")
+        return 0
+    diff = check_equivalence(model, renderer, args)
+    tolerance = {"mean": 1.0, "p99": 4.0} if cuda else {"mean": 0.01, "p99": 1.0}
+    ok = diff["mean"] <= tolerance["mean"] and diff["p99"] <= tolerance["p99"]
+    print(f"(b) vs stock pipeline image, same seed latents and seed: mean |diff| "
+          f"{diff['mean']:.3f}, p99 {diff['p99']:.0f}, max {diff['max']:.0f} (8-bit levels) -> "
+          f"{'MATCH' if ok else 'MISMATCH'} (tolerance mean <= {tolerance['mean']}, "
+          f"p99 <= {tolerance['p99']})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
