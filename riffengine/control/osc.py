@@ -41,6 +41,7 @@ Thread rule: everything here runs on the asyncio loop's thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import logging
 import math
@@ -207,6 +208,8 @@ class OscServer:
         self._unsubscribe: list[Callable[[], None]] = []
         self._learner: Address | None = None
         self._written: dict[object, str] = {}  # clip id -> its spectrogram PNG
+        # one writer thread: PNGs are written, and /riff/loop sent, in the order loops start
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="riff-png")
         self.dispatcher = self._build_dispatcher()
 
     # -- lifecycle --
@@ -244,6 +247,7 @@ class OscServer:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        self._writer.shutdown(wait=False, cancel_futures=True)
 
     # -- receiving --
 
@@ -489,37 +493,45 @@ class OscServer:
             self._learner = None
 
     def _loop_started(self, data: Mapping[str, Any]) -> None:
-        """``/riff/loop index bar path``; a PIL image is written to ``paths.spectrograms`` first
-        (on an executor thread), once per clip: a clip that repeats keeps its first file."""
+        """``/riff/loop index bar path``. A PIL image is written to ``paths.spectrograms`` first,
+        once per clip (a clip that repeats keeps its first file). Every loop goes through the
+        one writer thread, so the messages leave in the order the loops started."""
         if not self.subscribers:
             return
         index, bar, image = int(data.get("index", 0)), int(data.get("bar", 0)), data.get("image")
         clip = data.get("clip_id")
+        write = None
         if image is None or isinstance(image, (str, os.PathLike)):
-            self.notify(f"{params.PREFIX}/loop", index, bar, os.fspath(image) if image else "")
-            return
-        if clip is not None and clip in self._written:
-            self.notify(f"{params.PREFIX}/loop", index, bar, self._written[clip])
-            return
-        path = os.path.join(self.paths.spectrograms, f"loop-{index:06d}.png")
-        future = self.loop.run_in_executor(None, _write_png, image, path)
-
-        def done(f: asyncio.Future) -> None:
-            if f.exception() is not None:
-                log.error("cannot write spectrogram %s: %s", path, f.exception())
-                self.notify(FAIL, f"{params.PREFIX}/loop", f"cannot write {path}: {f.exception()}")
-                return
+            path = os.fspath(image) if image else ""
+        elif clip is not None and clip in self._written:
+            path = self._written[clip]
+        else:
+            path = os.path.join(self.paths.spectrograms, f"loop-{index:06d}.png")
+            write = image
             if clip is not None:
                 self._written[clip] = path
                 while len(self._written) > WRITTEN_CLIPS:
                     self._written.pop(next(iter(self._written)))
-            self.notify(f"{params.PREFIX}/loop", index, bar, path)
+        future = self.loop.run_in_executor(self._writer, _write_png, write, path)
+
+        def done(f: asyncio.Future) -> None:
+            if f.cancelled():
+                return
+            if f.exception() is not None:
+                log.error("cannot write spectrogram %s: %s", path, f.exception())
+                self._written.pop(clip, None)
+                self.notify(FAIL, f"{params.PREFIX}/loop", f"cannot write {path}: {f.exception()}")
+            else:
+                self.notify(f"{params.PREFIX}/loop", index, bar, path)
 
         future.add_done_callback(done)
 
 
 def _write_png(image: Any, path: str) -> None:
-    """Write a spectrogram image (with its EXIF) as PNG; runs on an executor thread."""
+    """Write a spectrogram image (with its EXIF) as PNG, or nothing for ``None``; runs on the
+    writer thread."""
+    if image is None:
+        return
     from riffengine.spectrogram.image import save_image
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
