@@ -180,7 +180,7 @@ class Engine:
         self._clips: dict[str, dict] = {}
         self._clip_count = 0
         self._loops_heard = 0
-        self._last_beat: int | None = None
+        self._last_beat = -1
         self._heard_bpm: float | None = None
         self._heard_clip: str | None = None
         self._underruns_seen = 0
@@ -392,8 +392,10 @@ class Engine:
                 self._loop.remove_signal_handler(sig)
 
     def _start_stream(self) -> None:
-        """Prefill the ring, start the recorder and the output."""
-        self._feed()
+        """Prefill the ring (live), start the recorder and the output."""
+        if self.realtime:
+            self._feed()
+        self._last_beat = -1
         if self.recorder is not None:
             self.recorder.start()
         if self._on_output_open is not None and hasattr(self.output, "open"):
@@ -679,8 +681,6 @@ class Engine:
     def _publish_beats(self, heard: int) -> None:
         tempo = self.timeline.tempo_at(heard)
         beat = math.floor(tempo.beat_at(heard) + 1e-9)
-        if self._last_beat is None:
-            self._last_beat = beat - 1
         while self._last_beat < beat:
             self._last_beat += 1
             b = self._last_beat
