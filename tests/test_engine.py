@@ -180,12 +180,29 @@ def test_gain_is_live_and_ramped(tmp_path):
     assert quiet == pytest.approx(loud * 10 ** (-20 / 20), rel=1e-3)
 
 
+class SimulatedTime:
+    """The real renderer, reporting a fixed render time (the file output's simulated clock),
+    so the session does not depend on how fast this machine renders."""
+
+    sleep = False
+    last_seconds = 0.5
+
+    def __init__(self, renderer):
+        self.renderer = renderer
+
+    def render(self, request, num_frames=None):
+        return self.renderer.render(request, num_frames=num_frames)
+
+    def pixels_to_audio(self, pixels, num_frames):
+        return self.renderer.pixels_to_audio(pixels, num_frames)
+
+
 def test_tiny_model_session_renders_stretches_and_plays_on_the_grid(tmp_path, tiny_model_dir):
     from riffengine.engine import build_renderer
 
     settings = settings_for(tmp_path, **{"model.id": str(tiny_model_dir), "model.device": "cpu",
                                          "render.steps": 1})
-    renderer = build_renderer(settings)
+    renderer = SimulatedTime(build_renderer(settings))
     script = [step(0, 1.0, **{"prompt_a/0": "jazz piano"}), step(1, 2.5, bpm=200.0)]
     engine = Engine(settings, renderer, duration=5.0, script=script, signals=False)
     assert asyncio.run(engine.run()) == 0
