@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from riffengine.config import Settings, load_config, merge_overrides, parse_override
+from riffengine.control.mapping import mappings_from_settings
 
 CLIP_SECONDS = 5.12
 """Length of the audio the model renders (512 spectrogram columns at a 10 ms hop)."""
@@ -46,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
     settings = load_config(args.config)
     if args.overrides:
         settings = merge_overrides(settings, dict(parse_override(o) for o in args.overrides))
+    lines = summary(settings)
+    if settings.midi.enabled:
+        bindings = mappings_from_settings(settings.midi.mappings, list(settings.scenes))
+        lines.append(f"midi mappings: {len(bindings)} binding(s)")
     print(f"{args.config}: OK")
-    for line in summary(settings):
+    for line in lines:
         print(f"  {line}")
     return 0
