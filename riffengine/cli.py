@@ -19,6 +19,7 @@ COMMANDS = (
     "tiny_model",
     "run",
     "devices",
+    "bank",
 )
 
 
