@@ -345,6 +345,8 @@ def _probe_value(p: params.Param) -> object:
     default = p.slot_default(p.slots - 1) if p.slots else p.default
     if p.type == "enum":
         return p.choices[-1]
+    if p.name == "seed_image":
+        return "house_120"  # a built-in seed: paths over OSC must name real files
     if p.type == "str":
         return "text"
     return p.maximum if default != p.maximum else p.minimum

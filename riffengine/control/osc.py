@@ -31,6 +31,16 @@ NaN, string longer than ``osc.max_string_length``, malformed packet, timetag too
 is answered ``/riff/fail <address> <reason>``, logged, and changes nothing. Packets from
 outside ``osc.allow`` are dropped without an answer and counted (``osc_dropped`` in status).
 
+Hostile input. Everything received is data: values go through the parameter table, nothing is
+evaluated. Sizes are bounded (packet, messages per packet, arguments, string length, address
+length, wildcards in an address pattern: python-osc turns a pattern into a regular expression,
+and many ``*`` or ``{}`` make it backtrack for seconds, so :data:`MAX_STARS` and
+:data:`MAX_BRACES` bound them). Per-sender reply ports, subscribers and timed messages are
+bounded too, so a flood cannot grow memory. File paths (``/riff/seed_image``) are confined to
+their configured folder (:data:`PATH_PARAMS`, :mod:`riffengine.control.confine`). Refusals
+are logged and answered at a bounded rate (:data:`LOG_RATE`, :data:`FAIL_RATE`) so a flood
+cannot fill the journal or turn the server into an amplifier; ``osc_failed`` counts them all.
+
 Timetags: bundles with a future timetag are applied at that time with ``loop.call_at``; the
 python-osc dispatcher is built with ``strict_timing=False`` and only used to route addresses,
 so nothing ever sleeps in the loop.
@@ -60,6 +70,7 @@ from pythonosc.osc_packet import OscPacket
 from riffengine.config import OscSettings, PathsSettings
 from riffengine.control import params
 from riffengine.control.actions import Controls
+from riffengine.control.confine import builtin_seed_names, confine
 from riffengine.errors import UserError
 from riffengine.events import Event, EventBus
 from riffengine.state import State, as_pairs
@@ -81,6 +92,20 @@ MAX_SCHEDULED = 256
 """Timed messages waiting at once."""
 MAX_SUBSCRIBERS = 32
 """Destinations of ``/riff/notify``."""
+MAX_ADDRESS = 256
+"""Characters in an OSC address (pattern)."""
+MAX_STARS = 2
+"""``*`` wildcards in one address pattern."""
+MAX_BRACES = 1
+"""``{a,b}`` groups in one address pattern."""
+MAX_ROUTES = 256
+"""Senders whose reply port is remembered (the oldest is forgotten first)."""
+LOG_RATE = (10.0, 20)
+"""Refusals logged: per second, and in a burst; the rest are counted in the next log line."""
+FAIL_RATE = (200.0, 400)
+"""``/riff/fail`` answers sent: per second, and in a burst."""
+PATH_PARAMS: dict[str, str] = {"seed_image": "seeds"}
+"""Parameters whose value is a file path -> the ``paths`` setting of their folder."""
 WRITTEN_CLIPS = 64
 """Clips whose spectrogram path is remembered, so a repeating clip is written once."""
 
@@ -111,6 +136,36 @@ def build(address: str, *values: object) -> bytes:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+class _RateLimit:
+    """A token bucket: :meth:`allow` is True at most ``rate`` times a second (``burst`` at once)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self.refused = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.refused += 1
+        return False
+
+
+def check_address(address: str) -> None:
+    """UserError for an address that is too long or a pattern too costly to match."""
+    if len(address) > MAX_ADDRESS:
+        raise UserError(f"an address of {len(address)} characters is too long; "
+                        f"send at most {MAX_ADDRESS}")
+    if address.count("*") > MAX_STARS or address.count("{") > MAX_BRACES:
+        raise UserError(f"address pattern {_show(address)} is too complex; use at most "
+                        f"{MAX_STARS} '*' and {MAX_BRACES} '{{}}' group")
 
 
 def _number(value: object, what: str) -> float | int:
@@ -201,7 +256,10 @@ class OscServer:
         self.dropped = 0
         self.failed = 0
         self.subscribers: set[Address] = set()
-        self._routes: dict[Address, Address] = {}
+        self._routes: dict[Address, Address] = {}  # insertion order: oldest first
+        self._log_limit = _RateLimit(*LOG_RATE)
+        self._fail_limit = _RateLimit(*FAIL_RATE)
+        self._builtin_seeds: tuple[str, ...] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._networks = [ipaddress.ip_network(n) for n in settings.allow]
         self._transport: asyncio.DatagramTransport | None = None
@@ -306,6 +364,7 @@ class OscServer:
     def _dispatch(self, message: OscMessage, sender: Address) -> None:
         address = message.address
         try:
+            check_address(address)
             args = message.params
             if len(args) > MAX_ARGS:
                 raise UserError(f"{len(args)} arguments are too many; send at most {MAX_ARGS}")
@@ -358,8 +417,18 @@ class OscServer:
             value = args[0]
         else:
             value = _number(args[0], what)
+        if p.name in PATH_PARAMS:
+            value = self.confine_path(p.name, str(value))
         key = p.name if slot is None else f"{p.name}/{slot}"
         self.controls.set([(key, value)], self._source(sender))
+
+    def confine_path(self, name: str, value: str) -> str:
+        """A path parameter's value confined to its folder (see :mod:`~riffengine.control.confine`)."""
+        folder = getattr(self.paths, PATH_PARAMS[name])
+        if self._builtin_seeds is None:
+            self._builtin_seeds = builtin_seed_names()
+        builtins = self._builtin_seeds if name == "seed_image" else ()
+        return confine(value, folder, builtins, what=f"{name} (paths.{PATH_PARAMS[name]})")
 
     def _on_whole(self, sender: Address, address: str, fixed: list, *args: object) -> None:
         p = fixed[0]
@@ -389,7 +458,7 @@ class OscServer:
         if len(args) > 1:
             raise UserError("status: send no argument, or the port to answer on")
         if args:
-            self._routes[sender] = (sender[0], _port(args[0], "status"))
+            self._remember_route(sender, _port(args[0], "status"))
         self.send(self.route(sender), f"{STATUS}.reply", *self.status_args())
 
     def _on_notify(self, sender: Address, address: str, *args: object) -> None:
@@ -398,7 +467,7 @@ class OscServer:
                             "to send events to")
         on = _flag(args[0], "notify")
         if len(args) == 2:
-            self._routes[sender] = (sender[0], _port(args[1], "notify"))
+            self._remember_route(sender, _port(args[1], "notify"))
         dest = self.route(sender)
         if on and dest not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
             raise UserError(f"notify: {MAX_SUBSCRIBERS} subscribers already; unsubscribe one first")
@@ -418,6 +487,13 @@ class OscServer:
         raise UserError(unknown_reason(address))
 
     # -- sending --
+
+    def _remember_route(self, sender: Address, port: int) -> None:
+        """Answer ``sender`` on ``port`` from now on; at most :data:`MAX_ROUTES` are kept."""
+        self._routes.pop(sender, None)
+        self._routes[sender] = (sender[0], port)
+        while len(self._routes) > MAX_ROUTES:
+            self._routes.pop(next(iter(self._routes)))
 
     def route(self, sender: Address) -> Address:
         """Where answers for ``sender`` go: the port it named, else where it sent from."""
@@ -443,8 +519,13 @@ class OscServer:
     def fail(self, sender: Address, address: str, reason: str) -> None:
         """Answer a bad message with ``/riff/fail address reason``, log and count it."""
         self.failed += 1
-        log.warning("OSC %s from %s:%d refused: %s", address or "packet", sender[0], sender[1], reason)
-        self.send(self.route(sender), FAIL, address, reason)
+        if self._log_limit.allow():
+            unlogged, self._log_limit.refused = self._log_limit.refused, 0
+            more = f" ({unlogged} more refused, not logged)" if unlogged else ""
+            log.warning("OSC %s from %s:%d refused: %s%s", _show(address) if address else "packet",
+                        sender[0], sender[1], reason, more)
+        if self._fail_limit.allow():
+            self.send(self.route(sender), FAIL, address[:MAX_ADDRESS], reason)
 
     def status_args(self) -> list[object]:
         """``name, value, ...`` for every parameter, then every engine figure."""
