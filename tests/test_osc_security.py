@@ -354,3 +354,23 @@ def test_flood_of_garbage_while_status_is_still_served(tmp_path):
         client.send("/riff/alpha", 0.75)              # and it still works afterwards
         wait_until(lambda: engine.values["alpha"] == 0.75, what="alpha after the flood")
         state_is_valid(engine.store.state)
+
+
+def test_reconfigure_swaps_the_allow_list_and_the_seed_folder(tmp_path, seeds):
+    """What a SIGHUP reload does to the OSC server: a new allow list and folders, same socket."""
+    with RunningSurfaces(settings_in(tmp_path, "osc: {port: 0}\npaths: {seeds: seeds}\n")) as engine, \
+            OscClient(engine.osc_port) as client:
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "x.png").write_bytes(b"png")
+        reloaded = settings_in(tmp_path, "osc: {port: 0, allow: [10.0.0.0/8]}\npaths: {seeds: other}\n")
+        engine.call(engine.surfaces.osc.reconfigure, reloaded.osc, reloaded.paths)
+        client.send("/riff/alpha", 0.5)
+        wait_until(lambda: engine.surfaces.osc.dropped == 1, what="dropped after reload")
+        assert engine.values["alpha"] == 0.0
+        back = settings_in(tmp_path, "osc: {port: 0}\npaths: {seeds: other}\n")
+        engine.call(engine.surfaces.osc.reconfigure, back.osc, back.paths)
+        client.send("/riff/seed_image", "x.png")
+        wait_until(lambda: engine.values["seed_image"] == str(other / "x.png"), what="new folder")
+        client.send("/riff/seed_image", "loop.png")            # only in the old folder
+        assert "is not a file" in client.wait_for("/riff/fail").params[1]

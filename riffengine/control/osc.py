@@ -288,6 +288,26 @@ class OscServer:
         log.info("OSC listening on %s:%d", *self.address)
         return self
 
+    def reconfigure(self, settings: OscSettings, paths: PathsSettings) -> None:
+        """Take a reloaded config's allow list, string limit, notify list and folders (SIGHUP).
+
+        ``osc.host``/``osc.port``/``osc.enabled`` need a restart: a change is logged, not applied.
+        Validates everything first, so a bad value changes nothing.
+        """
+        networks = [ipaddress.ip_network(n) for n in settings.allow]
+        notify = set()
+        for dest in settings.notify:
+            host, _, port = dest.rpartition(":")
+            notify.add((host.strip("[]"), int(port)))
+        if (settings.host, settings.port, settings.enabled) != (
+                self.settings.host, self.settings.port, self.settings.enabled):
+            log.warning("osc.host, osc.port and osc.enabled take effect at the next start")
+        old_notify = {(d.rpartition(":")[0].strip("[]"), int(d.rpartition(":")[2]))
+                      for d in self.settings.notify}
+        self.subscribers = (self.subscribers - old_notify) | notify
+        self._networks = networks
+        self.settings, self.paths = settings, paths
+
     @property
     def address(self) -> Address:
         """The bound host and port (the real port when ``osc.port`` is 0)."""
