@@ -4,7 +4,6 @@ nothing evaluated, a fuzzed parser and dispatch, and a flood of garbage over rea
 from __future__ import annotations
 
 import ast
-import os
 import random
 import socket
 import struct
