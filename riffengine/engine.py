@@ -72,6 +72,8 @@ FADE_OUT_SECONDS = 0.1
 FADE_SKIP_FRAMES = 4096
 """Frames left untouched ahead of playback when fading out (more than the callback can read
 while the fade is written)."""
+STOP_PAD_FRAMES = 2048
+"""Silence queued after the fade-out, so the callback never runs dry before the stream stops."""
 STOP_WAIT_SECONDS = 1.0
 """At most this long is spent waiting for the fade-out to play."""
 WARM_UP = "warm-up"
@@ -440,8 +442,11 @@ class Engine:
     def _feed(self) -> None:
         """Live: top up the ring with timeline blocks (never waits)."""
         limit = self._feed_limit()
-        while self.timeline.cursor + REALTIME_BLOCK <= limit:
-            self._render_into_ring(REALTIME_BLOCK)
+        last = None if self._end_frame is None else self._end_frame - self._fade_frames()
+        while (n := min(REALTIME_BLOCK, limit - self.timeline.cursor)) > 0:
+            if n < REALTIME_BLOCK and self.timeline.cursor + n != last:
+                break  # whole blocks only, except the last one before the end
+            self._render_into_ring(n)
 
     async def _feed_file(self) -> None:
         """File output: one block, bounded by the next thing that must happen at a frame."""
@@ -706,18 +711,23 @@ class Engine:
         if end is None:
             frames = self._apply_gain(self.timeline.render_block(fade).frames)
             frames *= np.cos((np.arange(fade) + 0.5) * (np.pi / 2 / fade)).astype(np.float32)[:, None]
+            if self.realtime:  # silence after the fade, so the callback never runs dry before the stop
+                frames = np.concatenate([frames, np.zeros((STOP_PAD_FRAMES, CHANNELS), np.float32)])
             deadline = self._loop.time() + STOP_WAIT_SECONDS + self.ring.available() / self.sample_rate
             while frames.size and self._loop.time() < deadline:
                 frames = frames[self.ring.write(frames):]
                 if frames.size:
                     await asyncio.sleep(0.002)
-            end = self.ring.frames_written
+            end = self.ring.frames_written - (STOP_PAD_FRAMES if self.realtime else 0)
         if self.realtime:
+            if self.ring.frames_written - end >= STOP_PAD_FRAMES:
+                end += STOP_PAD_FRAMES // 2  # a little silence in the recording, still no underrun
             deadline = self._loop.time() + STOP_WAIT_SECONDS
             if not self._stop_requested:
                 deadline += max(0, end - self.ring.frames_read) / self.sample_rate
             while self.ring.frames_read < end and self._loop.time() < deadline:
                 await asyncio.sleep(0.005)
+            self.output.stop()
         self._publish_heard()
         self.bus.publish("stopped", frame=self.heard_frame(), underruns=self.ring.underruns,
                          **{k: v for k, v in self._stats.items()})
