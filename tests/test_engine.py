@@ -263,3 +263,31 @@ def test_cli_file_output_needs_a_duration_and_bad_script_steps_are_named(tmp_pat
     code, err = run_cli(capsys, "--fake-renderer", "--no-osc", "--output", str(tmp_path / "x.wav"),
                         "--duration", "1", "--script", str(script))
     assert code == 2 and len(err) == 1 and "step 1" in err[0] and "bpm" in err[0]
+
+
+def test_a_48k_output_gets_resampled_clips_of_exact_loop_length(tmp_path):
+    script = [step(0, 1.5, bpm=200.0)]
+    settings = settings_for(tmp_path, **{"audio.sample_rate": 48000})
+    engine = Engine(settings, FakeRenderer(), duration=4.0, script=script, signals=False)
+    assert asyncio.run(engine.run()) == 0
+    audio, rate = soundfile.read(str(tmp_path / "out.wav"), dtype="float32", always_2d=True)
+    assert rate == 48000 and len(audio) == 4 * 48000
+    starts = [e for e in read_events(tmp_path / "events.jsonl") if e["kind"] == "loop_started"]
+    for a, b in zip(starts, starts[1:]):
+        assert b["frame"] - a["frame"] == loop_frames(1, a["bpm"], 48000) == a["frames"]
+    assert starts[-1]["bpm"] == 200.0
+    # the fake's 0.5 sine keeps its pitch through the resampling: peak level unchanged
+    assert np.abs(audio[int(0.5 * 48000) : int(0.9 * 48000)]).max() == pytest.approx(0.5, abs=0.02)
+
+
+def test_no_audio_device_is_one_user_error_that_lists_devices_and_suggests_jack_or_a_file(capsys, monkeypatch):
+    import sounddevice
+
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    if any(d["max_output_channels"] > 0 for d in sounddevice.query_devices()):
+        pytest.skip("this machine has an audio output device")
+    code = cli.main(["run", "--fake-renderer", "--no-osc", "--output", "default"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("riffengine: error: no audio output device")
+    assert "Devices found" in err and "--output jack" in err and ".wav" in err
+    assert "Traceback" not in err
