@@ -107,3 +107,11 @@ def test_ring_fade_unread_fades_ahead_of_the_reader_and_silences_the_rest():
     assert np.all(np.diff(fade) < 0) and fade[0] > 0.99 and fade[-1] < 0.01
     assert not out[400:].any()
     assert ring.fade_unread(skip=100, length=300) is None  # nothing queued: write a tail instead
+
+
+def test_devices_command_lists_audio_and_midi(capsys):
+    from riffengine import cli
+
+    assert cli.main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Audio devices:") and "host APIs:" in out and "MIDI ports" in out
