@@ -605,6 +605,7 @@ def initial_values(settings: Settings) -> tuple[tuple[str, object], ...]:
     return (
         ("bpm", tempo.bpm),
         ("beats_per_bar", tempo.beats_per_bar),
+        ("tempo_source", tempo.source),
         ("bars", loop.bars),
         ("crossfade_ms", loop.crossfade_ms),
         ("steps", render.steps),

@@ -59,6 +59,8 @@ from riffengine.render.worker import RenderJob, RenderResult, RenderWorker
 from riffengine.script import Step
 from riffengine.state import State, initial_state
 from riffengine.store import StateStore, changed_keys
+from riffengine.timing.follow import Follower, loop_bpm, needs_realign
+from riffengine.timing.sources import FrameClock
 from riffengine.timing.tempo import TempoMap, loop_frames
 
 log = logging.getLogger(__name__)
@@ -151,7 +153,6 @@ class Engine:
         self.settings = settings
         self.store = StateStore(initial_state(settings))
         self.bus = EventBus()
-        self.tempo_source = settings.tempo.source
         self._renderer = renderer
         self._renderer_factory = renderer_factory
         self.duration = duration
@@ -168,6 +169,7 @@ class Engine:
         self.planner: Planner | None = None
         self.events_log: EventLog | None = None
         self.surfaces = None
+        self.follower: Follower | None = None
         self.sample_rate = settings.audio.sample_rate
         self.realtime = True
         # Loop-side bookkeeping:
@@ -192,6 +194,7 @@ class Engine:
         self._stream_started = False
         self._stats = {"renders": 0, "stretches": 0, "failures": 0, "late": 0, "dropped": 0}
         self._last_render_ms = 0.0
+        self._job_bpm: dict[int, float] = {}
         self._unsubscribe: list[Callable[[], None]] = []
 
     # --- public API (loop thread) ---------------------------------------------------------------
@@ -220,8 +223,20 @@ class Engine:
 
     def set_tempo(self, bpm: float, source: str = "internal") -> State:
         """Change the session tempo (Link, MIDI clock, a surface); heard at the next seam."""
-        self.tempo_source = source
         return self.store.apply({"bpm": float(bpm)}, source=source)
+
+    @property
+    def tempo_source(self) -> str:
+        """The tempo source in force: internal, link or midi."""
+        if self.follower is not None:
+            return self.follower.sync.source
+        return str(self.store.state.values["tempo_source"])
+
+    def tempo_status(self) -> dict[str, object]:
+        """``tempo_source`` and ``tempo_locked`` for the status reply."""
+        if self.follower is not None:
+            return self.follower.status()
+        return {"tempo_source": self.tempo_source, "tempo_locked": self.tempo_source == "internal"}
 
     def figures(self) -> dict[str, object]:
         """Engine figures for status replies and logs (plain ints, floats and strings)."""
@@ -244,7 +259,7 @@ class Engine:
             "beat": int(math.floor(pos.beat)) % pos.beats_per_bar + 1,
             "bpm": round(pos.bpm, 4),
             "beats_per_bar": pos.beats_per_bar,
-            "tempo_source": self.tempo_source,
+            **self.tempo_status(),
             "render_ms": round(self._last_render_ms, 1),
             "render_expected_ms": round(expected_ms, 1),
             "rendering": int(planner is not None and planner.in_flight is not None),
@@ -285,6 +300,7 @@ class Engine:
             # -------------------------------------------------------------------------------
             self._install_signal_handlers()
             self._start_stream()
+            self._start_follower()
             await self._play()
             await self._fade_out()
         finally:
@@ -317,6 +333,9 @@ class Engine:
         self.realtime = not isinstance(self.output, WavFileOutput)
         if not self.realtime and self.duration is None:
             raise UserError("a .wav output needs an end: give --duration SECONDS")
+        if not self.realtime and self.tempo_source != "internal":
+            raise UserError(f"tempo source {self.tempo_source} needs a live output (a device or jack), "
+                            "not a file: set tempo.source: internal to render to a file")
         self.sample_rate = self.output.sample_rate
         if self.recorder is not None:
             self.recorder.sample_rate = self.sample_rate
@@ -409,11 +428,19 @@ class Engine:
                          output=str(self.settings.audio.output))
         log.info("playing at %d Hz to %s", self.sample_rate, self.settings.audio.output)
 
+    def _start_follower(self) -> None:
+        """The tempo source (Link, MIDI clock in) and MIDI clock out, once the stream runs."""
+        clock = FrameClock.for_output(self.output) if self.realtime else FrameClock.free_running(self.sample_rate)
+        self.follower = Follower(self.store, self.bus, self.settings, clock, self.timeline.tempo_at,
+                                 self.tempo_source)
+
     # --- the tick ------------------------------------------------------------------------------
 
     async def _play(self) -> None:
         """Until stopped or at the end: apply script steps and results, plan, feed, publish."""
         while not self._stop_requested:
+            if self.follower is not None:
+                self.follower.poll(self._loop.time())
             self._run_script()
             self._apply_arrivals()
             self._plan()
@@ -510,6 +537,9 @@ class Engine:
                 frames = round(float(value) * self.sample_rate / 1000.0)
                 self.timeline.crossfade_frames = frames
                 self.timeline.min_crossfade_frames = min(64, frames)
+            elif key == "tempo_source" and self.follower is not None and source != "tempo":
+                if not self.follower.switch(str(value)):  # refused: put the old value back
+                    self._loop.call_soon(self.store.apply, {"tempo_source": self.follower.sync.source}, "tempo")
             elif key == "beats_per_bar":
                 self.bus.publish("warning", message="a meter change takes effect at the next start; "
                                                     "the loop keeps its meter")
@@ -543,10 +573,17 @@ class Engine:
         planner.want(self.store.state)
         seam, length, fade = self._loop_geometry()
         job = planner.next_job(self.timeline.cursor, seam, length, fade)
+        reading = self.follower.reading() if self.follower is not None else None
+        meter = self.timeline.tempo.beats_per_bar
+        if job is None and self.timeline.pending_clip_id is None \
+                and needs_realign(reading, seam, length, self.sample_rate, meter):
+            job = planner.realign_job(self.timeline.cursor, seam, length, fade)  # tempo sync drift
         if job is None:
             return
         self._jobs[job.number] = job
-        self.worker.submit(RenderJob(self._spec(job.key), tag=job.number))
+        bpm = loop_bpm(reading, job.target_seam, job.bars, job.bpm, meter)
+        self._job_bpm[job.number] = bpm
+        self.worker.submit(RenderJob(self._spec((job.request, bpm, job.bars)), tag=job.number))
         self.bus.publish("render", phase="started", job=job.number, version=job.version, mode=job.kind,
                          expected_ms=round(job.expected * 1000.0, 1), heard_at_frame=job.target_seam,
                          heard_at_bar=self.timeline.tempo.bar_at(job.target_seam),
@@ -593,6 +630,7 @@ class Engine:
             self._apply_result(arrival.job, arrival.result)
 
     def _apply_result(self, job: Job, result: RenderResult) -> None:
+        bpm = self._job_bpm.pop(job.number, job.bpm)
         if not result.ok:
             seconds = result.seconds
             self.planner.finished(job, False, seconds)
@@ -608,7 +646,7 @@ class Engine:
         self._last_render_ms = made.seconds * 1000.0
         self._stats["stretches" if made.stretched else "renders"] += 1
         clip_id = self._register_clip(made, job.version)
-        clip = self.timeline.make_clip(clip_id, made.audio, job.bpm, job.bars)
+        clip = self.timeline.make_clip(clip_id, made.audio, bpm, job.bars)
         seam, length, fade = self._loop_geometry()
         fade = min(fade, len(clip.audio), length)
         under_way = self.timeline.pending_clip_id is not None and self._fade_started()
@@ -623,7 +661,7 @@ class Engine:
                          expected_ms=round(job.expected * 1000.0, 1), late=late,
                          timings={k: round(v * 1000.0, 1) for k, v in made.timings.items()})
         self.bus.publish("loop_scheduled", clip_id=clip_id, version=job.version, frame=lands,
-                         bar=self.timeline.tempo.bar_at(lands), bpm=job.bpm, bars=job.bars, late=late)
+                         bar=self.timeline.tempo.bar_at(lands), bpm=bpm, bars=job.bars, late=late)
 
     def _fade_started(self) -> bool:
         seam, _, fade = self._loop_geometry()
@@ -738,6 +776,8 @@ class Engine:
         steps: list[Callable[[], object]] = []
         if self.surfaces is not None:
             steps.append(self.surfaces.close)
+        if self.follower is not None:
+            steps.append(self.follower.close)
         if self.output is not None:
             steps.append(self.output.stop)
             steps.append(self.output.close)

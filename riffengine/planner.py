@@ -179,6 +179,27 @@ class Planner:
         self.in_flight = job
         return job
 
+    def realign_job(self, cursor: int, next_seam: int, loop_frames: int, fade_frames: int) -> Job | None:
+        """A stretch of the last good clip, to move the loop's length (tempo sync), or None.
+
+        Only when nothing is in flight and nothing new is wanted: a real change always wins.
+        """
+        if self.in_flight is not None or self.last_good_key is None or self.needs_job():
+            return None
+        expected = self.expected_seconds(STRETCH)
+        ready = ready_frame(cursor, expected, self.margin_seconds, self.sample_rate)
+        self.jobs_issued += 1
+        self.in_flight = Job(
+            number=self.jobs_issued,
+            key=self.last_good_key,
+            kind=STRETCH,
+            version=self.wanted.version if self.wanted is not None else 0,
+            issued_frame=cursor,
+            expected=expected,
+            target_seam=first_seam_after(ready, next_seam, loop_frames, fade_frames),
+        )
+        return self.in_flight
+
     def heard_at(self, cursor: int, next_seam: int, loop_frames: int, fade_frames: int) -> int | None:
         """The seam at which the newest State is expected to be heard, or None if it already is.
 
