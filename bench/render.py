@@ -37,7 +37,7 @@ from riffengine.render.model import (
     write_tiny_tokenizer,
 )
 from riffengine.render.renderer import Renderer, make_scheduler
-from riffengine.render.request import PromptSlot, RenderRequest, Side
+from riffengine.render.request import FAST_SCHEDULER, FAST_STEPS, PromptSlot, RenderRequest, Side
 
 SEED_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "golden" / "seed_images" / "og_beat.png"
 PROMPT = "lofi hip hop beat"
@@ -188,7 +188,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"],
                         help="riffengine's dtype (default float16 on CUDA, float32 on CPU)")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--fast-steps", type=int, default=20,
+    parser.add_argument("--fast-steps", type=int, default=FAST_STEPS,
                         help="steps of the fast preset (DPM-Solver++), default 20")
     parser.add_argument("--denoise", type=float, default=0.75)
     parser.add_argument("--guidance", type=float, default=7.0)
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     optimize_model(model, channels_last=args.channels_last, compile_mode=args.compile)
     renderer = Renderer(model, codec=Codec(device=device))
     req_b = request_for(args, args.steps, "default")
-    req_c = request_for(args, args.fast_steps, "dpm")
+    req_c = request_for(args, args.fast_steps, FAST_SCHEDULER)
     seconds_b, clip_b = timed(lambda: renderer.render(req_b), device, args.repeat, args.warmup)
     seconds_c, clip_c = timed(lambda: renderer.render(req_c), device, args.repeat, args.warmup)
 

@@ -32,6 +32,7 @@ import yaml
 
 from riffengine.control import params
 from riffengine.errors import UserError
+from riffengine.render.request import FAST_SCHEDULER, FAST_STEPS
 
 
 class _Invalid(Exception):
@@ -599,7 +600,8 @@ def merge_overrides(settings: Settings, overrides: Mapping[str, object]) -> Sett
 def initial_values(settings: Settings) -> tuple[tuple[str, object], ...]:
     """The starting parameter values the settings give, as (key, value) pairs in order.
 
-    First the plain sections (tempo, loop, render), then the ``initial`` section, which wins.
+    First the plain sections (tempo, loop, render; ``render.fast`` caps the steps and picks the
+    fast preset's scheduler), then the ``initial`` section, which wins.
     """
     tempo, loop, render = settings.tempo, settings.loop, settings.render
     return (
@@ -608,8 +610,8 @@ def initial_values(settings: Settings) -> tuple[tuple[str, object], ...]:
         ("tempo_source", tempo.source),
         ("bars", loop.bars),
         ("crossfade_ms", loop.crossfade_ms),
-        ("steps", render.steps),
-        ("scheduler", render.scheduler),
+        ("steps", min(render.steps, FAST_STEPS) if render.fast else render.steps),
+        ("scheduler", FAST_SCHEDULER if render.fast else render.scheduler),
         ("denoise_a", render.denoise),
         ("denoise_b", render.denoise),
         ("guidance_a", render.guidance),

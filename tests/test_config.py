@@ -238,3 +238,13 @@ def test_params_command_writes_the_docs_page(only_check, tmp_path):
     out = tmp_path / "parameters.md"
     assert cli.main(["params", "--output", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == params.parameters_markdown()
+
+
+def test_fast_preset_caps_steps_and_picks_its_scheduler() -> None:
+    from riffengine.config import initial_values
+    from riffengine.render.request import FAST_SCHEDULER, FAST_STEPS
+
+    values = dict(initial_values(merge_overrides(Settings(), {"render.fast": True, "render.steps": 50})))
+    assert values["steps"] == FAST_STEPS and values["scheduler"] == FAST_SCHEDULER
+    values = dict(initial_values(merge_overrides(Settings(), {"render.fast": True, "render.steps": 8})))
+    assert values["steps"] == 8

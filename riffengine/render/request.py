@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: The fast preset (``render.fast``): DPM-Solver++ at 20 steps, about 2.5x fewer UNet calls
+#: than Riffusion's 50-step default at a small cost in detail.
+FAST_STEPS = 20
+FAST_SCHEDULER = "dpm"
+
 
 @dataclass(frozen=True)
 class PromptSlot:
