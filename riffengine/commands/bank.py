@@ -62,20 +62,6 @@ def cache_bytes(gigabytes: float) -> int:
     return max(1, int(gigabytes * 1024**3))
 
 
-def load_renderer(settings: Settings):
-    """The real renderer with the configured model and device (``auto``: CUDA when present)."""
-    import torch
-
-    from riffengine.render.model import load_model
-    from riffengine.render.renderer import Renderer
-
-    device = settings.model.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = {"auto": None, "fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[settings.model.dtype]
-    return Renderer(load_model(settings.model.id, device=device, dtype=dtype))
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -95,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         except UserError as exc:
             raise UserError(f"{item.name}: {exc}") from None
     cache = RenderCache(args.cache, cache_bytes(args.max_size_gb))
-    renderer = CachedRenderer(load_renderer(settings), cache)
+    from riffengine.engine import build_renderer  # the engine's own model loading
+
+    renderer = CachedRenderer(build_renderer(settings), cache)
     with tqdm(total=len(items), desc="bank", unit="state", disable=None) as bar:
         def advance(item) -> None:
             bar.set_postfix_str(item.name[:40])
