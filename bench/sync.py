@@ -28,7 +28,6 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time

@@ -1,6 +1,5 @@
 """Model loading (the tiny model through the real loader), prompt encoding and its cache."""
 
-from pathlib import Path
 
 import pytest
 import torch
