@@ -22,6 +22,7 @@ on the asyncio loop's thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -140,6 +141,24 @@ class MidiSurface:
         if self._probe is not None:
             self._probe.delete()
             self._probe = None
+
+    def reload(self, settings: Settings) -> None:
+        """Take a reloaded config's mappings and scenes (SIGHUP); loop thread.
+
+        The new mappings are checked first (UserError, nothing changed). ``midi.input`` and
+        ``midi.backend`` need a restart: a change is logged, not applied. A learn in progress
+        is kept; glides and half-received 14-bit values of the old mappings are dropped.
+        """
+        midi = settings.midi
+        scenes = list(settings.scenes)
+        mapper = mapping.Mapper(list(mapping.mappings_from_settings(midi.mappings, scenes)))
+        if (midi.input, midi.backend) != (self.settings.input, self.settings.backend):
+            log.warning("midi.input and midi.backend take effect at the next start")
+            midi = dataclasses.replace(midi, input=self.settings.input, backend=self.settings.backend)
+        self.settings = midi
+        self.mapper = mapper
+        self.learn_path = learn_file(settings)
+        log.info("MIDI mappings reloaded: %d bindings", len(mapper.bindings))
 
     # -- ports --
 

@@ -20,6 +20,8 @@ Address space (the parameter table, :mod:`riffengine.control.params`, makes the 
                                 cc channel``; answered with ``/riff/notify.reply 1|0``
 ``/riff/learn PARAM``           MIDI learn: the next CC moved drives PARAM (saved to the
                                 mappings file); ``/riff/learned`` tells when
+``/riff/panic [1]``             crossfade at once to the bank's safe loop (``riffengine
+                                bank``); ``/riff/panic 0`` (a button's release) does nothing
 ==============================  ==========================================================
 
 Replies go back to the sender's address and port, unless the sender named a ``PORT`` in
@@ -112,6 +114,7 @@ WRITTEN_CLIPS = 64
 STATUS = f"{params.PREFIX}/status"
 NOTIFY = f"{params.PREFIX}/notify"
 LEARN = f"{params.PREFIX}/learn"
+PANIC = f"{params.PREFIX}/panic"
 FAIL = f"{params.PREFIX}/fail"
 NORM = "norm"
 
@@ -231,7 +234,8 @@ class OscServer:
     """The UDP OSC server on the loop; start with :meth:`start`, stop with :meth:`close`.
 
     ``figures()`` gives the engine figures of the status reply; ``learn(key)`` arms MIDI
-    learn (raising UserError when there is no MIDI input).
+    learn (raising UserError when there is no MIDI input); ``panic()`` crossfades to the safe
+    loop (raising UserError when there is none; None: the engine offers no panic).
     """
 
     def __init__(
@@ -244,6 +248,7 @@ class OscServer:
         figures: Callable[[], Mapping[str, object]],
         learn: Callable[[str], None],
         loop: asyncio.AbstractEventLoop,
+        panic: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.paths = paths
@@ -252,6 +257,7 @@ class OscServer:
         self.bus = bus
         self.figures = figures
         self.learn = learn
+        self.panic = panic
         self.loop = loop
         self.dropped = 0
         self.failed = 0
@@ -416,6 +422,7 @@ class OscServer:
         d.map(STATUS, self._on_status, needs_reply_address=True)
         d.map(NOTIFY, self._on_notify, needs_reply_address=True)
         d.map(LEARN, self._on_learn, needs_reply_address=True)
+        d.map(PANIC, self._on_panic, needs_reply_address=True)
         d.set_default_handler(self._on_unknown, needs_reply_address=True)
         return d
 
@@ -502,6 +509,15 @@ class OscServer:
             raise UserError("learn: send the parameter to learn, e.g. /riff/learn alpha")
         self.learn(args[0])
         self._learner = self.route(sender)
+
+    def _on_panic(self, sender: Address, address: str, *args: object) -> None:
+        if len(args) > 1:
+            raise UserError("panic: send no argument, or 1 (0 is a button's release and does nothing)")
+        if args and not _flag(args[0], "panic"):
+            return
+        if self.panic is None:
+            raise UserError("panic: this engine has no safe loop to fall back to")
+        self.panic()
 
     def _on_unknown(self, sender: Address, address: str, *args: object) -> None:
         raise UserError(unknown_reason(address))

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from riffengine.config import Settings
+from riffengine.control import mapping
 from riffengine.control.actions import Controls
 from riffengine.control.midi import MidiSurface, start_learning
 from riffengine.control.osc import OscServer
@@ -45,6 +46,17 @@ class Surfaces:
     def learn(self, key: str) -> None:
         """Arm MIDI learn for ``key``; UserError if MIDI is off or ``key`` is not a knob target."""
         start_learning(self.midi)(key)
+
+    def reload(self, settings: Settings) -> None:
+        """Take a reloaded config (SIGHUP): mappings, scenes, the OSC allow list, limits,
+        notify list and folders. Everything is checked before anything changes (UserError)."""
+        if self.midi is not None:
+            mapping.mappings_from_settings(settings.midi.mappings, list(settings.scenes))
+        if self.osc is not None:
+            self.osc.reconfigure(settings.osc, settings.paths)
+        if self.midi is not None:
+            self.midi.reload(settings)
+        self.controls.settings = settings
 
     def figures(self) -> dict[str, object]:
         """The surfaces' own counters, for logs and status."""
@@ -69,10 +81,12 @@ async def start_surfaces(
     figures: Figures,
     loop: asyncio.AbstractEventLoop | None = None,
     learn: str | None = None,
+    panic: Callable[[], None] | None = None,
 ) -> Surfaces:
     """Start the MIDI input and the OSC server the settings enable.
 
-    ``learn`` arms MIDI learn for that parameter at once (``riffengine run --learn PARAM``).
+    ``learn`` arms MIDI learn for that parameter at once (``riffengine run --learn PARAM``);
+    ``panic`` is what ``/riff/panic`` calls (the engine's fall-back to the safe loop).
     Raises UserError (and starts nothing) for a bad mappings file, a taken OSC port or an
     unusable MIDI API.
     """
@@ -91,7 +105,8 @@ async def start_surfaces(
             surfaces.learn(learn)
         if settings.osc.enabled:
             surfaces.osc = await OscServer(settings.osc, settings.paths, controls, store, bus,
-                                           all_figures, surfaces.learn, loop).start()
+                                           all_figures, surfaces.learn, loop,
+                                           panic).start()
     except BaseException:
         await surfaces.close()
         raise
