@@ -10,9 +10,17 @@ Switches, per request, written into side A's first prompt (so a scripted session
 them through ordinary state changes):
 
 - ``[raise]``: the render raises :class:`RuntimeError`;
+- ``[oom]``: the render raises ``torch.cuda.OutOfMemoryError`` (a simulated CUDA
+  out-of-memory; the class exists, and can be raised, without a GPU);
 - ``[nan]``: the audio is all NaN;
 - ``[silent]``: the audio is all zeros;
-- ``[late=S]``: the render takes ``S`` seconds.
+- ``[late=S]``: the render takes ``S`` seconds;
+- ``[hang]``: the render blocks the worker thread until :meth:`FakeRenderer.unhang` is called
+  (a driver that stopped answering), then finishes normally; ``[hang=S]`` gives up after
+  ``S`` seconds of real time.
+
+``[raise=N]``, ``[oom=N]``, ``[nan=N]`` and ``[silent=N]`` fail only the first ``N`` renders of
+that request and then succeed: a renderer that recovers on its own (for the engine's retry).
 
 Time: each render "takes" ``seconds`` (``[late=S]``: ``S``) and a stretch ``stretch_seconds``.
 With ``sleep=True`` it really sleeps that long (live runs); otherwise it returns at once and
@@ -25,6 +33,7 @@ Thread rule: like the Renderer, one thread (the render worker) uses it.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import zlib
 
@@ -38,6 +47,10 @@ DEFAULT_SECONDS = 0.3
 DEFAULT_STRETCH_SECONDS = 0.02
 BURST_FRAMES = 256
 _LATE = re.compile(r"\[late=([0-9]*\.?[0-9]+)\]")
+_HANG = re.compile(r"\[hang(?:=([0-9]*\.?[0-9]+))?\]")
+_FAULT = re.compile(r"\[(raise|oom|nan|silent)(?:=([0-9]+))?\]")
+HANG_LIMIT_SECONDS = 3600.0
+"""A ``[hang]`` without a time gives up after this long (a test that forgot to unhang)."""
 
 
 def request_frequency(request: RenderRequest) -> float:
@@ -85,6 +98,36 @@ class FakeRenderer:
         self.last_seconds = 0.0
         self.renders = 0
         self.stretches = 0
+        self.hanging = threading.Event()
+        """Set while a ``[hang]`` render blocks the worker thread."""
+        self._unhang = threading.Event()
+        self._faults: dict[RenderRequest, int] = {}
+
+    def unhang(self) -> None:
+        """Let a ``[hang]`` render (now or later) finish; any thread."""
+        self._unhang.set()
+
+    def fault(self, request: RenderRequest) -> str | None:
+        """The fault this render of ``request`` has: raise, oom, nan, silent or None.
+
+        A counted fault (``[oom=2]``) applies to the first renders of the request only.
+        """
+        found = _FAULT.search(switches(request))
+        if found is None:
+            return None
+        if found.group(2) is not None:
+            done = self._faults.get(request, 0)
+            self._faults[request] = done + 1
+            if done >= int(found.group(2)):
+                return None
+        return found.group(1)
+
+    def _hang(self, limit: float) -> None:
+        self.hanging.set()
+        try:
+            self._unhang.wait(limit)
+        finally:
+            self.hanging.clear()
 
     def _take(self, seconds: float) -> None:
         self.last_seconds = seconds
@@ -97,15 +140,21 @@ class FakeRenderer:
         text = switches(request)
         late = _LATE.search(text)
         self._take(float(late.group(1)) if late else self.seconds)
-        if "[raise]" in text:
+        hang = _HANG.search(text)
+        if hang is not None:
+            self._hang(float(hang.group(1)) if hang.group(1) else HANG_LIMIT_SECONDS)
+        fault = self.fault(request)
+        if fault == "raise":
             raise RuntimeError("fake renderer: [raise] switch")
+        if fault == "oom":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake renderer: [oom] switch)")
         frames = num_frames or int(5.12 * SAMPLE_RATE)
         frequency = request_frequency(request)
         pixels = frequency_pixels(frequency, request.width)
         audio = fake_signal(frequency, frames)
-        if "[nan]" in text:
+        if fault == "nan":
             audio[:] = np.nan
-        elif "[silent]" in text:
+        elif fault == "silent":
             audio[:] = 0.0
         return Clip(request=request, pixels=pixels, image=pixels_to_image(pixels), audio=audio,
                     sample_rate=SAMPLE_RATE, seconds=self.last_seconds,

@@ -11,7 +11,11 @@ Thread rules:
 - ``on_result`` is called on the worker thread, once per job that ran, with a
   :class:`RenderResult`. An asyncio program wraps it, e.g.
   ``lambda r: loop.call_soon_threadsafe(handle, r)``. It must not block for long.
-- A render that raises does not stop the worker: the error is in the result.
+- A render that raises does not stop the worker: the error is in the result. It is logged once
+  per streak: the same failure again (same class and message, no success between) is logged
+  at debug level only, so a renderer retried for minutes does not fill the journal.
+- A CUDA out-of-memory error frees PyTorch's cached GPU memory (on the worker thread, which owns
+  the GPU) before the result is handed over, so a retry has a chance.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class RenderWorker:
         self._pending: RenderJob | None = None
         self._running: RenderJob | None = None
         self._stopping = False
+        self._last_failure: tuple[str, str] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # -- called from any thread
@@ -163,10 +168,37 @@ class RenderWorker:
         start = time.perf_counter()
         try:
             clip = self.renderer.render(job.request, num_frames=job.num_frames)
+            self._last_failure = None
             return RenderResult(job, clip, None, time.perf_counter() - start)
-        except UserError as exc:
-            log.warning("render rejected: %s", exc)
-            return RenderResult(job, None, exc, time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 - the show goes on; the error is reported
+            seconds = time.perf_counter() - start
+            if is_out_of_memory(exc):
+                free_gpu_cache()
+            self._log_failure(exc)
+            return RenderResult(job, None, exc, seconds)
+
+    def _log_failure(self, exc: Exception) -> None:
+        signature = (type(exc).__name__, str(exc))
+        again, self._last_failure = signature == self._last_failure, signature
+        if again:
+            log.debug("render failed again: %s", exc)
+        elif isinstance(exc, UserError):
+            log.warning("render rejected: %s", exc)
+        else:
             log.exception("render failed")
-            return RenderResult(job, None, exc, time.perf_counter() - start)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for ``torch.cuda.OutOfMemoryError`` (checked by name: no torch import needed)."""
+    return any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__)
+
+
+def free_gpu_cache() -> None:
+    """Return PyTorch's cached CUDA memory to the driver (render worker thread only)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception as exc:  # noqa: BLE001 - a broken driver must not kill the worker
+        log.debug("freeing the CUDA cache failed: %s", exc)
