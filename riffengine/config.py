@@ -297,6 +297,23 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class CacheSettings:
+    """The render cache on disk (and the bank's safe loop for ``/riff/panic`` in it).
+
+    ``folder`` null is ``$XDG_CACHE_HOME/riffengine/renders`` (``~/.cache/riffengine/renders``),
+    the same folder ``riffengine bank`` fills by default.
+    """
+
+    enabled: bool = _setting(True, _boolean)
+    folder: str | None = _setting(None, _optional(_text("a folder path or null")), path=True)
+    max_size_gb: float = _setting(2.0, _number(0.001, 100000.0))
+
+    @property
+    def max_bytes(self) -> int:
+        return max(1, int(self.max_size_gb * 1024**3))
+
+
+@dataclass(frozen=True)
 class PathsSettings:
     """Folders the engine reads and writes."""
 
@@ -315,6 +332,7 @@ SECTIONS: dict[str, type] = {
     "midi": MidiSettings,
     "logging": LoggingSettings,
     "paths": PathsSettings,
+    "cache": CacheSettings,
 }
 """The sections made of plain settings; ``initial`` and ``scenes`` hold parameter values."""
 
@@ -344,6 +362,7 @@ class Settings:
     midi: MidiSettings = MidiSettings()
     logging: LoggingSettings = LoggingSettings()
     paths: PathsSettings = PathsSettings()
+    cache: CacheSettings = CacheSettings()
     source: str | None = None
 
     def scene(self, which: int | str) -> ParamValues:
@@ -478,7 +497,7 @@ def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors
 
 
 _ALL_SECTIONS = ("model", "audio", "tempo", "loop", "render", "initial", "scenes", "osc",
-                 "midi", "logging", "paths")
+                 "midi", "logging", "paths", "cache")
 
 
 def _report(source: str, errors: Errors, lines: Mapping[str, int]) -> UserError:

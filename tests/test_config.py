@@ -45,7 +45,7 @@ def test_empty_file_gives_the_defaults(tmp_path):
 def test_default_yaml_validates_and_matches_the_defaults(tmp_path):
     settings = load_config(DEFAULT_YAML)
     empty = load_config(write(tmp_path, ""))
-    for section in ("model", "audio", "tempo", "loop", "render", "osc", "midi", "logging"):
+    for section in ("model", "audio", "tempo", "loop", "render", "osc", "midi", "logging", "cache"):
         assert getattr(settings, section) == getattr(empty, section), section
     for f in dataclasses.fields(settings.paths):
         written, default = getattr(settings.paths, f.name), getattr(empty.paths, f.name)
@@ -60,7 +60,7 @@ def test_default_yaml_lists_every_setting():
     text = DEFAULT_YAML.read_text(encoding="utf-8")
     settings = Settings()
     for section in ("model", "audio", "tempo", "loop", "render", "osc", "midi", "logging",
-                    "paths"):
+                    "paths", "cache"):
         assert f"\n{section}:\n" in text
         for f in dataclasses.fields(getattr(settings, section)):
             assert f"  {f.name}:" in text, f"{section}.{f.name} missing from default.yaml"

@@ -36,9 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--safe", metavar="NAME",
                         help="the safe loop: 'initial' or a scene name (default: the first scene)")
     parser.add_argument("--cache", metavar="DIR",
-                        help="render cache folder (default ~/.cache/riffengine/renders)")
-    parser.add_argument("--max-size-gb", type=float, default=2.0, metavar="GB",
-                        help="bound of the cache; least recently used entries go first (2)")
+                        help="render cache folder (default: the config's cache.folder, the one "
+                             "the engine uses; ~/.cache/riffengine/renders when that is null)")
+    parser.add_argument("--max-size-gb", type=float, default=None, metavar="GB",
+                        help="bound of the cache; least recently used entries go first "
+                             "(default: the config's cache.max_size_gb)")
     parser.add_argument("--model", metavar="ID|PATH", help="override model.id")
     parser.add_argument("--device", help="override model.device (cpu, cuda, cuda:N)")
     parser.add_argument("--dtype", choices=["auto", "fp16", "bf16", "fp32"], help="override model.dtype")
@@ -80,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
             validate_request(item.request)
         except UserError as exc:
             raise UserError(f"{item.name}: {exc}") from None
-    cache = RenderCache(args.cache, cache_bytes(args.max_size_gb))
+    folder = args.cache if args.cache is not None else settings.cache.folder
+    size = cache_bytes(args.max_size_gb) if args.max_size_gb is not None else settings.cache.max_bytes
+    cache = RenderCache(folder, size)
     from riffengine.engine import build_renderer  # the engine's own model loading
 
     renderer = CachedRenderer(build_renderer(settings), cache)
