@@ -93,6 +93,8 @@ class ClipMaker:
         self.renderer = renderer
         self.output_rate = output_rate
         self.channels = channels
+        self.on_step = None
+        """``on_step(step, steps)`` passed to the renderer while set (the warm-up's progress)."""
         self._last_request: RenderRequest | None = None
         self._last_pixels = None
         self._last_image = None
@@ -106,7 +108,8 @@ class ClipMaker:
             pixels, image, timings = self._last_pixels, self._last_image, {}
             audio = renderer.pixels_to_audio(pixels, spec.model_frames)
         else:
-            clip = renderer.render(spec.request, num_frames=spec.model_frames)
+            extra = {"on_step": self.on_step} if self.on_step is not None else {}
+            clip = renderer.render(spec.request, num_frames=spec.model_frames, **extra)
             pixels, image, audio, timings = clip.pixels, clip.image, clip.audio, dict(clip.timings)
         check_audio(np.asarray(audio))
         frames = to_frames(audio, self.channels)

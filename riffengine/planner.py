@@ -14,7 +14,8 @@ Rules:
   changed: the last good image is decoded again at the new length, no diffusion). Each kind
   has its own measured duration.
 - A clip key that was tried and failed is not retried by itself: the next State change tries
-  again. The last good loop keeps playing meanwhile (the timeline repeats it).
+  again, or the engine calls :meth:`Planner.retry` after its back-off (the renderer may have
+  recovered). The last good loop keeps playing meanwhile (the timeline repeats it).
 - When a change will be heard: the first seam ``S`` (the next seam, then every loop length
   after it) whose crossfade starts after the clip is expected to be ready:
   ``S - fade >= cursor + (expected render time + safety margin) * rate``.
@@ -136,6 +137,28 @@ class Planner:
         """Record a clip made outside the planner (the warm-up render)."""
         self.last_good_key = self.last_tried_key = key
         self.durations[kind].append(seconds)
+
+    def adopt(self, key: ClipKey) -> None:
+        """Record a clip that needed no render (the bank's safe loop): no duration measured."""
+        self.last_good_key = self.last_tried_key = key
+
+    def drop(self, job: Job) -> None:
+        """Forget ``job`` without using its result (it was overtaken, e.g. by a panic)."""
+        if self.in_flight is not None and self.in_flight.number == job.number:
+            self.in_flight = None
+
+    def failed_key(self) -> ClipKey | None:
+        """The key last tried without success, or None."""
+        if self.last_tried_key is None or self.last_tried_key == self.last_good_key:
+            return None
+        return self.last_tried_key
+
+    def retry(self) -> bool:
+        """Allow the failed key to be tried again; True if there was one."""
+        if self.failed_key() is None:
+            return False
+        self.last_tried_key = self.last_good_key
+        return True
 
     # --- decisions ----------------------------------------------------------------------------
 
