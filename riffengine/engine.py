@@ -25,9 +25,25 @@ when a job is in flight the cursor waits for its result, which is then applied a
 where a live run would have got it. With the fake renderer a scripted session is therefore
 deterministic to the frame.
 
+Faults. A render that fails (raises, CUDA out of memory, NaN, silence) leaves the last good
+loop playing; the same state is tried again after a back-off (:data:`RETRY_FIRST_SECONDS`,
+doubling up to :data:`RETRY_MAX_SECONDS`), so the engine recovers when the renderer does. The
+failure is reported once per streak (``render_failed``; later attempts are ``render_retry``
+events) and the end of a streak as ``render_recovered``. A render still running when its bar
+comes is reported once (``render_late``). When the JACK server goes away the output is
+reported lost and polled for every :data:`RECONNECT_SECONDS`; when a server is back, a new
+client plays on from the ring (the recorder with it). A recording that fails (disk full,
+unwritable) is reported and the audio goes on.
+
+Daemon. Under systemd (``$NOTIFY_SOCKET``) ``READY=1`` is sent once the first loop is rendered
+and the stream runs, ``WATCHDOG=1`` from the loop, ``STATUS=`` on faults, ``RELOADING=1`` on
+SIGHUP, ``STOPPING=1`` at the end. SIGHUP reloads the config (:meth:`Engine.reload`).
+``/riff/panic`` crossfades to the bank's safe loop (:meth:`Engine.panic`).
+
 Thread rules: everything here runs on the loop's thread, except :class:`ClipMaker` (worker
-thread) and the recorder's ``on_error`` (writer thread, handed over with
-``call_soon_threadsafe``).
+thread), the recorder's ``on_error`` (writer thread, handed over with
+``call_soon_threadsafe``) and the output's reopening (an executor thread, while the output is
+lost and nothing else touches it).
 """
 
 from __future__ import annotations
@@ -36,7 +52,9 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import signal
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -44,20 +62,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
 from riffengine.audio.output import WavFileOutput, open_output
 from riffengine.audio.recorder import Recorder
 from riffengine.audio.ringbuffer import RingBuffer
 from riffengine.audio.timeline import ClipDropped, LoopStarted, Timeline
 from riffengine.clipmaker import BadAudio, ClipMaker, ClipSpec, MadeClip
-from riffengine.config import Settings
+from riffengine.config import Settings, initial_values
+from riffengine.control.params import PREFIX
 from riffengine.errors import UserError
 from riffengine.eventlog import EventLog
 from riffengine.events import EventBus
 from riffengine.planner import RENDER, Job, Planner, clip_key, landing_seam
 from riffengine.render.renderer import SAMPLE_RATE as MODEL_RATE
-from riffengine.render.worker import RenderJob, RenderResult, RenderWorker
+from riffengine.render.worker import (
+    RenderJob,
+    RenderResult,
+    RenderWorker,
+    is_out_of_memory,
+)
 from riffengine.script import Step
-from riffengine.state import State, initial_state
+from riffengine.sdnotify import Notifier, watchdog_pings
+from riffengine.state import State, apply_many, initial_state
 from riffengine.store import StateStore, changed_keys
 from riffengine.timing.follow import Follower, loop_bpm, needs_realign
 from riffengine.timing.sources import FrameClock
@@ -79,6 +105,12 @@ STOP_PAD_FRAMES = 2048
 STOP_WAIT_SECONDS = 1.0
 """At most this long is spent waiting for the fade-out to play."""
 WARM_UP = "warm-up"
+RETRY_FIRST_SECONDS = 0.5
+"""Back-off before a failed render is tried again; it doubles with each failure in a row..."""
+RETRY_MAX_SECONDS = 5.0
+"""...up to this."""
+RECONNECT_SECONDS = 0.5
+"""How often a lost output (the JACK server went away) is tried again."""
 
 
 class WarmUpFailed(Exception):
@@ -119,6 +151,16 @@ def build_renderer(settings: Settings):
     return Renderer(load_model(settings.model.id, device=device, dtype=dtype))
 
 
+def build_cached_renderer(settings: Settings):
+    """The real renderer behind the render cache when ``cache.enabled`` (slow: off the loop)."""
+    renderer = build_renderer(settings)
+    if not settings.cache.enabled:
+        return renderer
+    from riffengine.render.cache import CachedRenderer, RenderCache
+
+    return CachedRenderer(renderer, RenderCache(settings.cache.folder, settings.cache.max_bytes))
+
+
 def db_to_gain(db: float) -> float:
     return 10.0 ** (db / 20.0)
 
@@ -149,6 +191,8 @@ class Engine:
         on_output_open: Callable[[Engine], None] | None = None,
         signals: bool = True,
         learn: str | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.store = StateStore(initial_state(settings))
@@ -160,6 +204,19 @@ class Engine:
         self._on_output_open = on_output_open
         self._signals = signals
         self._learn = learn
+        self._reload_settings = reload_settings
+        self.notifier = notifier if notifier is not None else Notifier()
+        self._watchdog: asyncio.Task | None = None
+        self._reconnect: asyncio.Task | None = None
+        self.safe = None
+        """The bank's safe loop (:class:`~riffengine.render.bank.SafeLoop`), or None."""
+        self._safe_frames: np.ndarray | None = None
+        self._discard_before = 0
+        self._fail_streak = 0
+        self._failed_key = None
+        self._streak_started = 0.0
+        self._retry_frame: int | None = None
+        self._late_reported = 0
         # Built by run():
         self.ring: RingBuffer | None = None
         self.output = None
@@ -192,7 +249,8 @@ class Engine:
         self._gain_target = self._gain
         self._end_frame: int | None = None
         self._stream_started = False
-        self._stats = {"renders": 0, "stretches": 0, "failures": 0, "late": 0, "dropped": 0}
+        self._stats = {"renders": 0, "stretches": 0, "failures": 0, "late": 0, "dropped": 0,
+                       "retries": 0, "outputs_lost": 0, "panics": 0, "reloads": 0}
         self._last_render_ms = 0.0
         self._job_bpm: dict[int, float] = {}
         self._unsubscribe: list[Callable[[], None]] = []
@@ -274,6 +332,11 @@ class Engine:
             "stretches": self._stats["stretches"],
             "render_failures": self._stats["failures"],
             "late_renders": self._stats["late"],
+            "render_retries": self._stats["retries"],
+            "failing_renders": self._fail_streak,
+            "output_lost": int(bool(getattr(self.output, "lost", False))),
+            "outputs_lost": self._stats["outputs_lost"],
+            "safe_loop": self.safe.name if self.safe is not None else "",
             "state_version": self.store.state.version,
         }
 
@@ -301,6 +364,7 @@ class Engine:
             self._install_signal_handlers()
             self._start_stream()
             self._start_follower()
+            self._announce_ready()
             await self._play()
             await self._fade_out()
         finally:
@@ -327,9 +391,13 @@ class Engine:
             self.recorder = Recorder(audio.record, sample_rate=rate, channels=CHANNELS,
                                      on_error=self._recorder_error)
         target = audio.output
-        self.output = open_output(target, self.ring, sample_rate=rate,
-                                  blocksize=0 if not str(target).lower().endswith(".wav") else FILE_BLOCK,
-                                  client_name=audio.jack_client_name, recorder=self.recorder)
+        if isinstance(target, str) and target.lower() == "jack":
+            # libjack directly, not PortAudio: it survives the JACK server going away
+            self.output = JackOutput(self.ring, audio.jack_client_name, recorder=self.recorder)
+        else:
+            self.output = open_output(target, self.ring, sample_rate=rate,
+                                      blocksize=0 if not str(target).lower().endswith(".wav") else FILE_BLOCK,
+                                      client_name=audio.jack_client_name, recorder=self.recorder)
         self.realtime = not isinstance(self.output, WavFileOutput)
         if not self.realtime and self.duration is None:
             raise UserError("a .wav output needs an end: give --duration SECONDS")
@@ -352,8 +420,9 @@ class Engine:
         if renderer is None and self._renderer_factory is not None:
             renderer = self._renderer_factory(self.realtime)
         if renderer is None:
-            renderer = await self._loop.run_in_executor(None, build_renderer, self.settings)
+            renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings)
         self._renderer = renderer
+        await self._load_safe_loop()
         maker = ClipMaker(renderer, self.sample_rate, CHANNELS)
         self.worker = RenderWorker(maker, self._result_from_worker)
         self.worker.start()
@@ -364,11 +433,18 @@ class Engine:
         state = self.store.state
         key = clip_key(state)
         self._warm_future = self._loop.create_future()
+        progress = self._warm_up_progress()
         self.worker.submit(RenderJob(self._spec(key), tag=WARM_UP))
         log.info("warm-up: rendering the first loop")
+        self.notifier.status("warm-up: rendering the first loop")
         stopper = asyncio.ensure_future(self._stopped.wait())
-        done, _ = await asyncio.wait({self._warm_future, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
+        try:
+            done, _ = await asyncio.wait({self._warm_future, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            self.worker.renderer.on_step = None
+            if progress is not None:
+                progress.close()
         if self._warm_future not in done:
             return False
         result: RenderResult = self._warm_future.result()
@@ -397,18 +473,19 @@ class Engine:
             log.warning("control surfaces unavailable (%s); running without OSC/MIDI", exc)
             return
         self.surfaces = await start_surfaces(self.settings, self.store, self.bus, self.figures,
-                                             loop=self._loop, learn=self._learn)
+                                             loop=self._loop, learn=self._learn, panic=self.panic)
 
     def _install_signal_handlers(self) -> None:
         if not self._signals or threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.add_signal_handler(sig, self.stop)
+        self._loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def _remove_signal_handlers(self) -> None:
         if not self._signals or self._loop is None or threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 self._loop.remove_signal_handler(sig)
 
@@ -443,7 +520,11 @@ class Engine:
                 self.follower.poll(self._loop.time())
             self._run_script()
             self._apply_arrivals()
+            self._retry_due()
             self._plan()
+            self._report_late()
+            if self.realtime:
+                self._watch_output()
             if self.realtime:
                 self._feed()
             else:
@@ -487,6 +568,8 @@ class Engine:
         for arrival in self._arrivals:
             if arrival.apply_at > cursor:
                 end = min(end, arrival.apply_at)
+        if self._retry_frame is not None and self._retry_frame > cursor:
+            end = min(end, self._retry_frame)
         if self._script and self._script[0].seconds is not None:
             frame = self._script[0].frame(self.sample_rate)
             if frame > cursor:
@@ -631,18 +714,18 @@ class Engine:
 
     def _apply_result(self, job: Job, result: RenderResult) -> None:
         bpm = self._job_bpm.pop(job.number, job.bpm)
+        if job.version < self._discard_before:  # overtaken by a panic: not wanted any more
+            self.planner.drop(job)
+            self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
+                             reason="panic")
+            return
         if not result.ok:
-            seconds = result.seconds
-            self.planner.finished(job, False, seconds)
-            error = result.error
-            reason = error.reason if isinstance(error, BadAudio) else "error"
-            self._stats["failures"] += 1
-            self.bus.publish("render_failed", job=job.number, version=job.version, mode=job.kind,
-                             reason=reason, error=f"{type(error).__name__}: {error}",
-                             ms=round(seconds * 1000.0, 1), playing=self.timeline.current_clip_id)
+            self.planner.finished(job, False, result.seconds)
+            self._render_failed(job, result)
             return
         made: MadeClip = result.clip
         self.planner.finished(job, True, made.seconds)
+        self._end_streak()
         self._last_render_ms = made.seconds * 1000.0
         self._stats["stretches" if made.stretched else "renders"] += 1
         clip_id = self._register_clip(made, job.version)
@@ -773,6 +856,13 @@ class Engine:
     async def _close(self) -> None:
         """Close in reverse order; each step runs even if an earlier one failed."""
         self._remove_signal_handlers()
+        self.notifier.stopping("stopping")
+        for task in (self._watchdog, self._reconnect):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._watchdog = self._reconnect = None
         steps: list[Callable[[], object]] = []
         if self.surfaces is not None:
             steps.append(self.surfaces.close)
@@ -797,6 +887,220 @@ class Engine:
         if self.events_log is not None:
             self.events_log.close()
 
+    # --- daemon: warm-up display, readiness, reload, panic -----------------------------------------
+
+    def _warm_up_progress(self):
+        """A progress bar on stderr for the warm-up render when run in a terminal, else None.
+
+        The renderer reports its diffusion steps from the worker thread (tqdm is thread-safe).
+        """
+        if not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        bar = tqdm(desc="warm-up", unit="step", leave=False)
+
+        def on_step(step: int, steps: int) -> None:
+            if bar.total != steps:
+                bar.total = steps
+            bar.update(step - bar.n)
+
+        self.worker.renderer.on_step = on_step
+        return bar
+
+    def _announce_ready(self) -> None:
+        """READY=1 and the watchdog task, once the first loop plays (systemd notify)."""
+        self.notifier.ready(f"playing at {self.sample_rate} Hz to {self.settings.audio.output}")
+        self._watchdog = self._loop.create_task(watchdog_pings(self.notifier))
+
+    async def _load_safe_loop(self) -> None:
+        """Read the bank's safe loop from the cache folder (off the loop), if one is banked."""
+        cache = self.settings.cache
+        if not cache.enabled:
+            self.safe, self._safe_frames = None, None
+            return
+        self.safe, self._safe_frames = await self._loop.run_in_executor(None, self._read_safe_loop)
+        if self.safe is not None:
+            log.info("safe loop %r ready for /riff/panic", self.safe.name)
+
+    def _read_safe_loop(self):
+        """Executor thread: the safe loop and its frames at the output rate, or (None, None)."""
+        from riffengine.render.bank import safe_loop
+        from riffengine.render.cache import RenderCache, default_cache_dir
+
+        cache = self.settings.cache
+        folder = cache.folder or default_cache_dir()
+        if not os.path.isdir(folder):
+            return None, None
+        try:
+            safe = safe_loop(RenderCache(folder, cache.max_bytes))
+            if safe is None:
+                return None, None
+            return safe, safe.frames(self.sample_rate, CHANNELS)
+        except Exception as exc:  # noqa: BLE001 - a damaged bank must not stop the show
+            log.warning("the safe loop in %s cannot be read: %s", folder, exc)
+            return None, None
+
+    def panic(self) -> None:
+        """Crossfade to the bank's safe loop at the next seam (``/riff/panic``); loop thread.
+
+        The safe loop's values become the state, and any render under way is dropped when it
+        arrives. UserError (answered ``/riff/fail``) when no safe loop is banked.
+        """
+        safe, frames = self.safe, self._safe_frames
+        if safe is None or frames is None or self.timeline is None:
+            folder = self.settings.cache.folder or "~/.cache/riffengine/renders"
+            raise UserError(f"panic: no safe loop is banked in {folder}; run `riffengine bank CONFIG` "
+                            "before the show (it marks one), then reload (SIGHUP) or restart")
+        values = tuple(safe.values.items())
+        new = apply_many(self.store.state, values) if values else self.store.state
+        self.planner.adopt(clip_key(new))
+        self._discard_before = self.store.state.version + 1  # renders under way are for older states
+        self._end_streak(recovered=False)
+        self._stats["panics"] += 1
+        clip_id = self._register_clip(MadeClip(None, frames, None, None, 0.0, False), new.version)
+        self.timeline.submit(self.timeline.make_clip(clip_id, frames, safe.bpm, safe.bars), 0)
+        seam, _, _ = self._loop_geometry()
+        self.bus.publish("panic", safe=safe.name, clip_id=clip_id, frame=seam,
+                         bar=self.timeline.tempo.bar_at(seam))
+        log.warning("panic: crossfading to the safe loop %r at bar %d", safe.name,
+                    self.timeline.tempo.bar_at(seam))
+        if values:
+            self.store.apply(values, source="panic")
+
+    def reload(self) -> None:
+        """SIGHUP: read the config again; apply mappings, prompts, scenes, the OSC allow list.
+
+        A file with a mistake is refused (logged, ``fail`` event: OSC subscribers get
+        ``/riff/fail``) and the settings in force stay. Values the new file changes in its
+        ``initial``, ``tempo``, ``loop`` and ``render`` sections are applied to the playing
+        state (heard at the next bar); values it leaves alone keep what the performer set.
+        Audio, model, OSC host/port and MIDI input changes need a restart (logged).
+        """
+        if self._reload_settings is None:
+            log.warning("reload: this engine was not started from a config file; nothing to reload")
+            return
+        self.notifier.reloading("reloading the config")
+        try:
+            new = self._reload_settings()
+            if self.surfaces is not None:
+                self.surfaces.reload(new)
+        except UserError as exc:
+            log.error("reload refused: %s", exc)
+            self.bus.publish("fail", address=f"{PREFIX}/reload", reason=f"reload refused: {exc}")
+            self.notifier.ready("reload refused; the previous config stays in force")
+            return
+        old, self.settings = self.settings, new
+        for section in ("model", "audio", "cache"):
+            if getattr(old, section) != getattr(new, section):
+                log.warning("reload: %s settings take effect at the next start", section)
+        if old.logging.level != new.logging.level:
+            logging.getLogger().setLevel(new.logging.level)
+        before = dict(initial_values(old))
+        changes = [(k, v) for k, v in initial_values(new) if before.get(k) != v]
+        if changes:
+            try:
+                self.store.apply(changes, source="reload")
+            except UserError as exc:  # checked by the config already; kept safe anyway
+                log.error("reload: values not applied: %s", exc)
+        self._stats["reloads"] += 1
+        self.bus.publish("reloaded", source=str(new.source or ""), changes=[k for k, _ in changes])
+        log.info("config reloaded from %s (%d values changed)", new.source, len(changes))
+        self._loop.create_task(self._load_safe_loop())
+        self.notifier.ready(f"config reloaded; playing at {self.sample_rate} Hz")
+
+    # --- faults: retries, late renders, a lost output ------------------------------------------
+
+    def _render_failed(self, job: Job, result: RenderResult) -> None:
+        """A failed render: report it once per streak and schedule a retry after the back-off."""
+        error = result.error
+        if isinstance(error, BadAudio):
+            reason = error.reason
+        elif is_out_of_memory(error):
+            reason = "out_of_memory"
+        else:
+            reason = "error"
+        self._stats["failures"] += 1
+        retry = self._fail_streak > 0 and job.key == self._failed_key
+        if self._fail_streak == 0:
+            self._streak_started = self._loop.time()
+        self._fail_streak += 1
+        self._failed_key = job.key
+        backoff = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** min(self._fail_streak - 1, 16))
+        self._retry_frame = self.timeline.cursor + math.ceil(backoff * self.sample_rate)
+        data = dict(job=job.number, version=job.version, mode=job.kind, reason=reason,
+                    error=f"{type(error).__name__}: {error}", ms=round(result.seconds * 1000.0, 1),
+                    playing=self.timeline.current_clip_id, failures=self._fail_streak,
+                    retry_in_s=round(backoff, 3))
+        if retry:
+            self.bus.publish("render_retry", phase="failed", **data)
+        else:
+            self.bus.publish("render_failed", **data)
+            self.notifier.status(f"render failing ({reason}); the last good loop keeps playing")
+
+    def _end_streak(self, recovered: bool = True) -> None:
+        if self._fail_streak and recovered:
+            seconds = round(self._loop.time() - self._streak_started, 3)
+            self.bus.publish("render_recovered", failures=self._fail_streak, seconds=seconds)
+            log.info("renders recovered after %d failure(s) in %.1f s", self._fail_streak, seconds)
+            self.notifier.status(f"playing at {self.sample_rate} Hz")
+        self._fail_streak = 0
+        self._failed_key = None
+        self._retry_frame = None
+
+    def _retry_due(self) -> None:
+        """After the back-off, let the planner try the failed state again."""
+        if self._retry_frame is None or self.timeline.cursor < self._retry_frame:
+            return
+        self._retry_frame = None
+        if self.planner.in_flight is None and self.planner.retry():
+            self._stats["retries"] += 1
+            self.bus.publish("render_retry", phase="started", failures=self._fail_streak)
+
+    def _report_late(self) -> None:
+        """A render still running when its bar comes (slow, or hung): say so once per job."""
+        job = self.planner.in_flight
+        if job is None or job.number == self._late_reported or self.timeline.cursor <= job.target_seam:
+            return
+        self._late_reported = job.number
+        waited = round((self.timeline.cursor - job.issued_frame) / self.sample_rate, 3)
+        self.bus.publish("render_late", job=job.number, version=job.version, waited_s=waited,
+                         expected_ms=round(job.expected * 1000.0, 1),
+                         playing=self.timeline.current_clip_id)
+
+    def _watch_output(self) -> None:
+        """Live: notice a lost output (the JACK server went away) and start reconnecting."""
+        if self._reconnect is not None or not getattr(self.output, "lost", False):
+            return
+        self._stats["outputs_lost"] += 1
+        forget_portaudio_at_exit()
+        reason = getattr(self.output, "lost_reason", "") or "the server went away"
+        self.bus.publish("output_lost", reason=reason, frame=self.heard_frame())
+        log.error("audio output lost (%s); reconnecting when the JACK server is back", reason)
+        self.notifier.status("audio output lost; waiting for the JACK server")
+        self._reconnect = self._loop.create_task(self._reconnect_output())
+
+    async def _reconnect_output(self) -> None:
+        """Poll until the output plays again; the ring (and so the recording) resumes as it was."""
+        lost_at = self._loop.time()
+        tries = 0
+        while not self._stop_requested:
+            await asyncio.sleep(RECONNECT_SECONDS)
+            tries += 1
+            try:
+                ok = await self._loop.run_in_executor(None, self.output.reopen)
+            except Exception as exc:  # noqa: BLE001 - keep trying; report once
+                if tries == 1:
+                    log.warning("reconnecting the audio output: %s", exc)
+                ok = False
+            if ok:
+                seconds = round(self._loop.time() - lost_at, 3)
+                self.bus.publish("output_restored", seconds=seconds, tries=tries, frame=self.heard_frame())
+                log.warning("audio output back after %.1f s", seconds)
+                self.notifier.status(f"playing at {self.sample_rate} Hz to {self.settings.audio.output}")
+                break
+        self._reconnect = None
+
     # --- odds and ends ---------------------------------------------------------------------------
 
     def _recorder_error(self, exc: Exception) -> None:
@@ -804,11 +1108,19 @@ class Engine:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.bus.publish, "error", message=f"recording: {exc}")
+                loop.call_soon_threadsafe(self._report_recording_error, exc)
+
+    def _report_recording_error(self, exc: Exception) -> None:
+        """Loop thread: a recording that failed is reported (log, events, OSC ``/riff/fail``)."""
+        path = self.recorder.path if self.recorder is not None else ""
+        self.bus.publish("error", message=f"recording: {exc}")
+        self.bus.publish("fail", address=f"{PREFIX}/record", reason=f"recording to {path} failed: {exc}; "
+                                                                     "the audio goes on")
+        self.notifier.status(f"recording failed ({exc}); the audio goes on")
 
     @staticmethod
     def _log_event(event) -> None:
-        if event.kind in ("render_failed", "underrun", "error", "warning", "loop_dropped"):
+        if event.kind in ("render_failed", "underrun", "error", "warning", "loop_dropped", "render_late"):
             data = {k: v for k, v in event.data.items() if k != "image"}
             log.warning("%s %s", event.kind, data)
         elif event.kind in ("loop_scheduled", "tempo", "started", "stopped"):

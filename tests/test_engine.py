@@ -119,13 +119,17 @@ def test_scripted_session_tempo_change_at_the_next_seam(tmp_path):
     assert figures["bpm"] == pytest.approx(180.0) and figures["underruns"] == 0
 
 
-@pytest.mark.parametrize("switch, reason", [("[raise]", "error"), ("[nan]", "nan"), ("[silent]", "silent")])
+@pytest.mark.parametrize("switch, reason", [("[raise]", "error"), ("[nan]", "nan"), ("[silent]", "silent"),
+                                            ("[oom]", "out_of_memory")])
 def test_bad_render_keeps_the_last_good_loop_and_the_next_render_recovers(tmp_path, switch, reason):
     script = [step(0, 1.5, **{"prompt_a/0": "good"}), step(1, 3.5, **{"prompt_a/0": f"bad {switch}"}),
               step(2, 5.5, **{"prompt_a/0": "recovered"})]
     audio, events, _, _ = session(tmp_path, script, duration=9.0)
     failed = kinds(events, "render_failed")
-    assert len(failed) == 1 and failed[0]["reason"] == reason
+    assert len(failed) == 1 and failed[0]["reason"] == reason  # reported once per streak
+    # the same state was retried after the back-off (0.5 s, then 1 s) and failed again
+    assert [r["failures"] for r in kinds(events, "render_retry") if r["phase"] == "failed"] == [2, 3]
+    assert len(kinds(events, "render_recovered")) == 1
     starts = kinds(events, "loop_started")
     assert_contiguous_on_bars(starts)
     assert_downbeats(audio, starts)

@@ -103,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
     from riffengine.render.fake import FakeRenderer
     from riffengine.script import load_script
 
+    from riffengine.logs import setup_logging
+
     settings = settings_from_args(args)
-    logging.getLogger().setLevel(settings.logging.level if not args.verbose else "DEBUG")
+    setup_logging("DEBUG" if args.verbose else settings.logging.level)
     check_duration(args.duration)
     script = load_script(args.script) if args.script else []
     for step in script:
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             settings.scene(step.scene)  # UserError for an unknown scene
     factory = (lambda realtime: FakeRenderer(sleep=realtime)) if args.fake_renderer else None
     engine = Engine(settings, renderer_factory=factory, duration=args.duration, script=script,
-                    learn=args.learn)
+                    learn=args.learn, reload_settings=lambda: settings_from_args(args))
     try:
         return asyncio.run(engine.run())
     except WarmUpFailed as exc:
