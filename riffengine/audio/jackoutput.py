@@ -115,8 +115,13 @@ class JackOutput(_OutputBase):
         self.sample_rate = self.sample_rate or client.samplerate
         self._ports = [client.outports.register(f"out_{i}") for i in range(self.channels)]
         client.set_process_callback(self._process)
-        client.set_xrun_callback(self._xrun)
+        # No xrun callback: libjack delivers xrun notifications synchronously on its notification
+        # thread, and a Python callback there needs the GIL, which a python-rtmidi call that is
+        # itself waiting on the server (opening a JACK MIDI client) holds: a deadlock of the
+        # whole process. Xruns are counted in the process callback instead, from frame times.
         client.set_shutdown_callback(self._shutdown)
+        self._last_frame_time = None
+        self._process_client = client  # the process callback's own reference (never None once set)
         self._client = client
         self.jack_client_name = client.name
         self.lost = False
@@ -125,6 +130,10 @@ class JackOutput(_OutputBase):
         """JACK's process thread: copy from the ring. Real-time safe; never raises."""
         t0 = time.perf_counter_ns()
         try:
+            now = self._process_client.last_frame_time
+            if self._last_frame_time is not None and (now - self._last_frame_time) & 0xFFFFFFFF != frames:
+                self.xruns += 1  # a cycle was skipped
+            self._last_frame_time = now
             if not self._started:
                 for port in self._ports:
                     port.get_array().fill(0.0)
@@ -145,9 +154,6 @@ class JackOutput(_OutputBase):
             self.callback_errors += 1
         self._durations[self.callbacks % DURATION_SLOTS] = time.perf_counter_ns() - t0
         self.callbacks += 1
-
-    def _xrun(self, delay: float) -> None:
-        self.xruns += 1
 
     def _shutdown(self, status, reason: str) -> None:
         """A JACK thread: the server went away. Only records it."""
