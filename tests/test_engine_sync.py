@@ -2,7 +2,7 @@
 
 The engine plays into a JACK dummy server with the fake renderer while a second Link peer (a
 plain aalink process) sets the session tempo. Checked: the engine follows the session's tempo,
-says so in its figures, and its loop starts settle on the session's bar lines (within 5 ms,
+says so in its figures, and its loop starts settle on the session's bar lines (within 10 ms,
 measured on the host clock through the output's DAC time). Also: a tempo source that cannot
 start is refused with a fail event and the old one stays; a file output refuses Link.
 """
@@ -24,7 +24,7 @@ from riffengine.script import Step
 pytest.importorskip("aalink")
 
 SESSION_BPM = 126.0
-TOLERANCE_S = 0.005
+TOLERANCE_S = 0.010  # typically 0.02 ms; up to a JACK period or two on a loaded machine
 
 
 def live_settings(**extra: object) -> Settings:
@@ -79,6 +79,7 @@ def test_engine_follows_a_link_session_onto_its_bar_lines(jack_server):
     bar = 60.0 * 4 / SESSION_BPM
     offsets = [bar_offset(t, seen["peer_bar"], bar) for t in seen["start_times"]]
     assert len(offsets) == 3
+    print('loop start offsets from the session bars (ms):', [round(o * 1000, 2) for o in offsets])
     assert max(abs(o) for o in offsets) < TOLERANCE_S, offsets
 
 

@@ -139,7 +139,9 @@ class JackOutput(_OutputBase):
                     port.get_array().fill(0.0)
                 return
             self.last_dac_frame = self.ring.frames_output
-            self.last_dac_time = time.monotonic() + self._latency_s
+            # The cycle's start, not this callback's (which may run late): the DAC time stays exact.
+            started = time.monotonic() - self._process_client.frames_since_cycle_start / self.sample_rate
+            self.last_dac_time = started + self._latency_s
             n = min(frames, MAX_BLOCK)
             block = self._scratch[:n]
             self.ring.read_into(block)
