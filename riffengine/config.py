@@ -33,6 +33,7 @@ import yaml
 from riffengine.control import params
 from riffengine.errors import UserError
 from riffengine.render.request import FAST_SCHEDULER, FAST_STEPS
+from riffengine.yamlfile import read_yaml
 
 
 class _Invalid(Exception):
@@ -528,26 +529,7 @@ def _key_lines(node: yaml.Node | None, prefix: str, lines: dict[str, int], error
 
 
 def _read_yaml(path: str) -> tuple[object, dict[str, int], Errors]:
-    if not os.path.exists(path):
-        raise UserError(f"{path}: config file not found; check the path, or start from "
-                        "configs/default.yaml")
-    if os.path.isdir(path):
-        raise UserError(f"{path}: is a folder; give the path of a YAML config file")
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the config file ({exc})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise UserError(f"{where}: YAML syntax error: {problem}; fix the file there") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: YAML error: {exc}") from None
+    node, data = read_yaml(path, "config file", "check the path, or start from configs/default.yaml")
     lines: dict[str, int] = {}
     errors: Errors = []
     _key_lines(node, "", lines, errors)

@@ -308,7 +308,7 @@ def test_file_errors_name_file_line_and_entry(tmp_path):
     with pytest.raises(UserError, match="is a YAML list of entries"):
         mapping.load_mappings(path)
     path.write_text("- cc: [\n")
-    with pytest.raises(UserError, match="bad.yaml:2: YAML syntax error"):
+    with pytest.raises(UserError, match="bad.yaml:2:1: YAML syntax error"):
         mapping.load_mappings(path)
     with pytest.raises(UserError, match="mappings file not found"):
         mapping.load_mappings(tmp_path / "none.yaml")

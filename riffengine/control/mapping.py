@@ -57,6 +57,7 @@ import yaml
 
 from riffengine.control import params
 from riffengine.errors import UserError
+from riffengine.yamlfile import read_yaml
 
 CURVES = ("linear", "exponential", "log")
 MODES = ("absolute", "twos_complement", "offset_64", "sign_magnitude")
@@ -440,22 +441,7 @@ def parse_mappings(data: object, source: str = "mappings", lines: Sequence[int] 
 def load_mappings(path: str | os.PathLike[str], scenes: Sequence[str] | None = None) -> tuple[Binding, ...]:
     """Read and check a mappings file; UserError naming the file, line and entry."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except FileNotFoundError:
-        raise UserError(f"{path}: mappings file not found; check midi.mappings, or start from "
-                        "configs/nanokontrol2.yaml") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the mappings file ({exc})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark else path
-        raise UserError(f"{where}: YAML syntax error: {exc.problem or exc.context}; fix the "
-                        "file there") from None
+    node, data = read_yaml(path, "mappings file", "check midi.mappings, or start from configs/nanokontrol2.yaml")
     lines = ([item.start_mark.line + 1 for item in node.value]
              if isinstance(node, yaml.SequenceNode) else None)
     return parse_mappings(data, path, lines, scenes)
