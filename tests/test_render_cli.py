@@ -6,10 +6,12 @@ import pytest
 import soundfile
 from PIL import Image
 
+from golden import GOLDEN
+
 from riffengine.cli import main
 from riffengine.render.model import PARTS
 
-OG_BEAT = Path("/work/shared/golden/seed_images/og_beat.png")
+OG_BEAT = GOLDEN / "seed_images" / "og_beat.png"
 pytestmark = pytest.mark.skipif(not OG_BEAT.is_file(), reason="shared seed images not present")
 
 FRAMES = 64 * 441  # one 64-column clip

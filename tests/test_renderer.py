@@ -2,19 +2,20 @@
 bad input, and step-for-step equivalence with diffusers' img2img pipeline."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from golden import GOLDEN
+
 from riffengine.errors import UserError
 from riffengine.render.model import load_model
 from riffengine.render.renderer import Renderer, make_scheduler, resolve_mix, validate_request
 from riffengine.render.request import PromptSlot, RenderRequest, Side
 
-SEEDS = Path("/work/shared/golden/seed_images")
+SEEDS = GOLDEN / "seed_images"
 OG_BEAT = str(SEEDS / "og_beat.png")
 WIDTH = 64
 
