@@ -4,6 +4,8 @@
 the :class:`~riffengine.render.fake.FakeRenderer`) and is what the render worker calls. For
 each :class:`ClipSpec` it
 
+0. before its first clip, lets the renderer warm up (a compiled model compiles then, on the
+   render thread, even when that clip comes from the cache);
 1. renders the request, or, when the request equals the last good one (only tempo or bars
    changed), decodes the last good image again at the new length (``pixels_to_audio``: a
    stretch, no diffusion);
@@ -98,11 +100,17 @@ class ClipMaker:
         self._last_request: RenderRequest | None = None
         self._last_pixels = None
         self._last_image = None
+        self._warmed = False
 
     def render(self, spec: ClipSpec, num_frames: int | None = None) -> MadeClip:
         """Make the clip for ``spec`` (``num_frames`` is unused: the spec holds the lengths)."""
         start = time.perf_counter()
         renderer = self.renderer
+        if not self._warmed:
+            self._warmed = True
+            warm_up = getattr(renderer, "warm_up", None)
+            if warm_up is not None:  # a compiled model compiles here, past any cache
+                warm_up(spec.request)
         stretched = spec.request == self._last_request and hasattr(renderer, "pixels_to_audio")
         if stretched:
             pixels, image, timings = self._last_pixels, self._last_image, {}

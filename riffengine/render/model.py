@@ -9,14 +9,17 @@ never downloads at run time, and says how to download when the model is missing.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from riffengine.errors import UserError
+from riffengine.render.speed import COMPILE_MODES
 
 DEFAULT_MODEL = "riffusion/riffusion-model-v1"
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -35,6 +38,7 @@ class RiffusionModel:
     device: torch.device
     dtype: torch.dtype
     source: str
+    compiled: bool = False
 
     @property
     def vae_scale_factor(self) -> int:
@@ -150,21 +154,75 @@ def load_model(source: str = DEFAULT_MODEL, device: str = "cpu",
                           str(source))
 
 
-def optimize_model(model: RiffusionModel, channels_last: bool = False,
-                   compile_mode: str | None = None) -> RiffusionModel:
-    """Speed levers for CUDA: channels-last UNet/VAE, and ``torch.compile`` of the UNet.
+def allow_cuda_graphs_on_this_thread() -> None:
+    """Let the calling thread run ``torch.compile``'s CUDA graphs (``max-autotune`` mode).
 
-    ``compile_mode`` is a ``torch.compile`` mode: ``"max-autotune"`` (CUDA graphs included)
-    or ``"max-autotune-no-cudagraphs"``, ``"reduce-overhead"``, ``"default"``. Compiled code
-    specialises on shapes: keep the width and guidance (> 1 or not) fixed during a show, and
-    render once to warm up before the first deadline. Attention already uses PyTorch's
-    scaled-dot-product attention (diffusers' default).
+    torch 2.11 keeps its CUDA-graph tree state in a thread-local that is set up only on the
+    thread that imported it, and asserts on any other Python thread (pytorch issue 123177,
+    fixed in later releases). The render worker is such a thread: give it its own state.
+    Cheap; the renderer calls it before every render of a compiled model.
     """
+    from torch._inductor import cudagraph_trees
+
+    local = cudagraph_trees.local
+    if not hasattr(local, "tree_manager_containers") and not torch._C._is_key_in_tls(
+        "tree_manager_containers"
+    ):
+        local.tree_manager_containers = {}
+        local.tree_manager_locks = collections.defaultdict(threading.Lock)
+
+
+def tune_inductor() -> None:
+    """Inductor settings documented for diffusion UNets on NVIDIA GPUs.
+
+    1x1 convolutions as matrix multiplies, coordinate-descent tuning of the generated kernels,
+    and no epilogue fusion (it defeats the tuned matmul templates). Process-wide; called only
+    when compiling for CUDA.
+    """
+    import torch._inductor.config as inductor
+
+    inductor.conv_1x1_as_mm = True
+    inductor.coordinate_descent_tuning = True
+    inductor.coordinate_descent_check_all_directions = True
+    inductor.epilogue_fusion = False
+
+
+def optimize_model(model: RiffusionModel, channels_last: bool = False, fuse_qkv: bool = False,
+                   compile_mode: str | None = None, backend: str = "inductor") -> RiffusionModel:
+    """Speed levers, each of which keeps the images the same within rounding.
+
+    - ``channels_last``: NHWC memory layout for the UNet and VAE (cuDNN's fast convolutions).
+    - ``fuse_qkv``: one projection for query, key and value in every attention block.
+    - ``compile_mode``: ``torch.compile`` the UNet and the VAE decoder, whole graph, static
+      shapes (one of :data:`COMPILE_MODES`; ``"max-autotune"`` adds CUDA graphs). The model
+      is then marked ``compiled`` and the renderer keeps the UNet's batch at 2 whatever the
+      guidance, so that shapes never change during a show.
+
+    Compiling is lazy: the first render compiles (minutes for the real model on a GPU; the
+    on-disk inductor cache shortens later starts), so render once before the first deadline,
+    on the thread that will render (the engine's warm-up does both). Attention already uses
+    PyTorch's scaled-dot-product attention (diffusers' default). ``backend`` is for tests
+    (``"aot_eager"`` checks that the graph captures whole without generating kernels).
+    """
+    if fuse_qkv:
+        model.unet.fuse_qkv_projections()
+        model.vae.fuse_qkv_projections()
     if channels_last:
         model.unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)
     if compile_mode:
-        model.unet = torch.compile(model.unet, mode=compile_mode, fullgraph=True, dynamic=False)
+        if compile_mode not in COMPILE_MODES:
+            raise UserError(
+                f"compile mode {compile_mode!r} is unknown: use one of {', '.join(COMPILE_MODES)}"
+            )
+        if model.device.type == "cuda" and backend == "inductor":
+            tune_inductor()
+        options = dict(fullgraph=True, dynamic=False, backend=backend)
+        if backend == "inductor":
+            options["mode"] = compile_mode
+        model.unet = torch.compile(model.unet, **options)
+        model.vae.decoder = torch.compile(model.vae.decoder, **options)
+        model.compiled = True
     return model
 
 

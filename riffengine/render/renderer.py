@@ -24,7 +24,7 @@ import torch
 
 from riffengine.errors import UserError
 from riffengine.render.blend import lerp, slerp, weighted_sum
-from riffengine.render.model import RiffusionModel
+from riffengine.render.model import RiffusionModel, allow_cuda_graphs_on_this_thread
 from riffengine.render.prompts import PromptEncoder, check_prompt
 from riffengine.render.request import RenderRequest, Side
 from riffengine.render.seeds import (
@@ -189,14 +189,21 @@ def step_kwargs(scheduler, generator: torch.Generator) -> dict:
 
 def predict_noise(unet, latents: torch.Tensor, t: torch.Tensor, embeddings: torch.Tensor,
                   guidance: float, scheduler) -> torch.Tensor:
-    """The guided noise prediction; ``embeddings`` is ``[uncond, cond]`` when guidance > 1."""
-    guided = embeddings.shape[0] == 2
-    model_input = torch.cat([latents, latents]) if guided else latents
+    """The guided noise prediction; ``embeddings`` is ``[uncond, cond]`` or ``[cond]``.
+
+    With two rows and guidance <= 1 the cond half is the answer (a compiled UNet is always fed
+    two rows so that its shapes never change); it is copied, because a CUDA-graph replay
+    overwrites the UNet's output while multistep schedulers still hold earlier ones.
+    """
+    paired = embeddings.shape[0] == 2
+    model_input = torch.cat([latents, latents]) if paired else latents
     model_input = scheduler.scale_model_input(model_input, t)
     noise = unet(model_input, t, encoder_hidden_states=embeddings, return_dict=False)[0]
-    if not guided:
+    if not paired:
         return noise
     uncond, cond = noise.chunk(2)
+    if guidance <= 1.0:
+        return cond.clone()
     return uncond + guidance * (cond - uncond)
 
 
@@ -213,10 +220,10 @@ def pixels_to_model(pixels: torch.Tensor, device, dtype) -> torch.Tensor:
 
 
 def latents_to_pixels(vae, latents: torch.Tensor) -> torch.Tensor:
-    """VAE-decode latents to uint8 ``[B, 3, H, W]`` on the CPU (rounded like diffusers)."""
+    """VAE-decode latents to uint8 ``[B, 3, H, W]`` on their device (rounded like diffusers)."""
     image = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
     image = (image.float() / 2 + 0.5).clamp(0, 1)
-    return (image * 255).round().to(torch.uint8).cpu()
+    return (image * 255).round().to(torch.uint8)
 
 
 def sync(device: torch.device) -> None:
@@ -247,11 +254,14 @@ class Renderer:
         return weighted_sum(embeddings, [slot.weight for slot in used])
 
     def text_embeddings(self, request: RenderRequest, mix: Mix) -> torch.Tensor:
-        """``[uncond, cond]`` (guidance > 1) or ``[cond]``: cond lerps A to B by alpha."""
+        """``[uncond, cond]`` or ``[cond]``: cond lerps A to B by alpha.
+
+        ``[cond]`` alone when guidance <= 1, unless the model is compiled (fixed batch of 2).
+        """
         cond = self.side_embedding(request.a)
         if request.b is not None and mix.alpha > 0:
             cond = lerp(cond, self.side_embedding(request.b), mix.alpha)
-        if mix.guidance <= 1.0:
+        if mix.guidance <= 1.0 and not self.model.compiled:
             return cond
         return torch.cat([self.prompts.encode(request.negative), cond])
 
@@ -330,6 +340,8 @@ class Renderer:
                        timings: dict[str, float] | None = None) -> torch.Tensor:
         """Validate the request and return its final latents ``[1, 4, 64, W/8]``."""
         validate_request(request)
+        if self.model.compiled and self.model.device.type == "cuda":
+            allow_cuda_graphs_on_this_thread()
         timings = {} if timings is None else timings
         mix = resolve_mix(request)
         t0 = time.perf_counter()
@@ -346,12 +358,28 @@ class Renderer:
     def render_pixels(self, request: RenderRequest, on_step: StepCallback | None = None,
                       timings: dict[str, float] | None = None) -> torch.Tensor:
         """The spectrogram image of a request as uint8 ``[3, 512, W]`` on the CPU."""
+        return self.render_device_pixels(request, on_step, timings).cpu()
+
+    @torch.no_grad()
+    def render_device_pixels(self, request: RenderRequest, on_step: StepCallback | None = None,
+                             timings: dict[str, float] | None = None) -> torch.Tensor:
+        """Like :meth:`render_pixels`, left on the model's device (for a codec there)."""
         timings = {} if timings is None else timings
         latents = self.render_latents(request, on_step, timings)
         t0 = time.perf_counter()
         pixels = latents_to_pixels(self.model.vae, latents)[0]
+        sync(self.model.device)
         timings["vae"] = time.perf_counter() - t0
         return pixels
+
+    def warm_up(self, request: RenderRequest) -> None:
+        """Compile a compiled model now, on the calling (render) thread; a no-op otherwise.
+
+        Renders ``request`` once and throws the image away, so that the graphs exist before
+        the first deadline even when that first clip comes from a cache.
+        """
+        if self.model.compiled:
+            self.render_device_pixels(request)
 
     def pixels_to_audio(self, pixels: torch.Tensor, num_frames: int | None) -> np.ndarray:
         """Audio float32 ``[channels, frames]`` from uint8 pixels, through the codec."""
@@ -370,10 +398,11 @@ class Renderer:
             raise UserError(f"num_frames is {num_frames!r}: use a whole number above 0")
         start = time.perf_counter()
         timings: dict[str, float] = {}
-        pixels = self.render_pixels(request, on_step, timings)
+        pixels = self.render_device_pixels(request, on_step, timings)
         t0 = time.perf_counter()
         audio = self.pixels_to_audio(pixels, num_frames)
         timings["audio"] = time.perf_counter() - t0
+        pixels = pixels.cpu()
         return Clip(
             request=request,
             pixels=pixels,
