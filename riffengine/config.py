@@ -33,6 +33,7 @@ import yaml
 from riffengine.control import params
 from riffengine.errors import UserError
 from riffengine.render.request import FAST_SCHEDULER, FAST_STEPS
+from riffengine.render.speed import COMPILE_MODES
 from riffengine.yamlfile import read_yaml
 
 
@@ -199,6 +200,13 @@ class ModelSettings:
         "auto", _text("auto, cpu, mps, cuda or cuda:N", r"auto|cpu|mps|cuda(:[0-9]+)?")
     )
     dtype: str = _setting("auto", _choice("auto", "fp16", "bf16", "fp32"))
+    channels_last: str | bool = _setting(
+        "auto", _either(_choice("auto"), _boolean, what="auto (on for CUDA), true or false")
+    )
+    fuse_qkv: str | bool = _setting(
+        "auto", _either(_choice("auto"), _boolean, what="auto (on for CUDA), true or false")
+    )
+    compile: str | None = _setting(None, _optional(_choice(*COMPILE_MODES)))
 
 
 @dataclass(frozen=True)

@@ -141,14 +141,21 @@ def build_renderer(settings: Settings):
     """The real renderer with the configured model (loads it: slow, call off the loop)."""
     import torch
 
-    from riffengine.render.model import load_model
+    from riffengine.render.model import load_model, optimize_model
     from riffengine.render.renderer import Renderer
+    from riffengine.render.speed import describe_levers, resolve_levers
 
     device = settings.model.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = {"auto": None, "fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[settings.model.dtype]
-    return Renderer(load_model(settings.model.id, device=device, dtype=dtype))
+    model = load_model(settings.model.id, device=device, dtype=dtype)
+    levers = resolve_levers(model.device.type, settings.model.channels_last,
+                            settings.model.fuse_qkv, settings.model.compile)
+    log.info("model %s on %s (%s); speed levers: %s", model.source, model.device,
+             str(model.dtype).removeprefix("torch."), describe_levers(levers))
+    optimize_model(model, levers.channels_last, levers.fuse_qkv, levers.compile_mode)
+    return Renderer(model)
 
 
 def build_cached_renderer(settings: Settings):
@@ -237,6 +244,7 @@ class Engine:
         self._arrivals: list[_Arrival] = []
         self._jobs: dict[int, Job] = {}
         self._warm_future: asyncio.Future | None = None
+        self._compiles = False  # the model is compiled by its warm-up render
         self._heard: deque[LoopStarted] = deque()
         self._clips: dict[str, dict] = {}
         self._clip_count = 0
@@ -421,6 +429,7 @@ class Engine:
             renderer = self._renderer_factory(self.realtime)
         if renderer is None:
             renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings)
+            self._compiles = self.settings.model.compile is not None
         self._renderer = renderer
         await self._load_safe_loop()
         maker = ClipMaker(renderer, self.sample_rate, CHANNELS)
@@ -435,8 +444,11 @@ class Engine:
         self._warm_future = self._loop.create_future()
         progress = self._warm_up_progress()
         self.worker.submit(RenderJob(self._spec(key), tag=WARM_UP))
-        log.info("warm-up: rendering the first loop")
-        self.notifier.status("warm-up: rendering the first loop")
+        what = "rendering the first loop"
+        if self._compiles:
+            what = "compiling the model and rendering the first loop (minutes on a first start)"
+        log.info("warm-up: %s", what)
+        self.notifier.status(f"warm-up: {what}")
         stopper = asyncio.ensure_future(self._stopped.wait())
         try:
             done, _ = await asyncio.wait({self._warm_future, stopper}, return_when=asyncio.FIRST_COMPLETED)

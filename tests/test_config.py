@@ -248,3 +248,22 @@ def test_fast_preset_caps_steps_and_picks_its_scheduler() -> None:
     assert values["steps"] == FAST_STEPS and values["scheduler"] == FAST_SCHEDULER
     values = dict(initial_values(merge_overrides(Settings(), {"render.fast": True, "render.steps": 8})))
     assert values["steps"] == 8
+
+
+def test_speed_levers_settings(tmp_path):
+    from riffengine.render.speed import describe_levers, resolve_levers
+
+    settings = load_config(write(tmp_path, (
+        "model: {channels_last: false, fuse_qkv: auto, compile: max-autotune}\n"
+    )))
+    assert (settings.model.channels_last, settings.model.fuse_qkv) == (False, "auto")
+    levers = resolve_levers("cuda", settings.model.channels_last, settings.model.fuse_qkv,
+                            settings.model.compile)
+    assert describe_levers(levers) == "fused QKV, compiled (max-autotune)"
+    assert describe_levers(resolve_levers("cpu")) == "none"
+    assert describe_levers(resolve_levers("cuda")) == "channels-last, fused QKV"
+    with pytest.raises(UserError) as err:
+        load_config(write(tmp_path, "model: {compile: fastest, channels_last: maybe}\n"))
+    message = str(err.value)
+    assert "model.compile" in message and "max-autotune-no-cudagraphs" in message
+    assert "model.channels_last" in message and "auto (on for CUDA), true or false" in message
