@@ -91,8 +91,9 @@ def render_clips(renderer, requests: list[RenderRequest], num_frames: int | None
 
 
 def run(args: argparse.Namespace) -> int:
-    from riffengine.render.model import load_model
+    from riffengine.render.model import load_model, optimize_model
     from riffengine.render.renderer import Renderer, validate_request
+    from riffengine.render.speed import resolve_levers
     from riffengine.spectrogram import save_image
     from riffengine.spectrogram.audio_io import save_audio
 
@@ -104,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
         requests = [build_request(args, args.alpha)]
     for req in requests:
         validate_request(req)  # fail before loading the model
-    renderer = Renderer(load_model(args.model, device=args.device, dtype=args.dtype))
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    levers = resolve_levers(model.device.type)  # eager levers only: compiling one file costs more
+    optimize_model(model, levers.channels_last, levers.fuse_qkv)
+    renderer = Renderer(model)
     clips = render_clips(renderer, requests, args.frames)
     audio = stitch_loops([c.audio for c in clips], round(SEAM_SECONDS * SAMPLE_RATE))
     save_audio(args.output, audio, SAMPLE_RATE)
