@@ -30,9 +30,9 @@ loop playing; the same state is tried again after a back-off (:data:`RETRY_FIRST
 doubling up to :data:`RETRY_MAX_SECONDS`), so the engine recovers when the renderer does. The
 failure is reported once per streak (``render_failed``; later attempts are ``render_retry``
 events) and the end of a streak as ``render_recovered``. A render still running when its bar
-comes is reported once (``render_late``). When the JACK server goes away the output is
-reported lost and polled for every :data:`RECONNECT_SECONDS`; when a server is back, a new
-client plays on from the ring (the recorder with it). A recording that fails (disk full,
+comes is reported once (``render_late``). When the JACK server goes away, or a sound card
+stops (unplugged), the output is reported lost and reopened every :data:`RECONNECT_SECONDS`;
+when it is back, it plays on from the ring (the recorder with it). A recording that fails (disk full,
 unwritable) is reported and the audio goes on.
 
 Daemon. Under systemd (``$NOTIFY_SOCKET``) ``READY=1`` is sent once the first loop is rendered
@@ -1081,15 +1081,19 @@ class Engine:
                          playing=self.timeline.current_clip_id)
 
     def _watch_output(self) -> None:
-        """Live: notice a lost output (the JACK server went away) and start reconnecting."""
+        """Live: notice a lost output (JACK server gone, device unplugged) and start reconnecting."""
         if self._reconnect is not None or not getattr(self.output, "lost", False):
             return
         self._stats["outputs_lost"] += 1
         forget_portaudio_at_exit()
         reason = getattr(self.output, "lost_reason", "") or "the server went away"
         self.bus.publish("output_lost", reason=reason, frame=self.heard_frame())
-        log.error("audio output lost (%s); reconnecting when the JACK server is back", reason)
-        self.notifier.status("audio output lost; waiting for the JACK server")
+        if "JACK" in getattr(self.output, "host_api", ""):
+            log.error("audio output lost (%s). PortAudio's JACK streams cannot come back: restart "
+                      "riffengine, and use audio.output: jack, which reconnects by itself", reason)
+        else:
+            log.error("audio output lost (%s); reopening it when it is back", reason)
+        self.notifier.status("audio output lost; waiting for it to come back")
         self._reconnect = self._loop.create_task(self._reconnect_output())
 
     async def _reconnect_output(self) -> None:

@@ -6,6 +6,7 @@
    The raising/NaN/silent/late cases with a state change are in ``test_engine.py``.
 2. The MIDI controller (a JACK MIDI port) disappears and comes back, through the engine.
 3. The JACK server stops and restarts: the engine reconnects, plays again, the recording resumes.
+   A PortAudio device that stops is reported lost, and the engine stays up and stops cleanly.
 4. A flood of garbage OSC packets against the running engine: no underrun, memory flat, valid
    messages still served.
 5. The recording hits a file-size limit (a full disk, ``RLIMIT_FSIZE``): reported, the audio
@@ -173,6 +174,32 @@ def test_the_jack_server_stops_and_restarts_and_the_engine_plays_and_records_aga
     assert np.abs(recorded[last["frame"]:last["frame"] + 8]).min() > 0.89  # the loop's burst
     stopped = engine.events("stopped")[-1]
     assert stopped["outputs_lost"] == 1
+
+
+def test_a_portaudio_device_that_stops_is_reported_lost_and_the_engine_stays_up(tmp_path):
+    """A sound-card stream that stops by itself (unplugged; here PortAudio's JACK host API with
+    its server gone, the only PortAudio device without a sound card) is reported, never a
+    silent hang, and the engine still stops cleanly. PortAudio's JACK streams cannot come back:
+    the message says to use ``audio.output: jack``, which does (the test above)."""
+    server = JackServer(name=f"riff-pa-{uuid.uuid4().hex[:8]}").start()
+    env = {"JACK_DEFAULT_SERVER": server.name, "JACK_NO_START_SERVER": "1"}
+    cli = [arg if arg != "jack" else "system" for arg in CLI]  # PortAudio's JACK device
+    engine = EngineProcess(tmp_path, *cli, env=env)
+    try:
+        engine.loops_after(2)
+        server.stop()
+        lost = engine.wait_event("output_lost")
+        assert "the device stopped playing" in lost["reason"]
+        time.sleep(1.0)  # the engine polls meanwhile and stays up
+        assert engine.proc.poll() is None
+        assert not engine.events("output_restored")
+        code = engine.terminate()
+    finally:
+        engine.close()
+        server.stop()
+    assert code == 0, engine.output()  # no hang closing the dead stream, no abort at exit
+    assert "use audio.output: jack" in engine.output()
+    assert engine.events("stopped")[-1]["outputs_lost"] == 1
 
 
 # --- 4. an OSC flood ---------------------------------------------------------------------------

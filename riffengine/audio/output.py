@@ -238,6 +238,12 @@ class DeviceOutput(_OutputBase):
 
     ``open()`` creates the stream (for JACK its ports exist from then on, so they can be
     connected before ``start()``); ``start()`` opens it if needed and starts it.
+
+    A stream that stops by itself after ``start()`` (the device was unplugged, its sound
+    server went away) is :attr:`lost`; :meth:`reopen` then tries a new stream on the same
+    device, so that the engine plays on when the device is back. PortAudio's JACK host API
+    cannot do that (closing a stream of a dead JACK server hangs): such a stream stays lost,
+    which is why the engine plays to JACK through libjack (``audio.output: jack``).
     """
 
     def __init__(
@@ -262,6 +268,25 @@ class DeviceOutput(_OutputBase):
         self.last_dac_frame = 0  # frames_output at that block's start
         self._durations = np.zeros(DURATION_SLOTS, dtype=np.int64)
         self._stream = None
+        self._started = False
+        self._dead = False  # lost, and stopped since: never touch the stream again
+        self.reopened = 0
+
+    @property
+    def host_api(self) -> str:
+        """The device's PortAudio host API name (``ALSA``, ``JACK Audio Connection Kit``, ...)."""
+        sd = _sd()
+        return str(sd.query_hostapis(sd.query_devices(self.device)["hostapi"])["name"])
+
+    @property
+    def lost(self) -> bool:
+        """True when the stream stopped by itself after :meth:`start` (until :meth:`reopen`)."""
+        stream = self._stream
+        return self._started and (stream is None or not stream.active)
+
+    @property
+    def lost_reason(self) -> str:
+        return "the device stopped playing (unplugged, or its sound server went away)"
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         """Audio callback: copy from the ring (and to the recorder). Real-time safe; never raises."""
@@ -307,15 +332,53 @@ class DeviceOutput(_OutputBase):
     def start(self) -> None:
         self.open()
         self._stream.start()
+        self._started = True
 
     def stop(self) -> None:
-        if self._stream is not None:
+        """Stop playing; a lost stream is left alone (stopping a dead JACK stream hangs)."""
+        self._dead = self._dead or self.lost
+        self._started = False
+        if self._stream is not None and not self._dead:
             self._stream.stop()
 
     def close(self) -> None:
+        """Close the stream; a lost JACK-hosted stream is only dropped (closing it would hang)."""
+        self._dead = self._dead or self.lost
+        dead, self._dead = self._dead, False
+        self._started = False
         stream, self._stream = self._stream, None
-        if stream is not None:
+        if stream is None:
+            return
+        if dead and "JACK" in self.host_api:
+            log.debug("dropping a PortAudio JACK stream whose server went away")
+            return
+        try:
             stream.close()
+        except Exception as exc:  # noqa: BLE001 - the device is gone
+            if not dead:
+                raise
+            log.debug("closing a lost stream: %s", exc)
+
+    def reopen(self) -> bool:
+        """After :attr:`lost`: a new stream on the same device; True when it plays again.
+
+        Blocking: call it on an executor thread, never while another thread uses this output.
+        False while the device is not back (call again later), and always for PortAudio's JACK
+        host API. PortAudio is not re-initialised (that aborts the process once a JACK server
+        it knew has gone): the device keeps its number, and ALSA finds a replugged card again
+        by the same name.
+        """
+        if "JACK" in self.host_api:
+            return False
+        self.close()
+        try:
+            self.start()
+        except Exception as exc:  # noqa: BLE001 - not back yet
+            log.debug("reopening output device %s: %s", self.device, exc)
+            self.close()
+            return False
+        self.reopened += 1
+        return True
 
     @property
     def active(self) -> bool:
