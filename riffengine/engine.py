@@ -32,8 +32,8 @@ failure is reported once per streak (``render_failed``; later attempts are ``ren
 events) and the end of a streak as ``render_recovered``. A render still running when its bar
 comes is reported once (``render_late``). When the JACK server goes away, or a sound card
 stops (unplugged), the output is reported lost and reopened every :data:`RECONNECT_SECONDS`;
-when it is back, it plays on from the ring (the recorder with it). A recording that fails (disk full,
-unwritable) is reported and the audio goes on.
+when it is back, it plays on from the ring (the recorder with it). A recording that fails
+(disk full, unwritable) is reported and the audio goes on.
 
 Daemon. Under systemd (``$NOTIFY_SOCKET``) ``READY=1`` is sent once the first loop is rendered
 and the stream runs, ``WATCHDOG=1`` from the loop, ``STATUS=`` on faults, ``RELOADING=1`` on
