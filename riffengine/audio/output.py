@@ -365,8 +365,8 @@ class DeviceOutput(_OutputBase):
         Blocking: call it on an executor thread, never while another thread uses this output.
         False while the device is not back (call again later), and always for PortAudio's JACK
         host API. PortAudio is not re-initialised (that aborts the process once a JACK server
-        it knew has gone): the device keeps its number, and ALSA finds a replugged card again
-        by the same name.
+        it knew has gone), so the device list is the one found at start: a card that comes
+        back in the same place plays again; one that comes back elsewhere needs a restart.
         """
         if "JACK" in self.host_api:
             return False
