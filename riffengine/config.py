@@ -26,6 +26,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from types import MappingProxyType
 
 import yaml
@@ -35,6 +36,10 @@ from riffengine.errors import UserError
 from riffengine.render.request import FAST_SCHEDULER, FAST_STEPS
 from riffengine.render.speed import COMPILE_MODES
 from riffengine.yamlfile import read_yaml
+
+#: The default settings, shipped inside the package (``configs/`` in a checkout links here), so a
+#: plain ``pip install`` finds it as well as an editable one.
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 
 
 class _Invalid(Exception):

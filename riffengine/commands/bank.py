@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
-from riffengine.config import Settings, load_config, merge_overrides, parse_override
+from riffengine.config import DEFAULT_CONFIG, Settings, load_config, merge_overrides, parse_override
 from riffengine.errors import UserError
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from riffengine.config import Settings, load_config, merge_overrides, parse_override
+from riffengine.config import DEFAULT_CONFIG, Settings, load_config, merge_overrides, parse_override
 from riffengine.control.mapping import mappings_from_settings
 
 CLIP_SECONDS = 5.12
@@ -18,8 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Validate a YAML config file: print 'FILE: OK' and a summary, or every "
                     "mistake with its line and key, and exit with status 2.",
     )
-    parser.add_argument("-c", "--config", required=True, metavar="FILE",
-                        help="the YAML config file to check")
+    parser.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), metavar="FILE",
+                        help="the YAML config file to check (default: the default.yaml shipped "
+                             "with riffengine)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="override a setting, e.g. loop.bars=8 "
                                                "(repeatable)")

@@ -12,12 +12,9 @@ import asyncio
 import logging
 import math
 import os
-from pathlib import Path
 
-from riffengine.config import Settings, load_config, merge_overrides, parse_override
+from riffengine.config import DEFAULT_CONFIG, Settings, load_config, merge_overrides, parse_override
 from riffengine.errors import UserError
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
 # flag -> the setting it overrides
 FLAG_SETTINGS = {
@@ -48,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add = parser.add_argument
     add("-c", "--config", metavar="FILE", default=None,
-        help=f"YAML config file (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])})")
+        help="YAML config file (default: the default.yaml shipped with riffengine, "
+             "configs/default.yaml in a checkout)")
     add("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
         help="override a setting, e.g. loop.bars=4 (repeatable; wins over the other flags)")
     add("--model", metavar="ID|DIR", help="hub id or model folder (e.g. one from `riffengine tiny-model DIR`)")
