@@ -2,15 +2,23 @@
 # Sets up riffengine on a Debian machine: system packages (audio, MIDI, OSC tools) and a
 # Python virtual environment in .venv with the package installed in it.
 #
-#   scripts/setup.sh           engine only
-#   scripts/setup.sh --test    engine plus the test tools and the Link extra (aalink, GPL-3)
+#   scripts/setup.sh           engine only                    (from requirements/run.txt)
+#   scripts/setup.sh --test    engine plus the test tools and  (from requirements/test.txt)
+#                              the Link extra (aalink, GPL-3)
 #
+# Python packages come from the lock alone: exact versions, checked against the hashes in the
+# lock, no resolution at install time, so two machines a month apart get the same tree. The
+# environment is checked against the lock at the end (scripts/check_lock.py).
 # Safe to run again: apt and pip skip what is already there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-extra=""
-[[ "${1:-}" == "--test" ]] && extra="[test,link]"
+lock=requirements/run.txt
+case "${1:-}" in
+  "") ;;
+  --test) lock=requirements/test.txt ;;
+  *) echo "setup: unknown option '$1' (use --test, or nothing)" >&2; exit 2 ;;
+esac
 
 apt_packages=(
   libportaudio2      # sounddevice's PortAudio
@@ -40,7 +48,9 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv"
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-echo "setup: installing riffengine${extra} into .venv (torch 2.11 is large the first time)"
-.venv/bin/python -m pip install -q -e ".${extra}"
+echo "setup: installing $lock into .venv (torch is large the first time)"
+.venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r "$lock"
+# riffengine itself, editable, built with the locked setuptools; its dependencies are the lock's.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+.venv/bin/python scripts/check_lock.py "$lock"
 echo "setup: done"
