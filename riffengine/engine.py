@@ -63,7 +63,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
-from riffengine.audio.output import WavFileOutput, open_output
+from riffengine.audio.livegain import LiveGain, db_to_gain
+from riffengine.audio.output import MAX_BLOCK, WavFileOutput, open_output
 from riffengine.audio.recorder import Recorder
 from riffengine.audio.ringbuffer import RingBuffer
 from riffengine.audio.timeline import ClipDropped, LoopStarted, Timeline
@@ -168,10 +169,6 @@ def build_cached_renderer(settings: Settings):
     return CachedRenderer(renderer, RenderCache(settings.cache.folder, settings.cache.max_bytes))
 
 
-def db_to_gain(db: float) -> float:
-    return 10.0 ** (db / 20.0)
-
-
 class Engine:
     """The live engine; build it, then ``await engine.run()`` (returns 0).
 
@@ -253,7 +250,7 @@ class Engine:
         self._heard_bpm: float | None = None
         self._heard_clip: str | None = None
         self._underruns_seen = 0
-        self._gain = db_to_gain(float(self.store.state.values["gain"]))
+        self._gain = self._wanted_gain(self.store.state)
         self._gain_target = self._gain
         self._end_frame: int | None = None
         self._stream_started = False
@@ -413,6 +410,8 @@ class Engine:
             raise UserError(f"tempo source {self.tempo_source} needs a live output (a device or jack), "
                             "not a file: set tempo.source: internal to render to a file")
         self.sample_rate = self.output.sample_rate
+        # The callback's gain stage, at the rate the output really runs at; not started yet.
+        self.output.live = LiveGain(self.sample_rate, MAX_BLOCK, self._gain_target)
         if self.recorder is not None:
             self.recorder.sample_rate = self.sample_rate
         state = self.store.state
@@ -607,8 +606,19 @@ class Engine:
                 self.bus.publish("loop_dropped", clip_id=event.clip_id, replaced_by=event.replaced_by,
                                  frame=event.frame)
 
+    @staticmethod
+    def _wanted_gain(state: State) -> float:
+        """The linear output gain ``state`` asks for (0 while muted)."""
+        return 0.0 if state.values["mute"] else db_to_gain(float(state.values["gain"]))
+
     def _apply_gain(self, frames: np.ndarray) -> np.ndarray:
-        """Output gain, ramped linearly over the block when it changes."""
+        """Output gain for a file output, ramped linearly over the block when it changes.
+
+        A real-time output applies the gain itself, in its callback after the ring
+        (:class:`~riffengine.audio.livegain.LiveGain`), so it is heard within a period.
+        """
+        if self.realtime:
+            return frames
         start, target = self._gain, self._gain_target
         if start == target:
             if start != 1.0:
@@ -626,8 +636,10 @@ class Engine:
         self.bus.publish("state", version=new.version, source=source,
                          changes={k: v for k, v in changes})
         for key, value in changes:
-            if key == "gain":
-                self._gain_target = db_to_gain(float(value))
+            if key in ("gain", "mute"):
+                self._gain_target = self._wanted_gain(new)
+                if self.output is not None:
+                    self.output.live.set(self._gain_target)  # heard in the next period
             elif key == "crossfade_ms" and self.timeline is not None:
                 frames = round(float(value) * self.sample_rate / 1000.0)
                 self.timeline.crossfade_frames = frames

@@ -184,6 +184,15 @@ def test_gain_is_live_and_ramped(tmp_path):
     assert quiet == pytest.approx(loud * 10 ** (-20 / 20), rel=1e-3)
 
 
+def test_mute_silences_and_unmute_brings_the_music_back_without_a_render(tmp_path):
+    script = [step(0, 1.5, mute=True), step(1, 2.5, mute=False)]
+    audio, events, _, _ = session(tmp_path, script, duration=3.5)
+    assert not [e for e in kinds(events, "render") if e["phase"] == "started"]  # no render
+    assert np.abs(audio[int(1.1 * RATE) : int(1.4 * RATE)]).max() > 0.1
+    assert np.abs(audio[int(1.6 * RATE) : int(2.4 * RATE)]).max() == 0.0
+    assert np.abs(audio[int(2.6 * RATE) : int(3.0 * RATE)]).max() > 0.1
+
+
 class SimulatedTime:
     """The real renderer, reporting a fixed render time (the file output's simulated clock),
     so the session does not depend on how fast this machine renders."""

@@ -91,6 +91,33 @@ def test_engine_plays_into_jack_on_the_bar_grid_and_records_what_jack_received(j
         assert np.abs(recorded[s["frame"] : s["frame"] + 8]).min() > 0.89
 
 
+def test_mute_is_heard_ahead_of_the_look_ahead_ring(jack_server, tmp_path):
+    """The ring holds 2 s of audio ahead; mute is applied after it, in the process callback."""
+    settings = merge_overrides(Settings(), {
+        "audio.output": "jack",
+        "audio.jack_client_name": "riffengine-mute-test",
+        "audio.record": str(tmp_path / "rec.wav"),
+        "audio.ring_buffer_seconds": 2.0,
+        "tempo.bpm": BPM,
+        "loop.bars": 1,
+        "osc.enabled": False,
+    })
+    mute_at = 1.5
+    engine = Engine(settings, FakeRenderer(seconds=0.2, sleep=True), duration=4.5,
+                    script=[Step(0, mute_at, None, (("mute", True),))], signals=False)
+    assert asyncio.run(engine.run()) == 0
+    recorded, _ = soundfile.read(str(tmp_path / "rec.wav"), dtype="float32", always_2d=True)
+    level = np.abs(recorded).max(axis=1)
+    step_frame = round(mute_at * RATE)
+    assert level[step_frame - RATE // 2 : step_frame].max() > 0.1  # playing before the mute
+    silent = np.flatnonzero(level[step_frame:] == 0.0)
+    assert silent.size, "the mute was never heard"
+    # Heard long before the 2 s of queued audio could have played out (the old path's delay).
+    assert silent[0] < RATE // 2
+    assert level[step_frame + silent[0] : step_frame + 2 * RATE].max() == 0.0
+    assert engine.ring.underruns == 0 and engine.output.callback_errors == 0
+
+
 def test_sigterm_fades_out_exits_0_and_leaves_a_valid_recording(jack_server, tmp_path):
     rec = tmp_path / "rec.wav"
     events = tmp_path / "events.jsonl"

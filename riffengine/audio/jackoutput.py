@@ -31,16 +31,12 @@ import time
 
 import numpy as np
 
-from riffengine.audio.output import DURATION_SLOTS, _OutputBase
+from riffengine.audio.output import DURATION_SLOTS, MAX_BLOCK, _OutputBase
 from riffengine.audio.recorder import Recorder
 from riffengine.audio.ringbuffer import RingBuffer
 from riffengine.errors import UserError
 
 log = logging.getLogger(__name__)
-
-MAX_BLOCK = 8192
-"""The largest JACK period served (frames); the scratch block is preallocated at this size."""
-
 
 def server_name() -> str | None:
     """The JACK server clients reach: ``$JACK_DEFAULT_SERVER``, else the default one (None)."""
@@ -145,6 +141,7 @@ class JackOutput(_OutputBase):
             n = min(frames, MAX_BLOCK)
             block = self._scratch[:n]
             self.ring.read_into(block)
+            self.live.apply(block)
             for c, port in enumerate(self._ports):
                 out = port.get_array()
                 out[:n] = block[:, c]

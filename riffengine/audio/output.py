@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from riffengine.audio.livegain import LiveGain
 from riffengine.audio.recorder import Recorder, WavWriter
 from riffengine.audio.ringbuffer import RingBuffer
 from riffengine.errors import UserError
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_RATE = 44100
 DURATION_SLOTS = 1 << 16
+MAX_BLOCK = 8192
+"""The largest callback period served without falling back (frames); buffers are this size."""
 
 _jack_client_name_buffer: ctypes.Array | None = None  # PortAudio keeps the pointer: keep it alive
 
@@ -206,7 +209,11 @@ def resample_clip(audio: np.ndarray, src_rate: int, dst_rate: int, frames: int) 
 
 
 class _OutputBase:
-    """What every output offers: start/stop/close, counters from its ring, a sample rate."""
+    """What every output offers: start/stop/close, counters from its ring, a sample rate.
+
+    :attr:`live` is the gain stage a real-time output applies in its callback, after the ring
+    (gain and mute heard within a period); a file output leaves it to the producer.
+    """
 
     realtime: bool = True
 
@@ -215,6 +222,7 @@ class _OutputBase:
         self.channels = ring.channels
         self.sample_rate = sample_rate
         self.recorder = recorder
+        self.live = LiveGain(sample_rate or DEFAULT_SAMPLE_RATE, MAX_BLOCK)
 
     @property
     def frames_output(self) -> int:
@@ -297,6 +305,7 @@ class DeviceOutput(_OutputBase):
             if status.output_underflow:
                 self.xruns += 1
             self.ring.read_into(outdata)
+            self.live.apply(outdata)
             if self.recorder is not None:
                 self.recorder.tap(outdata)
         except BaseException:

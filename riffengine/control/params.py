@@ -197,8 +197,10 @@ PARAMS: tuple[Param, ...] = (
           choices=("internal", "link", "midi"), effect="live"),
     Param("crossfade_ms", "float", 50.0, "Equal-power crossfade at the seam between clips.",
           minimum=0.0, maximum=2000.0, unit="ms", effect="live"),
-    Param("gain", "float", 0.0, "Output gain.", minimum=-60.0, maximum=12.0, unit="dB",
-          effect="live"),
+    Param("gain", "float", 0.0, "Output gain, heard within one audio period.", minimum=-60.0,
+          maximum=12.0, unit="dB", effect="live"),
+    Param("mute", "bool", False, "Silence the output at once; the loops keep playing underneath, "
+          "so unmuting brings the music back where it is.", effect="live"),
     Param(
         "scene",
         "int",
