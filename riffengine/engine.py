@@ -250,6 +250,7 @@ class Engine:
         self._heard_bpm: float | None = None
         self._heard_clip: str | None = None
         self._underruns_seen = 0
+        self._xruns_seen = 0
         self._gain = self._wanted_gain(self.store.state)
         self._gain_target = self._gain
         self._end_frame: int | None = None
@@ -331,6 +332,7 @@ class Engine:
             "next_change_in_s": next_in,
             "clip": self._heard_clip or "",
             "underruns": ring.underruns if ring else 0,
+            "xruns": int(getattr(self.output, "xruns", 0)),
             "ring_ms": round(ring.available() * 1000.0 / self.sample_rate, 1) if ring else 0.0,
             "sample_rate": self.sample_rate,
             "renders": self._stats["renders"],
@@ -814,6 +816,10 @@ class Engine:
         if ring.underruns != self._underruns_seen:
             self._underruns_seen = ring.underruns
             self.bus.publish("underrun", count=ring.underruns, frames=ring.underrun_frames, frame=heard)
+        xruns = int(getattr(self.output, "xruns", 0))
+        if xruns != self._xruns_seen:  # late callbacks: each one is a click the audience heard
+            self.bus.publish("xrun", count=xruns, new=xruns - self._xruns_seen, frame=heard)
+            self._xruns_seen = xruns
 
     def _publish_loop(self, event: LoopStarted) -> None:
         info = self._clips.get(event.clip_id, {})
@@ -875,6 +881,7 @@ class Engine:
             self.output.stop()
         self._publish_heard()
         self.bus.publish("stopped", frame=self.heard_frame(), underruns=self.ring.underruns,
+                         xruns=int(getattr(self.output, "xruns", 0)),
                          **{k: v for k, v in self._stats.items()})
 
     async def _close(self) -> None:
@@ -1148,7 +1155,8 @@ class Engine:
 
     @staticmethod
     def _log_event(event) -> None:
-        if event.kind in ("render_failed", "underrun", "error", "warning", "loop_dropped", "render_late"):
+        if event.kind in ("render_failed", "underrun", "xrun", "error", "warning", "loop_dropped",
+                          "render_late"):
             data = {k: v for k, v in event.data.items() if k != "image"}
             log.warning("%s %s", event.kind, data)
         elif event.kind in ("loop_scheduled", "tempo", "started", "stopped"):

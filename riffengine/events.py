@@ -2,7 +2,8 @@
 
 Events are published from the asyncio loop (never from the audio callback). Kinds in use:
 ``beat``, ``loop_scheduled``, ``loop_started``, ``render``, ``render_failed``, ``underrun``,
-``state``, ``tempo``, ``fail``, ``error``, ``warning``.
+``xrun`` (late audio callbacks: clicks), ``state``, ``tempo``, ``fail``, ``error``,
+``warning``.
 """
 
 from __future__ import annotations

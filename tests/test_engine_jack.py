@@ -118,6 +118,41 @@ def test_mute_is_heard_ahead_of_the_look_ahead_ring(jack_server, tmp_path):
     assert engine.ring.underruns == 0 and engine.output.callback_errors == 0
 
 
+def test_a_stalled_process_is_reported_as_xruns_in_events_and_figures(jack_server, tmp_path):
+    """Hold the GIL for 0.3 s: JACK's process callback cannot run, cycles are missed."""
+    settings = merge_overrides(Settings(), {
+        "audio.output": "jack",
+        "audio.jack_client_name": "riffengine-xrun-test",
+        "audio.events": str(tmp_path / "events.jsonl"),
+        "tempo.bpm": BPM,
+        "loop.bars": 1,
+        "osc.enabled": False,
+    })
+
+    def stall() -> None:
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(5.0)  # no other thread gets the GIL while this spins
+        try:
+            end = time.perf_counter() + 0.3
+            while time.perf_counter() < end:
+                pass
+        finally:
+            sys.setswitchinterval(interval)
+
+    def schedule(engine: Engine) -> None:
+        asyncio.get_running_loop().call_later(1.5, stall)
+
+    engine = Engine(settings, FakeRenderer(seconds=0.2, sleep=True), duration=3.0,
+                    on_output_open=schedule, signals=False)
+    assert asyncio.run(engine.run()) == 0
+    figures = engine.figures()
+    assert figures["xruns"] >= 1
+    events = read_events(tmp_path / "events.jsonl")
+    reported = [e for e in events if e["kind"] == "xrun"]
+    assert reported and reported[-1]["count"] == figures["xruns"]
+    assert [e for e in events if e["kind"] == "stopped"][0]["xruns"] == figures["xruns"]
+
+
 def test_sigterm_fades_out_exits_0_and_leaves_a_valid_recording(jack_server, tmp_path):
     rec = tmp_path / "rec.wav"
     events = tmp_path / "events.jsonl"

@@ -349,6 +349,8 @@ def _probe_value(p: params.Param) -> object:
         return "house_120"  # a built-in seed: paths over OSC must name real files
     if p.type == "str":
         return "text"
+    if p.type == "bool":
+        return not default
     return p.maximum if default != p.maximum else p.minimum
 
 
