@@ -62,6 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from riffengine.audio import gil
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
 from riffengine.audio.livegain import LiveGain, db_to_gain
 from riffengine.audio.output import MAX_BLOCK, WavFileOutput, open_output
@@ -251,6 +252,7 @@ class Engine:
         self._heard_clip: str | None = None
         self._underruns_seen = 0
         self._xruns_seen = 0
+        self._gil_interval: float | None = None  # the switch interval before the stream started
         self._gain = self._wanted_gain(self.store.state)
         self._gain_target = self._gain
         self._end_frame: int | None = None
@@ -505,6 +507,7 @@ class Engine:
     def _start_stream(self) -> None:
         """Prefill the ring (live), start the recorder and the output."""
         if self.realtime:
+            self._gil_interval = gil.prepare_for_audio()  # short GIL waits for the callback
             self._feed()
         self._last_beat = -1
         if self.recorder is not None:
@@ -917,6 +920,9 @@ class Engine:
             unsubscribe()
         if self.events_log is not None:
             self.events_log.close()
+        if self._gil_interval is not None:
+            gil.restore(self._gil_interval)
+            self._gil_interval = None
 
     # --- daemon: warm-up display, readiness, reload, panic -----------------------------------------
 

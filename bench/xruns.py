@@ -1,0 +1,339 @@
+"""Clicks under load: xruns and silence heard by an independent JACK client; figures, no asserts.
+
+For each load, a private JACK dummy server (44.1 kHz, 256-frame periods, started and stopped by
+PID) runs ``riffengine run --output jack`` as a user would, in its own process, rendering all the
+time (a new seed every second). A separate process sends the load; this process only listens:
+
+- an independent JACK client counts the server's own xrun notifications (every late client of
+  the graph, the engine included, is a click for everybody) and records, for every cycle, the
+  peak level of what the engine plays and when the cycle ran;
+- silence: the time the engine's ports played exact zeros after the music had started;
+- the engine's own counts (xruns, underruns) from its events log;
+- gain latency: ``/riff/gain -60`` is sent every 10 s (and 0 dB half a second later); the time
+  from sending to the first cycle that plays it, against the period.
+
+Loads (``--loads``, default all):
+
+- ``a``: 500 valid render-changing OSC messages a second (alpha and a prompt slot, as a
+  TouchDesigner patch sending faders at 60 fps, only more);
+- ``b``: 3000 garbage UDP packets a second at the OSC port;
+- ``c``: pure Python spinning in the engine process, competing for the GIL (a renderer or
+  surface that never releases it);
+- ``d``: a forced full garbage collection every second in the engine process;
+- ``e``: SIGKILL of the engine every 60 s (and a new one started at once, as a service manager
+  would): what the audience hears when the engine process dies;
+- ``quiet``: the renders alone.
+
+Examples::
+
+    .venv/bin/python bench/xruns.py --seconds 45 --fake
+    .venv/bin/python bench/xruns.py --seconds 600 --tiny --steps 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from riffengine.audio.jackserver import JackServer  # noqa: E402
+
+RATE = 44100
+PERIOD = 256
+CLIENT = "riffengine-bench"
+GAIN_EVERY = 10.0
+
+# Runs in the engine's process: the load that lives there, then the ordinary command line.
+ENGINE = textwrap.dedent(
+    """
+    import gc, sys, threading, time
+    load = sys.argv[1]
+    if load == "c":
+        def spin():
+            while True:
+                total = 0
+                for i in range(200_000):  # pure Python: holds the GIL for its whole slice
+                    total += i
+                time.sleep(0.05)
+        threading.Thread(target=spin, daemon=True).start()
+    elif load == "d":
+        def collect():
+            while True:
+                time.sleep(1.0)
+                gc.collect()
+        threading.Thread(target=collect, daemon=True).start()
+    from riffengine.cli import main
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+# Runs in its own process: the control traffic, so that it costs this process nothing.
+SENDER = textwrap.dedent(
+    """
+    import random, socket, struct, sys, time
+    from pythonosc.osc_message_builder import OscMessageBuilder
+    port, load = int(sys.argv[1]), sys.argv[2]
+    rng = random.Random(7)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    def send(address, *args):
+        b = OscMessageBuilder(address)
+        for a in args:
+            b.add_arg(a)
+        sock.sendto(b.build().dgram, ("127.0.0.1", port))
+    rate = {"a": 500, "b": 3000}.get(load, 0)
+    start = time.monotonic()
+    sent = 0
+    next_seed = start
+    while True:
+        now = time.monotonic()
+        if now >= next_seed:  # keep the renderer busy in every load
+            send("/riff/seed_a", rng.randrange(1, 1 << 30))
+            next_seed += 1.0
+        due = int((now - start) * rate)
+        while sent < due:
+            if load == "a":
+                if sent % 2:
+                    send("/riff/alpha", rng.random())
+                else:
+                    send("/riff/prompt_a/0", "warm analog synth " + str(rng.randrange(100)))
+            else:
+                sock.sendto(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))),
+                            ("127.0.0.1", port))
+            sent += 1
+        time.sleep(0.002)
+    """
+)
+
+
+class Listener:
+    """The independent JACK client: server xruns, and the peak of each cycle the engine plays."""
+
+    def __init__(self, server: str, seconds: float) -> None:
+        import jack
+
+        self.client = jack.Client("xrun-listener", servername=server, no_start_server=True)
+        self.ports = [self.client.inports.register(f"in_{i}") for i in range(2)]
+        cycles = int(seconds * RATE / PERIOD) + 4096
+        self.peaks = np.zeros(cycles, dtype=np.float32)
+        self.times = np.zeros(cycles, dtype=np.float64)
+        self.cycles = 0
+        self.xruns = 0
+        self.client.set_xrun_callback(self._xrun)
+        self.client.set_process_callback(self._process)
+
+    def _xrun(self, delay_usecs: float) -> None:
+        self.xruns += 1
+
+    def _process(self, frames: int) -> None:
+        i = self.cycles
+        if i < len(self.peaks):
+            self.times[i] = time.monotonic()
+            self.peaks[i] = max(float(np.abs(p.get_array()).max()) for p in self.ports)
+            self.cycles = i + 1
+
+    def start(self) -> None:
+        self.client.activate()
+
+    def connect(self) -> bool:
+        sources = [f"{CLIENT}:out_0", f"{CLIENT}:out_1"]
+        try:
+            names = {p.name for p in self.client.get_ports(is_output=True, is_audio=True)}
+            if not set(sources) <= names:
+                return False
+            for source, port in zip(sources, self.ports):
+                if source not in {c.name for c in port.connections}:
+                    self.client.connect(source, port)
+            return True
+        except Exception:  # noqa: BLE001 - the engine's client comes and goes
+            return False
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def engine_command(args, load: str, model: str | None, port: int, events: Path) -> list[str]:
+    cli = ["run", "--output", "jack", "--osc-port", str(port), "--events", str(events),
+           "--bpm", "120", "--bars", "2", "--set", f"audio.jack_client_name={CLIENT}",
+           "--set", "midi.enabled=false"]
+    cli += ["--fake-renderer"] if model is None else ["--model", model, "--device", "cpu",
+                                                      "--steps", str(args.steps)]
+    return [sys.executable, "-c", ENGINE, load, *cli]
+
+
+def silence_seconds(peaks: np.ndarray) -> float:
+    """Time of exact silence after the first sound (a missing engine plays nothing at all)."""
+    sounding = np.flatnonzero(peaks > 0)
+    if not sounding.size:
+        return len(peaks) * PERIOD / RATE
+    after = peaks[sounding[0]:]
+    return float(np.count_nonzero(after == 0) * PERIOD / RATE)
+
+
+def gain_latencies(listener: Listener, sent: list[float]) -> list[float]:
+    """Seconds from each ``gain -60`` message to the first cycle that plays it quieter."""
+    peaks, times = listener.peaks[: listener.cycles], listener.times[: listener.cycles]
+    out = []
+    for t in sent:
+        before = peaks[(times > t - 0.5) & (times < t)]
+        level = float(np.median(before)) if before.size else 0.0
+        if level <= 0:
+            continue
+        quiet = np.flatnonzero((times >= t) & (peaks < level * 0.5))
+        if quiet.size:
+            out.append(float(times[quiet[0]] - t))
+    return out
+
+
+def engine_counts(events: Path) -> tuple[int, int]:
+    """(xruns, underruns) as the engine reported them in its events log."""
+    xruns = underruns = 0
+    if events.exists():
+        for line in events.read_text().splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if e.get("kind") == "xrun":
+                xruns = max(xruns, int(e.get("count", 0)))
+            elif e.get("kind") == "underrun":
+                underruns = max(underruns, int(e.get("count", 0)))
+    return xruns, underruns
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
+    server = JackServer(sample_rate=RATE, period=PERIOD)
+    server.start()
+    env = dict(os.environ, **server.env, JACK_NO_START_SERVER="1", PYTHONUNBUFFERED="1")
+    port = free_udp_port()
+    listener = Listener(server.name, args.seconds + 120)
+    listener.start()
+    engines: list[subprocess.Popen] = []
+    engine_xruns = engine_underruns = 0
+    sender = None
+    gains: list[float] = []
+    logs = tmp / f"engine-{load}.log"
+    try:
+        def start_engine(i: int) -> subprocess.Popen:
+            events = tmp / f"events-{load}-{i}.jsonl"
+            with open(logs, "a") as log:
+                return subprocess.Popen(engine_command(args, load, model, port, events), env=env,
+                                        stdout=log, stderr=subprocess.STDOUT)
+
+        engines.append(start_engine(0))
+        deadline = time.monotonic() + args.warm_up
+        while not listener.connect() or listener.peaks[: listener.cycles].max(initial=0) == 0:
+            if time.monotonic() > deadline or engines[0].poll() is not None:
+                raise RuntimeError(f"the engine did not start playing; see {logs}")
+            time.sleep(0.2)
+        first = listener.cycles
+        xruns0 = listener.xruns
+        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), load], env=env)
+        gain_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        def gain(db: float) -> None:
+            b = OscMessageBuilder("/riff/gain")
+            b.add_arg(float(db))
+            gain_sock.sendto(b.build().dgram, ("127.0.0.1", port))
+
+        start = time.monotonic()
+        next_gain, next_kill = start + GAIN_EVERY / 2, start + 60.0
+        while (now := time.monotonic()) < start + args.seconds:
+            if now >= next_gain:
+                gains.append(time.monotonic())
+                gain(-60.0)
+                time.sleep(0.5)
+                gain(0.0)
+                next_gain += GAIN_EVERY
+            if load == "e" and now >= next_kill:
+                engines[-1].send_signal(signal.SIGKILL)
+                engines[-1].wait()
+                engines.append(start_engine(len(engines)))
+                next_kill += 60.0
+            listener.connect()  # a restarted engine has new ports
+            time.sleep(0.05)
+        peaks = listener.peaks[first : listener.cycles]
+        xruns = listener.xruns - xruns0
+        for i in range(len(engines)):
+            x, u = engine_counts(tmp / f"events-{load}-{i}.jsonl")
+            engine_xruns += x
+            engine_underruns += u
+        latencies = gain_latencies(listener, gains)
+    finally:
+        if sender is not None:
+            sender.kill()
+            sender.wait()
+        for proc in engines:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        listener.close()
+        server.stop()
+    return {
+        "load": load,
+        "seconds": args.seconds,
+        "xruns (server)": xruns,
+        "xruns (engine)": engine_xruns,
+        "underruns (engine)": engine_underruns,
+        "silence s": round(silence_seconds(peaks), 3),
+        "gain heard ms (median, max)": (
+            f"{1000 * float(np.median(latencies)):.1f}, {1000 * max(latencies):.1f}" if latencies else "n/a"),
+        "engines started": len(engines),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--fake", action="store_true", help="the fake renderer (default)")
+    kind.add_argument("--tiny", action="store_true", help="the tiny random model on the CPU")
+    parser.add_argument("--steps", type=int, default=4, help="diffusion steps with --tiny")
+    parser.add_argument("--seconds", type=float, default=600.0, help="per load (default 600)")
+    parser.add_argument("--loads", default="a,b,c,d,e", help="comma list of a,b,c,d,e,quiet")
+    parser.add_argument("--warm-up", type=float, default=180.0, help="seconds allowed to start")
+    args = parser.parse_args()
+    random.seed(1)
+    with tempfile.TemporaryDirectory(prefix="riffengine-xruns-") as folder:
+        tmp = Path(folder)
+        model = None
+        if args.tiny:
+            model = str(tmp / "tiny")
+            subprocess.run([sys.executable, "-m", "riffengine.cli", "tiny-model", model], check=True,
+                           stdout=subprocess.DEVNULL)
+        print(f"period {PERIOD} frames = {PERIOD / RATE * 1000:.2f} ms; renderer "
+              f"{'tiny model, ' + str(args.steps) + ' steps' if model else 'fake'}; {args.seconds:g} s a load")
+        rows = []
+        for load in [x.strip() for x in args.loads.split(",") if x.strip()]:
+            row = run_load(args, load, model, tmp)
+            rows.append(row)
+            print(" | ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
