@@ -261,3 +261,16 @@ def test_loop_images_are_served_and_their_url_goes_in_the_osc_loop_message(engin
     out = subprocess.run(["curl", "-s", "--max-time", "10", url], capture_output=True, check=True).stdout
     served = Image.open(io.BytesIO(out))
     assert served.format == "PNG" and served.size == (64, 32) and served.getpixel((5, 5)) == 200
+
+
+def test_zeroconf_records_and_no_announcement_on_loopback(engine):
+    from riffengine.net.discovery import OSC, OSCJSON, local_addresses, service_infos
+
+    assert engine.surfaces.web.advertiser is None  # loopback: nobody else could connect
+    infos = service_infos("riffengine-box-9080", "box", ["192.0.2.7"], 9080, 9000)
+    assert [(i.type, i.name, i.port) for i in infos] == [
+        (OSCJSON, f"riffengine-box-9080.{OSCJSON}", 9080), (OSC, f"riffengine-box-9080.{OSC}", 9000)]
+    assert infos[0].parsed_addresses() == ["192.0.2.7"] and infos[0].server == "box.local."
+    assert len(service_infos("x", "box", ["192.0.2.7"], 9080, None)) == 1  # OSC on loopback only
+    assert local_addresses("192.0.2.7") == ["192.0.2.7"]
+    assert all(not a.startswith("127.") for a in local_addresses("0.0.0.0"))

@@ -204,6 +204,8 @@ class WebServer:
         self._runner: web.AppRunner | None = None
         self._status_task: asyncio.Task | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        self.advertiser = None
+        """The zeroconf :class:`~riffengine.net.discovery.Advertiser`, beyond loopback only."""
         self.port = 0
 
     # -- lifecycle --
@@ -231,6 +233,16 @@ class WebServer:
         self._unsubscribe = [self.store.subscribe(self._on_state), self.bus.subscribe(self._on_event)]
         self.osc.loop_url = self.loop_url
         self._status_task = self.loop.create_task(self._push_status())
+        if self.settings.zeroconf and self.needs_token:  # beyond loopback: announce
+            from riffengine.net.discovery import Advertiser
+
+            try:
+                osc_host, osc_port = self.osc.address
+            except AssertionError:  # OSC over UDP is off
+                osc_host, osc_port = "127.0.0.1", 0
+            self.advertiser = Advertiser(self.settings.host, self.port,
+                                         None if is_loopback(osc_host) else osc_port)
+            self.advertiser.start()
         where = f"http://{self.public_host()}:{self.port}/ui/"
         if self.needs_token:
             log.warning("web surface at %s?token=%s (state changes need the token: http.token)",
@@ -249,6 +261,9 @@ class WebServer:
         if self._status_task is not None:
             self._status_task.cancel()
             self._status_task = None
+        if self.advertiser is not None:
+            await self.advertiser.close()
+            self.advertiser = None
         for client in list(self.clients):
             client.closing = True
             await client.ws.close(code=1001, message=b"server going away")
