@@ -54,7 +54,8 @@ def base(engine) -> str:
 def curl(url: str, *flags: str) -> tuple[int, str, str]:
     """(status, content type, body) of a GET by curl."""
     out = subprocess.run(["curl", "-s", "--max-time", "10", "-o", "-", "-w", "\n%{http_code} %{content_type}",
-                          *flags, url], capture_output=True, text=True, timeout=20, check=True).stdout
+                          *flags, url], capture_output=True, timeout=20, check=True).stdout
+    out = out.decode("utf-8", errors="replace")
     body, _, tail = out.rpartition("\n")
     status, _, kind = tail.partition(" ")
     return int(status), kind, body
@@ -274,3 +275,24 @@ def test_zeroconf_records_and_no_announcement_on_loopback(engine):
     assert len(service_infos("x", "box", ["192.0.2.7"], 9080, None)) == 1  # OSC on loopback only
     assert local_addresses("192.0.2.7") == ["192.0.2.7"]
     assert all(not a.startswith("127.") for a in local_addresses("0.0.0.0"))
+
+
+def test_seed_images_for_the_picker_stay_in_their_folders(tmp_path, engine):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    Image.new("L", (16, 16), 9).save(seeds / "my loop.png")
+    (tmp_path / "secret.png").write_bytes(b"not for the network")
+    (seeds / "link.png").symlink_to(tmp_path / "secret.png")
+    listing = get_json(base(engine) + "/seeds/")
+    assert {"value": "groove_94", "url": "/seeds/builtin/groove_94.png"} in listing["builtin"]
+    assert {"value": "my loop.png", "url": "/seeds/folder/my loop.png"} in listing["folder"]
+    status, kind, _ = curl(base(engine) + "/seeds/builtin/groove_94.png")
+    assert status == 200 and kind == "image/png"
+    status, kind, _ = curl(base(engine) + "/seeds/folder/my%20loop.png")
+    assert status == 200 and kind == "image/png"
+    status, _, body = curl(base(engine) + "/seeds/folder/link.png")
+    assert status == 404 and "outside" in body
+    for path in ("/seeds/folder/..%2fsecret.png", "/seeds/folder/../secret.png",
+                 "/seeds/builtin/..%2f..%2fconfig.py", "/seeds/other/x.png"):
+        status, _, body = curl(base(engine) + path, "--path-as-is")
+        assert status in (400, 404) and "not for the network" not in body, path

@@ -56,12 +56,14 @@ def free_port() -> int:
 def settings(tmp_path, port: int, alpha: float):
     path = tmp_path / f"web-{alpha}.yaml"
     path.write_text(f"osc: {{port: 0}}\nhttp: {{enabled: true, port: {port}}}\n"
-                    f"paths: {{spectrograms: spectrograms}}\ninitial: {{alpha: {alpha}}}\n")
+                    f"paths: {{spectrograms: spectrograms}}\ninitial: {{alpha: {alpha}}}\n"
+                    "scenes: {verse: {alpha: 0.1}, chorus: {alpha: 0.9}}\n")
     return load_config(path)
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("chromium")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -178,3 +180,23 @@ def test_two_browsers_stay_in_step(tmp_path, browser):
         wait_until(lambda: engine.values["gain"] == 12.0, what="gain from the second page")
         browser.switch_to.window(first)
         wait_until(lambda: value_of(browser, "/riff/gain") == "12", what="the first page in step")
+
+
+def test_seed_picker_and_scene_recall(tmp_path, browser):
+    port = free_port()
+    with RunningSurfaces(settings(tmp_path, port, 0.0), figures=Clock()) as engine:
+        browser.get(f"http://127.0.0.1:{port}/ui/")
+        wait_until(lambda: connected(browser), what="the page")
+        thumb = wait_until(lambda: browser.find_elements(
+            By.CSS_SELECTOR, '[data-picker="/riff/seed_image"] img[data-value="house_120"]'), what="thumbnails")[0]
+        wait_until(lambda: browser.execute_script("return arguments[0].naturalWidth", thumb) == 512,
+                   what="the thumbnail image")
+        thumb.click()
+        wait_until(lambda: engine.values["seed_image"] == "house_120", what="the seed from the picker")
+        wait_until(lambda: "chosen" in thumb.get_attribute("class"), what="the chosen thumbnail")
+        scene = control(browser, "/riff/scene")
+        scene.clear()
+        scene.send_keys("1")
+        browser.find_element(By.CSS_SELECTOR, '[data-action="/riff/scene"]').click()
+        wait_until(lambda: engine.values["alpha"] == 0.9 and engine.values["scene"] == 1,
+                   what="scene 1 (chorus) recalled")

@@ -7,7 +7,9 @@ space of :mod:`riffengine.control.osc`:
   (``f`` float, ``i`` int, ``h`` an int beyond 32 bits such as a seed, ``s`` text and choices,
   ``T`` bool), ``VALUE``, ``RANGE`` (``MIN``/``MAX`` or ``VALS``), ``ACCESS`` 3, ``CLIPMODE``
   ``both`` for numbers (out-of-range values are refused, never stretched), ``UNIT`` where the
-  table gives one, and ``DESCRIPTION`` (the table's help);
+  table gives one, ``DESCRIPTION`` (the table's help) and ``TAGS``: the table's effect
+  (``render``, ``stretch``, ``live``, ``action``), and ``file`` for a file parameter (the seed
+  image, chosen from ``/seeds/``);
 - a per-slot parameter is a method taking every slot at once (``TYPE`` ``ssss``) and a container
   of one method per slot: ``/riff/prompt_a/0`` ...;
 - ``/riff/panic`` (write-only, ``i``): the one command that is not a parameter but is a control.
@@ -24,7 +26,7 @@ from typing import Any
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from riffengine.control import params
-from riffengine.control.osc import PANIC
+from riffengine.control.osc import PANIC, PATH_PARAMS
 from riffengine.state import State
 
 NAME = "riffengine"
@@ -35,7 +37,7 @@ ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "VALUE", "RANGE", "ACCESS", "DESC
 
 EXTENSIONS = {
     "ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True, "UNIT": True,
-    "CLIPMODE": True, "LISTEN": True, "TAGS": False, "EXTENDED_TYPE": False, "CRITICAL": False,
+    "CLIPMODE": True, "LISTEN": True, "TAGS": True, "EXTENDED_TYPE": False, "CRITICAL": False,
     "OVERLOADS": False, "HTML": True, "PATH_CHANGED": False, "PATH_RENAMED": False,
     "PATH_ADDED": False, "PATH_REMOVED": False,
 }
@@ -84,6 +86,7 @@ def _method(p: params.Param, path: str, values: list[object], count: int, descri
         node["CLIPMODE"] = ["both"] * count
     if p.unit:
         node["UNIT"] = [p.unit] * count
+    node["TAGS"] = [p.effect] + (["file"] if p.name in PATH_PARAMS else [])
     return node
 
 

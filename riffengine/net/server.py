@@ -10,6 +10,8 @@ Routes (all GET)::
     /riff/alpha            one node; /riff/alpha?VALUE one attribute; ?HOST_INFO anywhere
     /ui/, /ui/<file>       the web surface: only the files shipped in riffengine/net/static/
     /loops/<clip>.png      the spectrogram image of a recent loop (by clip id, from memory)
+    /seeds/                the seed images a picker offers (JSON): built-in, and paths.seeds
+    /seeds/builtin/<name>.png, /seeds/folder/<file>.png   one of them
 
 WebSocket (an upgrade on any namespace path, usually ``/``), as the proposal says:
 
@@ -27,7 +29,8 @@ binary OSC message) needs the token (``?token=`` in the WebSocket URL, or ``Auth
 Bearer``); without it a client is read-only. Requests per peer, WebSocket messages per client,
 message sizes, clients at once and each client's outgoing queue are bounded; a client that
 cannot keep up is closed (it reconnects and resyncs). No file is served from a path a client
-wrote: static files are read once at start, loop images are kept in memory.
+wrote: static files are read once at start, loop images are kept in memory, and a seed file
+name goes through the same confinement as ``/riff/seed_image`` over OSC.
 
 Thread rule: everything runs on the loop's thread; PNG encoding runs in the loop's executor.
 Nothing here touches audio: a slow or hostile client costs the loop a bounded amount of work.
@@ -55,6 +58,7 @@ from aiohttp import WSMsgType, web
 from pythonosc.osc_message import OscMessage
 
 from riffengine.config import HttpSettings
+from riffengine.control.confine import BUILTIN_SEEDS, builtin_seed_names, confine
 from riffengine.control.osc import FAIL, OscServer, _RateLimit, build
 from riffengine.errors import UserError
 from riffengine.events import Event, EventBus
@@ -83,6 +87,10 @@ STATUS_SECONDS = 0.1
 LOOP_IMAGES = 32
 """Recent loop images kept for /loops/<clip>.png."""
 CLIP_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+SEED_FILE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\- ]{0,126}\.png")
+"""A seed image's file name: no folder, no leading dot."""
+MAX_SEEDS = 200
+"""Seed folder files a picker lists."""
 PRIVATE_FIGURES = ("http_token",)
 """Figures never shown to web clients."""
 
@@ -217,6 +225,8 @@ class WebServer:
         app.router.add_get("/ui/", self._ui)
         app.router.add_get("/ui/{name}", self._ui)
         app.router.add_get("/loops/{name}", self._loop_png)
+        app.router.add_get("/seeds/", self._seed_list)
+        app.router.add_get("/seeds/{kind}/{name}", self._seed_png)
         app.router.add_get("/{path:.*}", self._oscquery)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -378,6 +388,40 @@ class WebServer:
             return _error(404, f"no recent loop {clip_id!r}; the last {LOOP_IMAGES} loops are kept")
         return web.Response(body=data, content_type="image/png",
                             headers={"Cache-Control": "max-age=3600"})
+
+    def _seed_folder_names(self) -> list[str]:
+        """PNG files directly in ``paths.seeds`` (at most :data:`MAX_SEEDS`), sorted."""
+        try:
+            names = sorted(e.name for e in os.scandir(self.osc.paths.seeds)
+                           if e.name.endswith(".png") and SEED_FILE.fullmatch(e.name))
+        except OSError:
+            return []
+        return names[:MAX_SEEDS]
+
+    async def _seed_list(self, request: web.Request) -> web.StreamResponse:
+        """The seed images a picker offers: built-in names and files in the seed folder."""
+        folder = await self.loop.run_in_executor(None, self._seed_folder_names)
+        return web.json_response({
+            "builtin": [{"value": n, "url": f"/seeds/builtin/{n}.png"} for n in builtin_seed_names()],
+            "folder": [{"value": n, "url": f"/seeds/folder/{n}"} for n in folder],
+        })
+
+    async def _seed_png(self, request: web.Request) -> web.StreamResponse:
+        kind, name = request.match_info["kind"], request.match_info["name"]
+        if kind not in ("builtin", "folder") or not SEED_FILE.fullmatch(name):
+            return _error(400, f"{kind}/{name!r} is not a seed image; use /seeds/builtin/<name>.png "
+                               "or /seeds/folder/<file>.png as /seeds/ lists them")
+        if kind == "builtin":
+            if name.removesuffix(".png") not in builtin_seed_names():
+                return _error(404, f"no built-in seed {name!r}; see /seeds/")
+            path = os.path.join(BUILTIN_SEEDS, name)
+        else:
+            try:  # the OSC rule for file paths: inside paths.seeds, no '..', no links out
+                path = confine(name, self.osc.paths.seeds, what="seed image (paths.seeds)")
+            except UserError as exc:
+                return _error(404, str(exc))
+        data = await self.loop.run_in_executor(None, Path(path).read_bytes)
+        return web.Response(body=data, content_type="image/png", headers={"Cache-Control": "max-age=60"})
 
     # -- WebSocket --
 

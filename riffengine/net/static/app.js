@@ -95,6 +95,22 @@ function control(node) {
   row.appendChild(label);
   let input;
   let show = null;
+  const tags = node.TAGS || [];
+  if (tags.includes("action") && (tag === "i" || tag === "h")) {   // an action: pick, then go
+    input = document.createElement("input");
+    input.type = "number";
+    input.min = range.MIN;
+    input.max = range.MAX;
+    const go = document.createElement("button");
+    go.textContent = "recall";
+    go.dataset.action = path;
+    go.onclick = () => send(OSC.encode(path, [[tag, Math.round(Number(input.value))]]));
+    input.dataset.path = path;
+    row.appendChild(input);
+    row.appendChild(go);
+    controls.set(path, {node, input, show});
+    return row;
+  }
   if (!(node.ACCESS & 1)) {                          // write-only: a command button (panic)
     input = document.createElement("button");
     input.textContent = path.split("/").pop();
@@ -137,6 +153,17 @@ function control(node) {
     input = document.createElement("input");
     input.type = "text";
     input.onchange = () => send(OSC.encode(path, [[tag, input.value]]));
+    if (tags.includes("file")) {                     // a seed image: thumbnails to pick from
+      const wrap = document.createElement("div");
+      wrap.className = "picker-wrap";
+      input.dataset.path = path;
+      input.title = node.DESCRIPTION || "";
+      wrap.appendChild(input);
+      wrap.appendChild(picker(path, tag, input));
+      row.appendChild(wrap);
+      controls.set(path, {node, input, show, picker: true});
+      return row;
+    }
   }
   input.dataset.path = path;
   input.title = node.DESCRIPTION || "";
@@ -152,6 +179,34 @@ function control(node) {
   return row;
 }
 
+function picker(path, tag, input) {
+  const box = document.createElement("div");
+  box.className = "picker";
+  box.dataset.picker = path;
+  fetch("/seeds/").then(r => r.json()).then(seeds => {
+    for (const seed of [...seeds.builtin, ...seeds.folder]) {
+      const img = document.createElement("img");
+      img.src = seed.url;
+      img.alt = img.title = seed.value;
+      img.dataset.value = seed.value;
+      img.onclick = () => { input.value = seed.value; send(OSC.encode(path, [[tag, seed.value]])); };
+      box.appendChild(img);
+    }
+    mark(path);
+  });
+  return box;
+}
+
+function mark(path) {  // outline the thumbnail of the seed in use (a folder file comes back as a path)
+  const c = controls.get(path);
+  const box = document.querySelector(`[data-picker="${path}"]`);
+  if (!c || !box) return;
+  const base = c.input.value.split("/").pop();
+  for (const img of box.querySelectorAll("img")) {
+    img.classList.toggle("chosen", img.dataset.value === c.input.value || img.dataset.value === base);
+  }
+}
+
 function fmt(value, tag, node) {
   if (tag !== "f") return String(value);
   const span = (node.RANGE[0].MAX - node.RANGE[0].MIN) || 1;
@@ -165,6 +220,7 @@ function setValue(path, value) {
   if (c.input.type === "range" && c.input.dataset.dragging === "1") return;
   c.input.value = value;
   if (c.show) c.show.textContent = fmt(Number(value), c.node.TYPE, c.node);
+  if (c.picker) mark(path);
 }
 
 function refresh(tree) {
