@@ -296,3 +296,31 @@ def test_seed_images_for_the_picker_stay_in_their_folders(tmp_path, engine):
                  "/seeds/builtin/..%2f..%2fconfig.py", "/seeds/other/x.png"):
         status, _, body = curl(base(engine) + path, "--path-as-is")
         assert status in (400, 404) and "not for the network" not in body, path
+
+
+def test_http_settings_flag_and_a_taken_port_are_clear(tmp_path, engine):
+    from riffengine.commands.run import settings_from_args
+    from riffengine.errors import UserError
+
+    config = tmp_path / "flag.yaml"
+    config.write_text("osc: {port: 0}\n")
+    args = type("Args", (), {"config": str(config), "overrides": [], "http_port": 0})()
+    flagged = settings_from_args(args)
+    assert flagged.http.enabled and flagged.http.port == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("http:\n  token: short\n  port: 70000\n  allow: [nowhere]\n")
+    with pytest.raises(UserError) as refused:
+        load_config(bad)
+    text = str(refused.value)
+    assert "bad.yaml:2: http.token: 'short' is not a token" in text
+    assert "http.port: 70000 is not valid" in text and "http.allow" in text
+    taken = load_config_text(tmp_path, CONFIG.replace("http:\n  enabled: true\n  port: 0",
+                                                      f"http:\n  enabled: true\n  port: {engine.surfaces.web.port}"))
+    running = RunningSurfaces(taken)
+    try:
+        with pytest.raises(UserError) as busy:
+            running.__enter__()
+    finally:
+        running.__exit__(None, None, None)  # stops its loop thread
+    assert f"HTTP: cannot listen on 127.0.0.1:{engine.surfaces.web.port}" in str(busy.value)
+    assert "change http.host or http.port" in str(busy.value)

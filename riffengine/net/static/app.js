@@ -7,6 +7,7 @@ const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const SECONDS_SHOWN = 12;          // seconds across the timeline
 const PLAYHEAD_AT = 0.25;          // the playhead's place, as a part of the width
 const MAX_EXTRAPOLATE = 0.25;      // seconds the playhead runs on past the last engine report
+const FRAME_MS = 1000 / 30;        // the timeline is drawn at most 30 times a second
 
 const controls = new Map();        // OSC path -> {node, input, show}
 let ws = null;
@@ -288,6 +289,15 @@ function heardFrame() {
   return clock.frame + ahead * clock.rate;
 }
 
+let lastDraw = 0;
+
+function tick(now) {
+  requestAnimationFrame(tick);
+  if (now - lastDraw < FRAME_MS - 2) return;     // spare the device's CPU (and the engine's, nearby)
+  lastDraw = now;
+  draw();
+}
+
 function draw() {
   const canvas = document.getElementById("timeline");
   const width = canvas.clientWidth;
@@ -332,8 +342,7 @@ function draw() {
   canvas.dataset.drawn = drawn;
   ctx.fillStyle = "#f33";
   ctx.fillRect(playheadX - 1, 0, 2, h);                        // the playhead: heard now
-  requestAnimationFrame(draw);
 }
 
 connect();
-requestAnimationFrame(draw);
+requestAnimationFrame(tick);
