@@ -334,6 +334,7 @@ class Engine:
             "next_change_in_s": next_in,
             "clip": self._heard_clip or "",
             "underruns": ring.underruns if ring else 0,
+            "xruns": int(getattr(self.output, "xruns", 0) or 0),
             "ring_ms": round(ring.available() * 1000.0 / self.sample_rate, 1) if ring else 0.0,
             "sample_rate": self.sample_rate,
             "renders": self._stats["renders"],

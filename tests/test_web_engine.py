@@ -53,6 +53,7 @@ def test_engine_feeds_the_page_and_serves_loop_images(jack_server, tmp_path):
             first, second = feed(ws, "RIFF_STATUS", 2)
             assert second["frame"] > first["frame"] >= 0   # the heard frame moves on
             assert first["sample_rate"] == 44100 and "http_token" not in first
+            assert isinstance(first["xruns"], int) and "underruns" in first
             loop = feed(ws, "RIFF_LOOP")[0]
             assert loop["url"] == f"/loops/{loop['clip_id']}.png" and loop["frames"] == 44100
             image = png(f"http://127.0.0.1:{web.port}{loop['url']}")

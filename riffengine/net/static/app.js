@@ -266,6 +266,7 @@ function showStatus(d) {
                            : "no change pending",
     `underruns ${d.underruns}`,
   ];
+  if (d.xruns !== undefined) items.push(`xruns ${d.xruns}`);
   if (d.render_failures) items.push(`render failures ${d.render_failures}`);
   if (d.output_lost) items.push("OUTPUT LOST");
   document.getElementById("status").textContent = items.join(" · ");
