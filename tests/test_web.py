@@ -200,3 +200,10 @@ def test_seed_picker_and_scene_recall(tmp_path, browser):
         browser.find_element(By.CSS_SELECTOR, '[data-action="/riff/scene"]').click()
         wait_until(lambda: engine.values["alpha"] == 0.9 and engine.values["scene"] == 1,
                    what="scene 1 (chorus) recalled")
+        browser.set_window_size(390, 844)  # a phone: one column, nothing wider than the screen
+        wait_until(lambda: browser.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth"), what="a phone-wide page")
+        left = browser.execute_script("return Array.from(document.querySelectorAll('fieldset.param'))"
+                                      ".slice(0, 3).map(f => f.getBoundingClientRect().left)")
+        assert len(set(left)) == 1
+        browser.set_window_size(1200, 900)
