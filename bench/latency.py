@@ -10,9 +10,14 @@ change needs a real render), and prints:
 - the audio callback's duration (median, p99, max) against its period;
 - the process's resident memory over the run (start, end, peak, growth).
 
+``--browsers N`` also serves the web surface and opens it in N headless Chromium pages (Debian's
+``chromium``, started and stopped by PID) for the whole run, so the callback figures, underruns
+and xruns can be compared with and without web clients.
+
 Examples::
 
     .venv/bin/python bench/latency.py --fake --duration 30
+    .venv/bin/python bench/latency.py --fake --duration 30 --browsers 2
     .venv/bin/python bench/latency.py --tiny --steps 1 --duration 60
     .venv/bin/python bench/latency.py --model riffusion/riffusion-model-v1 --device cuda --duration 600
 
@@ -24,6 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
+import socket
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -82,6 +90,27 @@ class Collector:
                     change["carried_by"] = data["version"]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def open_browsers(count: int, url: str, folder: str, nice: bool = False) -> list[subprocess.Popen]:
+    """``count`` headless Chromium processes showing ``url``, each with a fresh profile; the page
+    keeps reconnecting until the engine's server is up."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    procs = []
+    for i in range(count):
+        procs.append(subprocess.Popen(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,900",
+             f"--user-data-dir={folder}/browser-{i}", url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=(lambda: os.nice(19)) if nice else None))
+    return procs
+
+
 def percentile(values, q):
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else float("nan")
 
@@ -101,6 +130,10 @@ def main() -> int:
     parser.add_argument("--bars", type=int, default=2)
     parser.add_argument("--output", default="jack", help="jack (a private dummy server) or a device")
     parser.add_argument("--ring-seconds", type=float, default=None, help="audio.ring_buffer_seconds")
+    parser.add_argument("--browsers", type=int, default=0,
+                        help="serve the web surface and keep it open in this many headless Chromium pages")
+    parser.add_argument("--nice-browsers", action="store_true",
+                        help="run the browsers at the lowest CPU priority (as if on other devices)")
     args = parser.parse_args()
 
     overrides: dict[str, object] = {
@@ -118,6 +151,9 @@ def main() -> int:
         overrides["model.id"] = str(build_tiny_model(Path(temp.name) / "tiny"))
     elif args.model:
         overrides["model.id"] = args.model
+    http_port = free_port() if args.browsers else 0
+    if args.browsers:
+        overrides.update({"http.enabled": True, "http.port": http_port})
     settings = merge_overrides(Settings(), overrides)
 
     server = None
@@ -136,9 +172,26 @@ def main() -> int:
     memory = MemorySampler()
     memory.start()
     start_rss = rss_mib()
+    browsers = open_browsers(args.browsers, f"http://127.0.0.1:{http_port}/ui/", temp.name,
+                             args.nice_browsers)
+    most_clients = [0]
+
+    def count_clients(event) -> None:
+        web = engine.surfaces.web if engine.surfaces is not None else None
+        if event.kind == "beat" and web is not None:
+            most_clients[0] = max(most_clients[0], len(web.clients))
+
+    engine.bus.subscribe(count_clients)
     try:
         asyncio.run(engine.run())
     finally:
+        for proc in browsers:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         memory.done.set()
         if server is not None:
             from riffengine.audio.output import rescan_devices
@@ -151,6 +204,10 @@ def main() -> int:
     print(f"renderer: {'fake' if args.fake else settings.model.id} on {settings.model.device}; "
           f"{args.bpm:g} BPM, {args.bars} bar(s) per loop; ring {settings.audio.ring_buffer_seconds} s; "
           f"output {args.output} at {rate} Hz; {args.duration:g} s")
+    if args.browsers:
+        print(f"web surface open in {args.browsers} headless Chromium page(s)"
+              f"{' (niced)' if args.nice_browsers else ''}; "
+              f"at most {most_clients[0]} WebSocket client(s) connected during the run")
     print("\nstate change -> first audible frame of the loop that carries it")
     print(f"{'version':>7} {'to next bar s':>13} {'heard after s':>13} {'render ms':>9}")
     latencies, floors = [], []

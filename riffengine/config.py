@@ -280,6 +280,31 @@ class OscSettings:
     notify: tuple[str, ...] = _setting((), _list_of(_destination))
 
 
+def _token(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_\-]{16,128}", value):
+        raise _Invalid(f"{_show(value)} is not a token; use 16 to 128 letters, digits, '-' or "
+                       "'_' (e.g. from `python3 -c 'import secrets; print(secrets.token_urlsafe())'`), "
+                       "or null for a new one at every start")
+    return value
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The OSCQuery and web server: where it listens, whom it serves, what a change needs.
+
+    Off by default. Beyond loopback (``host`` not 127.x or ::1) every state change needs the
+    ``token`` (null: a new one at every start, printed in the log and the OSC status).
+    """
+
+    enabled: bool = _setting(False, _boolean)
+    host: str = _setting("127.0.0.1", _text("an address to listen on, e.g. 127.0.0.1", _HOST))
+    port: int = _setting(9080, _integer(0, 65535))
+    allow: tuple[str, ...] = _setting(("127.0.0.0/8", "::1/128"), _list_of(_network))
+    token: str | None = _setting(None, _optional(_token))
+    max_clients: int = _setting(16, _integer(1, 256))
+    zeroconf: bool = _setting(True, _boolean)
+
+
 @dataclass(frozen=True)
 class MidiSettings:
     """The MIDI input and its mappings.
@@ -343,6 +368,7 @@ SECTIONS: dict[str, type] = {
     "loop": LoopSettings,
     "render": RenderSettings,
     "osc": OscSettings,
+    "http": HttpSettings,
     "midi": MidiSettings,
     "logging": LoggingSettings,
     "paths": PathsSettings,
@@ -373,6 +399,7 @@ class Settings:
     initial: ParamValues = field(default_factory=_empty)
     scenes: Mapping[str, ParamValues] = field(default_factory=_empty)
     osc: OscSettings = OscSettings()
+    http: HttpSettings = HttpSettings()
     midi: MidiSettings = MidiSettings()
     logging: LoggingSettings = LoggingSettings()
     paths: PathsSettings = PathsSettings()
@@ -511,7 +538,7 @@ def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors
 
 
 _ALL_SECTIONS = ("model", "audio", "tempo", "loop", "render", "initial", "scenes", "osc",
-                 "midi", "logging", "paths", "cache")
+                 "http", "midi", "logging", "paths", "cache")
 
 
 def _report(source: str, errors: Errors, lines: Mapping[str, int]) -> UserError:

@@ -334,7 +334,7 @@ class Engine:
             "next_change_in_s": next_in,
             "clip": self._heard_clip or "",
             "underruns": ring.underruns if ring else 0,
-            "xruns": int(getattr(self.output, "xruns", 0)),
+            "xruns": int(getattr(self.output, "xruns", 0) or 0),
             "ring_ms": round(ring.available() * 1000.0 / self.sample_rate, 1) if ring else 0.0,
             "sample_rate": self.sample_rate,
             "renders": self._stats["renders"],
@@ -476,11 +476,11 @@ class Engine:
         self.bus.publish("render", phase="done", clip_id=clip_id, version=state.version,
                          mode=RENDER, ms=round(made.seconds * 1000.0, 1), warm_up=True, late=False)
         self.bus.publish("loop_scheduled", clip_id=clip_id, version=state.version, bar=0, frame=0,
-                         bpm=key[1], bars=key[2], late=False)
+                         bpm=key[1], bars=key[2], late=False, frames=len(made.audio), image=made.image)
         return True
 
     async def _start_surfaces(self) -> None:
-        if not (self.settings.osc.enabled or self.settings.midi.enabled):
+        if not (self.settings.osc.enabled or self.settings.midi.enabled or self.settings.http.enabled):
             return
         try:
             from riffengine.control.surfaces import start_surfaces
@@ -773,7 +773,8 @@ class Engine:
                          expected_ms=round(job.expected * 1000.0, 1), late=late,
                          timings={k: round(v * 1000.0, 1) for k, v in made.timings.items()})
         self.bus.publish("loop_scheduled", clip_id=clip_id, version=job.version, frame=lands,
-                         bar=self.timeline.tempo.bar_at(lands), bpm=bpm, bars=job.bars, late=late)
+                         bar=self.timeline.tempo.bar_at(lands), bpm=bpm, bars=job.bars, late=late,
+                         frames=len(clip.audio), image=made.image)
 
     def _fade_started(self) -> bool:
         seam, _, fade = self._loop_geometry()
@@ -1166,4 +1167,4 @@ class Engine:
             data = {k: v for k, v in event.data.items() if k != "image"}
             log.warning("%s %s", event.kind, data)
         elif event.kind in ("loop_scheduled", "tempo", "started", "stopped"):
-            log.info("%s %s", event.kind, event.data)
+            log.info("%s %s", event.kind, {k: v for k, v in event.data.items() if k != "image"})

@@ -30,6 +30,13 @@ apt_packages=(
   fluidsynth         # renders the project's seed loops from MIDI
   fluid-soundfont-gm # General MIDI soundfont for fluidsynth
 )
+# Only for the tests (--test).
+test_apt_packages=(
+  curl               # an HTTP client nobody here wrote, for the OSCQuery tests
+  chromium           # headless browser for the web surface tests (driven by Selenium)
+  chromium-driver    # chromedriver for that browser; nothing is downloaded
+)
+[[ "$lock" == requirements/test.txt ]] && apt_packages+=("${test_apt_packages[@]}")
 
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -32,6 +32,7 @@ FLAG_SETTINGS = {
     "seed_image": "render.seed_image",
     "prompt": "initial.prompt_a/0",
     "osc_port": "osc.port",
+    "http_port": "http.port",
 }
 
 
@@ -67,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--prompt", metavar="TEXT", help="the first prompt of side A")
     add("--osc-port", type=int, metavar="PORT", help="OSC port (0 picks a free one)")
     add("--no-osc", action="store_true", help="do not start the OSC server")
+    add("--http-port", type=int, metavar="PORT",
+        help="start the OSCQuery and web server on this port (0 picks a free one)")
     add("--duration", type=float, metavar="SECONDS",
         help="stop after this many seconds of audio (needed with a .wav output)")
     add("--script", metavar="FILE", help="timed parameter changes (YAML list; see riffengine/script.py)")
@@ -85,6 +88,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             overrides[key] = value
     if getattr(args, "no_osc", False):
         overrides["osc.enabled"] = False
+    if getattr(args, "http_port", None) is not None:
+        overrides["http.enabled"] = True
     for text in args.overrides:
         key, value = parse_override(text)
         overrides[key] = value

@@ -15,7 +15,8 @@ Address space (the parameter table, :mod:`riffengine.control.params`, makes the 
                                 parameter (``prompt_a/0`` ... ) then the engine figures
 ``/riff/notify 1|0 [PORT]``     subscribe (1) or unsubscribe (0) to ``/riff/beat bar beat``
                                 (beat within the bar, from 1),
-                                ``/riff/loop index bar png_path``, ``/riff/state key value
+                                ``/riff/loop index bar png_path [url]`` (the url of the
+                                image on the web server, when it runs), ``/riff/state key value
                                 source``, ``/riff/fail address reason``, ``/riff/learned key
                                 cc channel``; answered with ``/riff/notify.reply 1|0``
 ``/riff/learn PARAM``           MIDI learn: the next CC moved drives PARAM (saved to the
@@ -117,6 +118,8 @@ LEARN = f"{params.PREFIX}/learn"
 PANIC = f"{params.PREFIX}/panic"
 FAIL = f"{params.PREFIX}/fail"
 NORM = "norm"
+_CONTROL_HANDLERS = ("_on_value", "_on_whole", "_on_norm", "_on_panic", "_on_unknown")
+"""The handlers :meth:`OscServer.apply_message` may run."""
 
 
 def build(address: str, *values: object) -> bytes:
@@ -272,6 +275,8 @@ class OscServer:
         self._unsubscribe: list[Callable[[], None]] = []
         self._learner: Address | None = None
         self._written: dict[object, str] = {}  # clip id -> its spectrogram PNG
+        self.loop_url: Callable[[str], str] | None = None
+        """clip id -> the URL of its image (set by the web server); sent with ``/riff/loop``."""
         # one writer thread: PNGs are written, and /riff/loop sent, in the order loops start
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="riff-png")
         self.dispatcher = self._build_dispatcher()
@@ -387,18 +392,22 @@ class OscServer:
         handle = self.loop.call_at(self.loop.time() + ahead, fire)
         self._timers.add(handle)
 
+    def _check_message(self, message: OscMessage) -> None:
+        """UserError for a message over the address, argument or string limits."""
+        check_address(message.address)
+        args = message.params
+        if len(args) > MAX_ARGS:
+            raise UserError(f"{len(args)} arguments are too many; send at most {MAX_ARGS}")
+        limit = self.settings.max_string_length
+        for arg in args:
+            if isinstance(arg, (str, bytes)) and len(arg) > limit:
+                raise UserError(f"a string of {len(arg)} characters is longer than "
+                                f"osc.max_string_length ({limit}); send a shorter one")
+
     def _dispatch(self, message: OscMessage, sender: Address) -> None:
         address = message.address
         try:
-            check_address(address)
-            args = message.params
-            if len(args) > MAX_ARGS:
-                raise UserError(f"{len(args)} arguments are too many; send at most {MAX_ARGS}")
-            limit = self.settings.max_string_length
-            for arg in args:
-                if isinstance(arg, (str, bytes)) and len(arg) > limit:
-                    raise UserError(f"a string of {len(arg)} characters is longer than "
-                                    f"osc.max_string_length ({limit}); send a shorter one")
+            self._check_message(message)
             for handler in list(self.dispatcher.handlers_for_address(address)):
                 handler.invoke(sender, message)
         except UserError as exc:
@@ -406,6 +415,20 @@ class OscServer:
         except Exception as exc:  # a bug must not take the server down
             log.exception("OSC handler failed on %s", address)
             self.fail(sender, address, f"internal error ({type(exc).__name__})")
+
+    def apply_message(self, message: OscMessage, source: str) -> None:
+        """Apply one message that came another way (an OSCQuery WebSocket) with the same checks
+        and meaning as over UDP. Only controls are served this way (parameters, their slots and
+        knob forms, scenes, panic): status, notify and learn answer over UDP. ``source`` names the
+        sender in state changes. Raises UserError and changes nothing on a bad message."""
+        self._check_message(message)
+        handlers = list(self.dispatcher.handlers_for_address(message.address))
+        for handler in handlers:
+            if handler.callback.__name__ not in _CONTROL_HANDLERS:
+                raise UserError(f"{message.address} is answered over UDP only; send it to the "
+                                f"OSC port (osc.port {self.settings.port})")
+        for handler in handlers:
+            handler.invoke(source, message)  # type: ignore[arg-type]
 
     def _build_dispatcher(self) -> Dispatcher:
         """Route every address the parameter table defines, plus status, notify and learn."""
@@ -428,8 +451,9 @@ class OscServer:
 
     # -- handlers: (sender, address, [fixed], *args); they raise UserError --
 
-    def _source(self, sender: Address) -> str:
-        return f"osc {sender[0]}:{sender[1]}"
+    def _source(self, sender: Address | str) -> str:
+        """The source named in state changes; a string is already one (see :meth:`apply_message`)."""
+        return sender if isinstance(sender, str) else f"osc {sender[0]}:{sender[1]}"
 
     def _on_value(self, sender: Address, address: str, fixed: list, *args: object) -> None:
         p, slot = fixed[0]
@@ -638,6 +662,8 @@ class OscServer:
                 log.error("cannot write spectrogram %s: %s", path, f.exception())
                 self._written.pop(clip, None)
                 self.notify(FAIL, f"{params.PREFIX}/loop", f"cannot write {path}: {f.exception()}")
+            elif self.loop_url is not None and clip is not None:
+                self.notify(f"{params.PREFIX}/loop", index, bar, path, self.loop_url(str(clip)))
             else:
                 self.notify(f"{params.PREFIX}/loop", index, bar, path)
 

@@ -1,4 +1,5 @@
-"""Control surfaces: the OSC server and the MIDI input, started and stopped together.
+"""Control surfaces: the OSC server, the MIDI input and the OSCQuery/web server
+(:mod:`riffengine.net.server`), started and stopped together.
 
 The engine calls :func:`start_surfaces` once its store and bus exist and closes the returned
 :class:`Surfaces` on the way out. The surfaces change the engine only through the
@@ -21,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from riffengine.config import Settings
 from riffengine.control import mapping
@@ -29,6 +31,9 @@ from riffengine.control.midi import MidiSurface, start_learning
 from riffengine.control.osc import OscServer
 from riffengine.events import EventBus
 from riffengine.store import StateStore
+
+if TYPE_CHECKING:
+    from riffengine.net.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ class Surfaces:
     controls: Controls
     osc: OscServer | None
     midi: MidiSurface | None
+    web: WebServer | None = None
 
     def learn(self, key: str) -> None:
         """Arm MIDI learn for ``key``; UserError if MIDI is off or ``key`` is not a knob target."""
@@ -56,6 +62,8 @@ class Surfaces:
             self.osc.reconfigure(settings.osc, settings.paths)
         if self.midi is not None:
             self.midi.reload(settings)
+        if self.web is not None and settings.http != self.web.settings:
+            log.warning("http settings take effect at the next start")
         self.controls.settings = settings
 
     def figures(self) -> dict[str, object]:
@@ -65,9 +73,13 @@ class Surfaces:
             out.update(osc_dropped=self.osc.dropped, osc_failed=self.osc.failed)
         if self.midi is not None:
             out.update(midi_port=self.midi.port_name or "", midi_messages=self.midi.messages)
+        if self.web is not None:
+            out.update(self.web.figures_for_status())
         return out
 
     async def close(self) -> None:
+        if self.web is not None:
+            await self.web.close()
         if self.osc is not None:
             await self.osc.close()
         if self.midi is not None:
@@ -83,12 +95,12 @@ async def start_surfaces(
     learn: str | None = None,
     panic: Callable[[], None] | None = None,
 ) -> Surfaces:
-    """Start the MIDI input and the OSC server the settings enable.
+    """Start the MIDI input, the OSC server and the OSCQuery/web server the settings enable.
 
     ``learn`` arms MIDI learn for that parameter at once (``riffengine run --learn PARAM``);
     ``panic`` is what ``/riff/panic`` calls (the engine's fall-back to the safe loop).
-    Raises UserError (and starts nothing) for a bad mappings file, a taken OSC port or an
-    unusable MIDI API.
+    Raises UserError (and starts nothing) for a bad mappings file, a taken OSC or HTTP port or
+    an unusable MIDI API.
     """
     loop = loop or asyncio.get_running_loop()
     controls = Controls(settings, store)
@@ -107,6 +119,14 @@ async def start_surfaces(
             surfaces.osc = await OscServer(settings.osc, settings.paths, controls, store, bus,
                                            all_figures, surfaces.learn, loop,
                                            panic).start()
+        if settings.http.enabled:
+            from riffengine.net.server import WebServer
+
+            # the WebSocket's control messages go through the OSC server's checks, listening or not
+            router = surfaces.osc or OscServer(settings.osc, settings.paths, controls, store, bus,
+                                               all_figures, surfaces.learn, loop, panic)
+            surfaces.web = await WebServer(settings.http, router, store, bus, all_figures,
+                                           loop).start()
     except BaseException:
         await surfaces.close()
         raise
