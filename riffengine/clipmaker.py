@@ -101,10 +101,20 @@ class ClipMaker:
         self._last_pixels = None
         self._last_image = None
         self._warmed = False
+        self._replacement = None
+
+    def replace_renderer(self, renderer) -> None:
+        """Use ``renderer`` from the next clip on (any thread: the swap happens on the worker's
+        thread, between clips). The next clip is rendered afresh, never stretched."""
+        self._replacement = renderer
 
     def render(self, spec: ClipSpec, num_frames: int | None = None) -> MadeClip:
         """Make the clip for ``spec`` (``num_frames`` is unused: the spec holds the lengths)."""
         start = time.perf_counter()
+        if self._replacement is not None:
+            self.renderer, self._replacement = self._replacement, None
+            self._last_request = self._last_pixels = self._last_image = None
+            self._warmed = False
         renderer = self.renderer
         if not self._warmed:
             self._warmed = True

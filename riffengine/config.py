@@ -212,6 +212,8 @@ class ModelSettings:
         "auto", _either(_choice("auto"), _boolean, what="auto (on for CUDA), true or false")
     )
     compile: str | None = _setting(None, _optional(_choice(*COMPILE_MODES)))
+    required: bool = _setting(False, _boolean)
+    retry_seconds: float = _setting(30.0, _number(0.1, 3600.0))
 
 
 @dataclass(frozen=True)

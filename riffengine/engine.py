@@ -70,6 +70,7 @@ from riffengine.audio.recorder import Recorder
 from riffengine.audio.ringbuffer import RingBuffer
 from riffengine.audio.timeline import ClipDropped, LoopStarted, Timeline
 from riffengine.clipmaker import BadAudio, ClipMaker, ClipSpec, MadeClip
+from riffengine.render.fallback import FallbackRenderer
 from riffengine.config import Settings, initial_values
 from riffengine.control.params import PREFIX
 from riffengine.errors import UserError
@@ -253,6 +254,12 @@ class Engine:
         self._underruns_seen = 0
         self._xruns_seen = 0
         self._gil_interval: float | None = None  # the switch interval before the stream started
+        self.degraded = ""
+        """Why the engine plays without its model ('' when it has it): status, events."""
+        self._real_model = renderer is None and renderer_factory is None
+        self._maker: ClipMaker | None = None
+        self._model_retry: asyncio.Task | None = None
+        self._model_retries = 0
         self._gain = self._wanted_gain(self.store.state)
         self._gain_target = self._gain
         self._end_frame: int | None = None
@@ -346,6 +353,7 @@ class Engine:
             "output_lost": int(bool(getattr(self.output, "lost", False))),
             "outputs_lost": self._stats["outputs_lost"],
             "safe_loop": self.safe.name if self.safe is not None else "",
+            "degraded": self.degraded,
             "state_version": self.store.state.version,
         }
 
@@ -427,18 +435,58 @@ class Engine:
             self._end_frame = max(1, round(self.duration * self.sample_rate))
 
     async def _start_renderer(self) -> None:
+        await self._load_safe_loop()
         renderer = self._renderer
         if renderer is None and self._renderer_factory is not None:
             renderer = self._renderer_factory(self.realtime)
         if renderer is None:
-            renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings)
-            self._compiles = self.settings.model.compile is not None
+            try:
+                renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings)
+                self._compiles = self.settings.model.compile is not None
+            except Exception as exc:  # noqa: BLE001 - missing weights, a GPU fault: play on
+                if self.settings.model.required:
+                    raise
+                renderer = self._degrade(f"the model cannot be loaded: {exc}")
         self._renderer = renderer
-        await self._load_safe_loop()
-        maker = ClipMaker(renderer, self.sample_rate, CHANNELS)
-        self.worker = RenderWorker(maker, self._result_from_worker)
+        self._maker = ClipMaker(renderer, self.sample_rate, CHANNELS)
+        self.worker = RenderWorker(self._maker, self._result_from_worker)
         self.worker.start()
         self._unsubscribe.append(self.store.subscribe(self._on_state))
+
+    def _degrade(self, reason: str) -> FallbackRenderer:
+        """Play without the model (the safe loop, else seed loops) and keep trying to load it."""
+        self.degraded = reason
+        log.error("degraded: %s; playing %s and trying the model again every %g s", reason,
+                  "the safe loop" if self.safe is not None else "the seed image's loop",
+                  self.settings.model.retry_seconds)
+        self.bus.publish("degraded", reason=reason)
+        self.notifier.status(f"degraded: {reason}")
+        if self._model_retry is None:
+            self._model_retry = asyncio.ensure_future(self._retry_model())
+        safe_pixels = self.safe.clip.pixels if self.safe is not None else None
+        return FallbackRenderer(safe_pixels)
+
+    async def _retry_model(self) -> None:
+        """Load the model again every ``model.retry_seconds`` until it loads; then render with it."""
+        while not self._stop_requested:
+            await asyncio.sleep(self.settings.model.retry_seconds)
+            try:
+                renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings)
+            except Exception as exc:  # noqa: BLE001 - still missing: keep playing, try again
+                self._model_retries += 1
+                log.info("the model still cannot be loaded (try %d): %s", self._model_retries, exc)
+                continue
+            self._maker.replace_renderer(renderer)
+            self._renderer = renderer
+            self._compiles = self.settings.model.compile is not None
+            self.planner.forget_made()
+            reason, self.degraded = self.degraded, ""
+            log.info("the model is loaded; rendering with it from now on")
+            self.bus.publish("model_loaded", after=reason, tries=self._model_retries + 1)
+            self.notifier.status("model loaded; rendering")
+            self._plan()
+            self._wake.set()
+            return
 
     async def _warm_up(self) -> bool:
         """Render the starting State before the stream starts; False if stopped meanwhile."""
@@ -463,6 +511,11 @@ class Engine:
         if self._warm_future not in done:
             return False
         result: RenderResult = self._warm_future.result()
+        if not result.ok and not isinstance(result.error, UserError) and not self.degraded \
+                and self._real_model and not self.settings.model.required:
+            # a GPU fault in the first render: play without the model rather than not at all
+            self._maker.replace_renderer(self._degrade(f"the first render failed: {result.error}"))
+            return await self._warm_up()
         if not result.ok:
             if isinstance(result.error, UserError):
                 raise result.error
@@ -892,12 +945,12 @@ class Engine:
         """Close in reverse order; each step runs even if an earlier one failed."""
         self._remove_signal_handlers()
         self.notifier.stopping("stopping")
-        for task in (self._watchdog, self._reconnect):
+        for task in (self._watchdog, self._reconnect, self._model_retry):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        self._watchdog = self._reconnect = None
+        self._watchdog = self._reconnect = self._model_retry = None
         steps: list[Callable[[], object]] = []
         if self.surfaces is not None:
             steps.append(self.surfaces.close)
@@ -948,7 +1001,8 @@ class Engine:
 
     def _announce_ready(self) -> None:
         """READY=1 and the watchdog task, once the first loop plays (systemd notify)."""
-        self.notifier.ready(f"playing at {self.sample_rate} Hz to {self.settings.audio.output}")
+        playing = f"playing at {self.sample_rate} Hz to {self.settings.audio.output}"
+        self.notifier.ready(f"{playing}, degraded: {self.degraded}" if self.degraded else playing)
         self._watchdog = self._loop.create_task(watchdog_pings(self.notifier))
 
     async def _load_safe_loop(self) -> None:

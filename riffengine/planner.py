@@ -142,6 +142,13 @@ class Planner:
         """Record a clip that needed no render (the bank's safe loop): no duration measured."""
         self.last_good_key = self.last_tried_key = key
 
+    def forget_made(self) -> None:
+        """Forget every clip made so far and its times (they came from a stand-in renderer):
+        the newest State is rendered again."""
+        self.last_good_key = self.last_tried_key = None
+        for durations in self.durations.values():
+            durations.clear()
+
     def drop(self, job: Job) -> None:
         """Forget ``job`` without using its result (it was overtaken, e.g. by a panic)."""
         if self.in_flight is not None and self.in_flight.number == job.number:

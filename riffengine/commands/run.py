@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--prompt", metavar="TEXT", help="the first prompt of side A")
     add("--osc-port", type=int, metavar="PORT", help="OSC port (0 picks a free one)")
     add("--no-osc", action="store_true", help="do not start the OSC server")
+    add("--require-model", action="store_true",
+        help="refuse to start without the model (default: play the safe loop or the seed "
+             "image's loop, report 'degraded' and keep trying the model)")
     add("--http-port", type=int, metavar="PORT",
         help="start the OSCQuery and web server on this port (0 picks a free one)")
     add("--duration", type=float, metavar="SECONDS",
@@ -88,6 +91,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             overrides[key] = value
     if getattr(args, "no_osc", False):
         overrides["osc.enabled"] = False
+    if getattr(args, "require_model", False):
+        overrides["model.required"] = True
     if getattr(args, "http_port", None) is not None:
         overrides["http.enabled"] = True
     for text in args.overrides:
