@@ -66,6 +66,7 @@ from riffengine.audio import gil
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
 from riffengine.audio.livegain import LiveGain, db_to_gain
 from riffengine.audio.output import MAX_BLOCK, WavFileOutput, open_output
+from riffengine.audio.panic import PanicRequest, PanicStage
 from riffengine.audio.recorder import Recorder
 from riffengine.audio.ringbuffer import RingBuffer
 from riffengine.audio.timeline import ClipDropped, LoopStarted, Timeline
@@ -424,6 +425,7 @@ class Engine:
         self.sample_rate = self.output.sample_rate
         # The callback's gain stage, at the rate the output really runs at; not started yet.
         self.output.live = LiveGain(self.sample_rate, MAX_BLOCK, self._gain_target)
+        self.output.panic = PanicStage(self.sample_rate, MAX_BLOCK, CHANNELS)
         if self.recorder is not None:
             self.recorder.sample_rate = self.sample_rate
         state = self.store.state
@@ -1034,8 +1036,10 @@ class Engine:
             return None, None
 
     def panic(self) -> None:
-        """Crossfade to the bank's safe loop at the next seam (``/riff/panic``); loop thread.
+        """Crossfade to the bank's safe loop (``/riff/panic``); loop thread.
 
+        Live, the output's callback crossfades to it at once (heard within a period), in the
+        phase the timeline gives it from the next seam on; a file output switches at the seam.
         The safe loop's values become the state, and any render under way is dropped when it
         arrives. UserError (answered ``/riff/fail``) when no safe loop is banked.
         """
@@ -1053,8 +1057,10 @@ class Engine:
         clip_id = self._register_clip(MadeClip(None, frames, None, None, 0.0, False), new.version)
         self.timeline.submit(self.timeline.make_clip(clip_id, frames, safe.bpm, safe.bars), 0)
         seam, _, _ = self._loop_geometry()
+        if self.realtime:  # heard at once: the callback crossfades to the loop until the seam
+            self.output.panic.request = PanicRequest(frames, origin=seam, until=seam)
         self.bus.publish("panic", safe=safe.name, clip_id=clip_id, frame=seam,
-                         bar=self.timeline.tempo.bar_at(seam))
+                         bar=self.timeline.tempo.bar_at(seam), heard_from=self.heard_frame())
         log.warning("panic: crossfading to the safe loop %r at bar %d", safe.name,
                     self.timeline.tempo.bar_at(seam))
         if values:

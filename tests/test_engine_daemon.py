@@ -7,6 +7,9 @@ from __future__ import annotations
 import socket
 import uuid
 
+import numpy as np
+import soundfile
+
 from engine_fixtures import LiveEngine
 from jack_fixtures import jack_server  # noqa: F401  (module-scoped JACK dummy server)
 from surface_fixtures import OscClient, wait_until
@@ -105,3 +108,36 @@ def test_panic_crossfades_to_the_banked_safe_loop_and_without_a_bank_is_refused(
         assert fake.renders == fake_renders  # the safe loop needed no render
         live.loops_after(1)
         assert engine.ring.underruns == 0
+
+
+def test_panic_is_heard_at_once_in_the_safe_loops_phase_and_continues_from_the_ring(jack_server, tmp_path):
+    """The ring holds 2 s ahead; the callback plays the safe loop from the next period on, in the
+    phase the timeline gives it at its seam, and the ring takes over with the very same samples."""
+    path, load = config(tmp_path, f"cache: {{folder: {tmp_path / 'cache'}}}\n"
+                                  f"audio: {{record: {tmp_path / 'rec.wav'}, ring_buffer_seconds: 2.0}}\n")
+    safe_state = initial_state(merge_overrides(load(), {"initial.prompt_a/0": "safe groove",
+                                                        "initial.seed_a": 7}))
+    item = item_for("verse", safe_state)
+    clip = FakeRenderer().render(item.request, item.model_frames)
+    cache = RenderCache(tmp_path / "cache")
+    key = uuid.uuid4().hex
+    cache.put(key, clip.image, clip.audio, clip.sample_rate)
+    write_safe(cache, item, key)
+    engine = Engine(load(), FakeRenderer(seconds=0.1, sleep=True), signals=False, reload_settings=load)
+    with LiveEngine(engine) as live:
+        wait_until(lambda: engine.safe is not None, what="the safe loop read")
+        live.loops_after(1)
+        live.call(engine.panic)
+        panic = live.wait_event("panic")
+        frames = engine._safe_frames
+        past = panic.data["frame"] + 2 * len(frames) + 8192
+        wait_until(lambda: engine.heard_frame() > past, what="two safe loops heard after the seam")
+    recorded, rate = soundfile.read(str(tmp_path / "rec.wav"), dtype="float32", always_2d=True)
+    heard, seam = panic.data["heard_from"], panic.data["frame"]
+    assert seam - heard > rate  # the old path would have been heard a second or more later
+    start = heard + engine.output.panic.fade_frames + rate // 10  # a period or two, and the fade
+    end = seam + 2 * len(frames)  # well past the hand-back to the ring
+    assert end <= len(recorded)
+    phase = (np.arange(start, end) - seam) % len(frames)
+    np.testing.assert_array_equal(recorded[start:end], frames[phase])
+    assert engine.ring.underruns == 0 and engine.output.callback_errors == 0

@@ -140,7 +140,9 @@ class JackOutput(_OutputBase):
             self.last_dac_time = started + self._latency_s
             n = min(frames, MAX_BLOCK)
             block = self._scratch[:n]
+            position = self.ring.frames_read
             self.ring.read_into(block)
+            self.panic.apply(block, position)
             self.live.apply(block)
             for c, port in enumerate(self._ports):
                 out = port.get_array()

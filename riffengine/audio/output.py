@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from riffengine.audio.livegain import LiveGain
+from riffengine.audio.panic import PanicStage
 from riffengine.audio.recorder import Recorder, WavWriter
 from riffengine.audio.ringbuffer import RingBuffer
 from riffengine.errors import UserError
@@ -211,8 +212,9 @@ def resample_clip(audio: np.ndarray, src_rate: int, dst_rate: int, frames: int) 
 class _OutputBase:
     """What every output offers: start/stop/close, counters from its ring, a sample rate.
 
-    :attr:`live` is the gain stage a real-time output applies in its callback, after the ring
-    (gain and mute heard within a period); a file output leaves it to the producer.
+    :attr:`panic` and :attr:`live` are the stages a real-time output applies in its callback,
+    after the ring (panic, gain and mute heard within a period); a file output leaves them to
+    the producer.
     """
 
     realtime: bool = True
@@ -223,6 +225,7 @@ class _OutputBase:
         self.sample_rate = sample_rate
         self.recorder = recorder
         self.live = LiveGain(sample_rate or DEFAULT_SAMPLE_RATE, MAX_BLOCK)
+        self.panic = PanicStage(sample_rate or DEFAULT_SAMPLE_RATE, MAX_BLOCK, ring.channels)
 
     @property
     def frames_output(self) -> int:
@@ -304,7 +307,9 @@ class DeviceOutput(_OutputBase):
             self.last_dac_time = time_info.outputBufferDacTime
             if status.output_underflow:
                 self.xruns += 1
+            position = self.ring.frames_read
             self.ring.read_into(outdata)
+            self.panic.apply(outdata, position)
             self.live.apply(outdata)
             if self.recorder is not None:
                 self.recorder.tap(outdata)
