@@ -257,7 +257,7 @@ def test_cli_renders_a_scripted_session_to_a_file(tmp_path, capsys):
     (["--set", "loop.barz=2"], ["loop.barz", "bars"]),
     (["--duration", "-1"], ["--duration"]),
     (["--script", "/nonexistent/script.yaml"], ["script", "not found"]),
-    (["--model", "/nonexistent/model"], ["/nonexistent/model", "does not exist"]),
+    (["--model", "/nonexistent/model", "--require-model"], ["/nonexistent/model", "does not exist"]),
 ])
 def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys, args, words):
     base = ["--no-osc", "--output", str(tmp_path / "x.wav"), "--duration", "1"]
