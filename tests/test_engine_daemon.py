@@ -35,6 +35,18 @@ def config(tmp_path, text: str):
     return path, load
 
 
+def bank_safe_loop(folder, load) -> None:
+    """Bank a safe loop (another state: a scene of the show) as `riffengine bank` would."""
+    safe_state = initial_state(merge_overrides(load(), {"initial.prompt_a/0": "safe groove",
+                                                        "initial.seed_a": 7}))
+    item = item_for("verse", safe_state)
+    clip = FakeRenderer().render(item.request, item.model_frames)
+    cache = RenderCache(folder)
+    key = uuid.uuid4().hex
+    cache.put(key, clip.image, clip.audio, clip.sample_rate)
+    write_safe(cache, item, key)
+
+
 def test_notify_reload_and_refused_reload(jack_server, tmp_path):
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(tmp_path / "notify"))
@@ -89,14 +101,7 @@ def test_panic_crossfades_to_the_banked_safe_loop_and_without_a_bank_is_refused(
         msg = client.wait_for("/riff/fail", lambda m: m.params[0] == "/riff/panic")
         assert "no safe loop is banked" in msg.params[1] and "riffengine bank" in msg.params[1]
         # bank a safe loop (another state: a scene of the show) and reload to read it
-        safe_state = initial_state(merge_overrides(load(), {"initial.prompt_a/0": "safe groove",
-                                                            "initial.seed_a": 7}))
-        item = item_for("verse", safe_state)
-        clip = FakeRenderer().render(item.request, item.model_frames)
-        cache = RenderCache(tmp_path / "cache")
-        key = uuid.uuid4().hex
-        cache.put(key, clip.image, clip.audio, clip.sample_rate)
-        write_safe(cache, item, key)
+        bank_safe_loop(tmp_path / "cache", load)
         live.call(engine.reload)
         wait_until(lambda: engine.safe is not None, what="the safe loop read")
         fake_renders = fake.renders
@@ -115,14 +120,7 @@ def test_panic_is_heard_at_once_in_the_safe_loops_phase_and_continues_from_the_r
     phase the timeline gives it at its seam, and the ring takes over with the very same samples."""
     path, load = config(tmp_path, f"cache: {{folder: {tmp_path / 'cache'}}}\n"
                                   f"audio: {{record: {tmp_path / 'rec.wav'}, ring_buffer_seconds: 2.0}}\n")
-    safe_state = initial_state(merge_overrides(load(), {"initial.prompt_a/0": "safe groove",
-                                                        "initial.seed_a": 7}))
-    item = item_for("verse", safe_state)
-    clip = FakeRenderer().render(item.request, item.model_frames)
-    cache = RenderCache(tmp_path / "cache")
-    key = uuid.uuid4().hex
-    cache.put(key, clip.image, clip.audio, clip.sample_rate)
-    write_safe(cache, item, key)
+    bank_safe_loop(tmp_path / "cache", load)
     engine = Engine(load(), FakeRenderer(seconds=0.1, sleep=True), signals=False, reload_settings=load)
     with LiveEngine(engine) as live:
         wait_until(lambda: engine.safe is not None, what="the safe loop read")
