@@ -10,6 +10,10 @@ Hot-plug: rtmidi reports nothing when a device comes or goes, so the port list i
 reopened by name when it comes back, without a restart. A named port missing at start is
 waited for the same way.
 
+JACK MIDI (``midi.backend: UNIX_JACK``): each input port is opened by a helper process
+(:class:`~riffengine.control.jackmidi.JackMidiInput`), because closing a JACK MIDI port in a
+live process can crash it (a libjack race; see that module). The port list is still read here.
+
 MIDI learn (:meth:`MidiSurface.learn`, ``riffengine run --learn PARAM``, OSC ``/riff/learn``):
 the next control change binds its CC and channel to the parameter, live and appended to the
 mappings file; a ``learned`` event goes on the bus.
@@ -34,6 +38,7 @@ import rtmidi
 from riffengine.config import MidiSettings, Settings
 from riffengine.control import mapping
 from riffengine.control.actions import Controls
+from riffengine.control.jackmidi import JackMidiInput
 from riffengine.errors import UserError
 from riffengine.events import EventBus
 from riffengine.store import StateStore
@@ -92,7 +97,7 @@ class MidiSurface:
         scenes = list(settings.scenes)
         self.mapper = mapping.Mapper(list(mapping.mappings_from_settings(self.settings.mappings, scenes)))
         self.learn_path = learn_file(settings)
-        self.port: mido.ports.BaseInput | None = None
+        self.port: mido.ports.BaseInput | JackMidiInput | None = None
         self.port_name: str | None = None
         self.messages = 0
         self.opened = 0
@@ -164,7 +169,9 @@ class MidiSurface:
 
     def _open(self, name: str, virtual: bool = False) -> None:
         try:
-            if virtual:
+            if self.settings.backend == "UNIX_JACK":
+                port = JackMidiInput(name, self._receive, virtual=virtual, client_name=CLIENT_NAME)
+            elif virtual:
                 port = self._backend.open_input(name, virtual=True, client_name=CLIENT_NAME,
                                                 callback=self._receive)
             else:
@@ -198,6 +205,10 @@ class MidiSurface:
             return
         if self.port is not None and self.port_name not in names:
             log.warning("MIDI input %r went away; will reopen it when it is back", self.port_name)
+            self._close_port()
+        if isinstance(self.port, JackMidiInput) and self.port.exit_status is not None:
+            log.warning("the JACK MIDI helper of %r ended (status %s); reopening the port",
+                        self.port_name, self.port.exit_status)
             self._close_port()
         if self.port is None:
             name = match_port(self.settings.input, names)
