@@ -18,9 +18,11 @@ destructors, so no ``jack_port_unregister``); the server drops the client and it
 the process's socket closes. Listing ports stays in the engine's process (a client without
 ports has nothing to race on).
 
-Protocol on the child's stdout: frames of one length byte and that many MIDI bytes; the first
-frame is empty and means "open". The child ends when its stdin closes (the parent closed the
-port or died). System real-time, sysex and active sensing messages are dropped in the child.
+Protocol, on a pipe of its own (libjack prints on stdout and stderr, which go to the parent's
+stderr): one byte 0 when the port is open, or 1 and the reason it could not be opened; then
+frames of one length byte and that many MIDI bytes. The child ends when its stdin closes (the
+parent closed the port or died). Sysex and system messages (clock included) are dropped in the
+child.
 
 Thread rules: :class:`JackMidiInput` calls ``callback`` on its own reader thread (as rtmidi
 did); :meth:`JackMidiInput.close` is called from one thread at a time.
@@ -61,16 +63,25 @@ class JackMidiInput:
         self.messages = 0
         self.exit_status: int | None = None
         """The child's exit status once it ended (negative: the signal that killed it)."""
+        read_fd, write_fd = os.pipe()
         cmd = [sys.executable, "-m", "riffengine.control.jackmidi", "virtual" if virtual else "port",
-               client_name, name]
-        self._process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, env=_child_env())
-        assert self._process.stdout is not None
-        self._fd = self._process.stdout.fileno()
+               client_name, name, str(write_fd)]
+        try:
+            # libjack prints its messages on stdout and stderr: both go to this process's stderr,
+            # never into the message pipe (and never into a pipe nobody reads, which would block).
+            self._process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=2, pass_fds=(write_fd,),
+                                             env=_child_env())
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self._fd = read_fd
         try:
             self._wait_open()
-        except OSError:
+        except BaseException:
             self._stop_child()
+            os.close(read_fd)
             raise
         self._reader = threading.Thread(target=self._read_forever, name=f"jackmidi-{name}", daemon=True)
         self._reader.start()
@@ -80,19 +91,25 @@ class JackMidiInput:
         return self._process.pid
 
     def _wait_open(self) -> None:
+        """Wait for the helper's first byte: 0 is open, 1 starts the reason it could not open."""
         ready, _, _ = select.select([self._fd], [], [], OPEN_TIMEOUT)
-        first = os.read(self._fd, 1) if ready else b""
-        if first == b"\x00":
-            return
         if not ready:
             raise OSError(f"JACK MIDI port {self.name!r}: the helper did not open it in {OPEN_TIMEOUT:.0f} s")
-        self._process.wait(CLOSE_TIMEOUT)
-        assert self._process.stderr is not None
-        reason = self._process.stderr.read().decode(errors="replace").strip().splitlines()
-        raise OSError(reason[-1] if reason else f"the JACK MIDI helper exited with {self._process.returncode}")
+        first = os.read(self._fd, 1)
+        if first == _OPEN:
+            return
+        reason = b""
+        while first == _FAILED:
+            chunk = os.read(self._fd, 4096)
+            if not chunk:
+                break
+            reason += chunk
+        self._stop_child()
+        raise OSError(reason.decode(errors="replace").strip()
+                      or f"the JACK MIDI helper exited with status {self._process.returncode}")
 
     def _read_forever(self) -> None:
-        """Reader thread: frames from the child to ``callback`` until the child's stdout ends."""
+        """Reader thread: frames from the helper to ``callback`` until its pipe ends."""
         buffer = b""
         while True:
             try:
@@ -112,6 +129,7 @@ class JackMidiInput:
                 self.messages += 1
                 self.callback(message)
         self.exit_status = self._process.wait()
+        os.close(self._fd)
 
     def close(self) -> None:
         """End the helper (its port goes with it) and the reader thread. Idempotent."""
@@ -135,8 +153,6 @@ class JackMidiInput:
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
 
     def __enter__(self) -> JackMidiInput:
         return self
@@ -155,11 +171,13 @@ def _child_env() -> dict[str, str]:
 
 # --- the helper process ------------------------------------------------------------------------
 
+_OPEN = b"\x00"
+_FAILED = b"\x01"
 _DROPPED = frozenset(range(0xF0, 0x100))
 """Status bytes the helper does not forward: sysex and system real-time/common messages."""
 
 
-def _child(kind: str, client_name: str, name: str) -> int:
+def _child(kind: str, client_name: str, name: str, fd: int) -> int:
     import rtmidi
 
     try:
@@ -171,21 +189,21 @@ def _child(kind: str, client_name: str, name: str) -> int:
             if name not in ports:
                 raise OSError(f"no JACK MIDI source port {name!r} (there are {ports})")
             midi_in.open_port(ports.index(name), name="in")
-    except Exception as exc:  # noqa: BLE001 - reported to the parent on stderr
-        print(f"cannot open JACK MIDI port {name!r}: {exc}", file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        os.write(fd, _FAILED + f"cannot open JACK MIDI port {name!r}: {exc}".encode())
         os._exit(1)
 
     def forward(event: tuple[list[int], float], _data: object = None) -> None:
         message = event[0]
         if message and message[0] not in _DROPPED and len(message) < 256:
             try:
-                os.write(1, bytes([len(message)]) + bytes(message))
+                os.write(fd, bytes([len(message)]) + bytes(message))
             except OSError:  # the parent is gone
                 os._exit(0)
 
     midi_in.ignore_types(sysex=True, timing=True, active_sense=True)
     midi_in.set_callback(forward)
-    os.write(1, b"\x00")
+    os.write(fd, _OPEN)
     while sys.stdin.buffer.read(4096):
         pass
     # No close_port(), no destructor: never jack_port_unregister in a live client (see above).
@@ -193,8 +211,9 @@ def _child(kind: str, client_name: str, name: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] not in ("virtual", "port"):
-        print("usage: python -m riffengine.control.jackmidi virtual|port CLIENT_NAME PORT_NAME", file=sys.stderr)
+    if len(sys.argv) != 5 or sys.argv[1] not in ("virtual", "port") or not sys.argv[4].isdigit():
+        print("usage: python -m riffengine.control.jackmidi virtual|port CLIENT_NAME PORT_NAME FD",
+              file=sys.stderr)
         sys.exit(2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C at the terminal is for the parent
-    sys.exit(_child(*sys.argv[1:]))
+    sys.exit(_child(*sys.argv[1:4], int(sys.argv[4])))
