@@ -18,32 +18,35 @@ Counters only grow: ``frames_written - frames_read`` is the fill (0..capacity), 
 ``k % capacity``. Each counter has one writer: the engine writes ``frames_written`` and its
 heartbeat; the host writes everything else.
 
-Memory ordering. Each counter is an aligned int64 written with one 8-byte store and read with
-one 8-byte load (an element of a numpy view of the header): single-copy atomic on x86-64 and
-arm64, so never torn. What must be ordered:
+Memory ordering. Each counter is an aligned int64 in a numpy view of the header; numpy stores
+an aligned native int64 element with one C assignment, which compiles to one 8-byte store, and
+loads it with one 8-byte load: single-copy atomic on x86-64 and arm64, so never torn. What must
+be ordered:
 
 1. producer: the sample stores before the ``frames_written`` store that publishes them;
 2. consumer: the ``frames_written`` load before the sample loads it allows;
 3. consumer: the sample loads before the ``frames_read`` store that frees their slots;
 4. producer: the ``frames_read`` load before the sample stores into the freed slots.
 
-No C compiler can reorder these: each is a separate call from the interpreter into numpy. The
-hardware: x86-64 is TSO, which never makes stores visible out of order (1), never reorders loads
-with loads (2) or a load with a later store (3, 4), so no fence is needed there. arm64 may do all
-four. The real-time side (the host's callback) must not pay for that, so all fencing is on the
-engine side, with ``membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`` (Linux >= 4.16): when it
-returns, every thread of every registered process (the host registers when it creates the ring)
-has run a full memory barrier, and the caller too. The producer calls it after loading
-``frames_read`` and before storing samples (4; and 3, since the consumer's barrier falls either
-before its ``frames_read`` store, which then orders its earlier loads, or after it, and then
-the loads completed before the producer saw the store), and again between its sample stores
-and ``frames_written`` (1 and 2: a consumer barrier that falls between its two loads orders
-them; one before both lets it see the samples; one after both means it cannot yet see the
-new count). A thread that is not running when it is called has passed the scheduler's full
-barrier. The engine reads the host's multi-word fields (DAC frame and time) under a sequence
-count with the same barrier between its loads, so the host writes them with plain stores.
-``fences`` chooses: ``None`` (default) uses them off x86-64, ``True`` always (tests), ``False``
-never. On other architectures without the system call, :meth:`create` and :meth:`attach` fail.
+No compiler reorders these: each is a separate call from the interpreter into numpy. The GIL
+orders nothing here (it is per process). The hardware: x86-64 is TSO, which never makes stores
+visible out of order (1), never reorders a load with a later load (2) or a later store (3, 4):
+no fence is needed. arm64 may reorder all four. The real-time side (the host's callback) must
+not pay for that, so all fencing is on the engine side, with
+``membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`` (Linux 4.16 or later): when it returns, every
+running thread of every registered process (the host registers when it creates the ring) has
+run a full memory barrier, and so has the caller; a thread that was not running has passed the
+scheduler's full barrier. The producer calls it after loading ``frames_read`` and before
+storing into the freed slots (3 and 4: the consumer's barrier falls either after its sample
+loads, which then completed before the producer's stores, or before them, and so also before
+its ``frames_read`` store, which the producer could not have seen yet), and again between its
+sample stores and ``frames_written`` (1 and 2: a consumer barrier before both loads lets them
+see the samples; one between the loads orders them; one after both means the consumer cannot
+yet see the new count). The engine reads the host's two-word DAC stamp under a sequence count
+with the same barrier between its loads, so the host writes it with plain stores. ``fences``
+chooses: ``None`` (default) fences off x86-64 only, ``True`` always (the tests use it on
+x86-64 too), ``False`` never. Where the system call is missing, :meth:`create` and
+:meth:`attach` fail rather than run unordered.
 
 Real-time rules: :meth:`read_into`, :meth:`set_dac`, :meth:`host_beat` and
 :meth:`count_xrun` are for the host's audio callback: no lock, no system call, no logging, no
