@@ -118,6 +118,7 @@ def test_ramp_crosses_wraparound_with_no_frame_lost_or_duplicated(ring_name, fen
                 producer.wait()
         ramp_check(chunks, 0, total)
         header = ring.header()
+        assert header.host_fenced == int(fences)
         assert header.frames_written == header.frames_read == total
         assert header.frames_output == header.frames_read + header.underrun_frames
         assert header.engine_attaches == 1 and header.engine_pid == producer.pid
@@ -260,6 +261,9 @@ def test_bad_segments_and_blocks_are_refused_clearly(ring_name):
         with pytest.raises(ValueError, match="layout version 99"):
             ShmRing.attach(ring_name)
         ring._header[shmring.FIELDS["version"]] = shmring.VERSION
+    if shmring._Membarrier().available:
+        with pytest.raises(ValueError, match="does not take part in membarrier"):
+            ShmRing.attach(ring_name, fences=True)
     os.truncate(path, HEADER_BYTES + 64 * 8 + 4096)
     with pytest.raises(ValueError, match="64 frames of 2 channels need 4608"):
         ShmRing.attach(ring_name)

@@ -6,7 +6,8 @@ name to the engine, which attaches (:meth:`ShmRing.attach`). The engine is the o
 (:meth:`~ShmRing.write`), the host's audio callback the only consumer (:meth:`~ShmRing.read_into`).
 All state lives in the segment, none in the handles: an engine that dies (SIGKILL included)
 leaves the segment and its counters as they were, and a new engine attaches and continues from
-``frames_written``. ``/dev/shm`` files rather than :mod:`multiprocessing.shared_memory`: on
+``frames_written`` (frames the dead one stored but had not yet counted are not there). One
+producer at a time: the host ends a hung engine before it starts the next. ``/dev/shm`` files rather than :mod:`multiprocessing.shared_memory`: on
 Python 3.11 every attaching process registers the segment with its resource tracker, which
 unlinks it when that process ends, so a killed engine would take the host's ring with it.
 
@@ -74,6 +75,7 @@ MAX_CHANNELS = 64
 FIELDS = {
     # identity, written once by the host at create
     "magic": 0, "version": 1, "capacity": 2, "channels": 3, "sample_rate": 4, "host_pid": 5,
+    "host_fenced": 6,
     # the engine's line
     "frames_written": 8, "engine_heartbeat_ns": 9, "engine_attaches": 10, "engine_pid": 11,
     # the host's line
@@ -99,6 +101,7 @@ class Header:
     channels: int
     sample_rate: int
     host_pid: int
+    host_fenced: int
     frames_written: int
     engine_heartbeat_ns: int
     engine_attaches: int
@@ -218,7 +221,8 @@ class ShmRing:
             os.close(fd)
         header = np.ndarray((HEADER_BYTES // 8,), dtype=np.int64, buffer=mm)
         for key, value in (("version", VERSION), ("capacity", capacity), ("channels", channels),
-                           ("sample_rate", sample_rate), ("host_pid", os.getpid())):
+                           ("sample_rate", sample_rate), ("host_pid", os.getpid()),
+                           ("host_fenced", int(barrier is not None))):
             header[_F[key]] = value
         header[_F["magic"]] = MAGIC  # last: a reader that sees it sees a whole header
         del header
@@ -245,7 +249,7 @@ class ShmRing:
         header = np.ndarray((HEADER_BYTES // 8,), dtype=np.int64, buffer=mm)
         magic, version = int(header[_F["magic"]]), int(header[_F["version"]])
         capacity, channels = int(header[_F["capacity"]]), int(header[_F["channels"]])
-        sample_rate = int(header[_F["sample_rate"]])
+        sample_rate, fenced = int(header[_F["sample_rate"]]), int(header[_F["host_fenced"]])
         del header
         problem = ""
         if magic != MAGIC:
@@ -261,6 +265,9 @@ class ShmRing:
                 if size != segment_bytes(capacity, channels):
                     problem = (f"is {size} bytes; {capacity} frames of {channels} channels need "
                                f"{segment_bytes(capacity, channels)}")
+        if not problem and _barrier_for(fences) is not None and not fenced:
+            problem = ("was created by a host that does not take part in membarrier; start both "
+                       "with the same fences setting")
         if problem:
             mm.close()
             raise ValueError(f"shared-memory ring {name!r}: {path} {problem}")
