@@ -18,6 +18,7 @@ import yaml
 from jack_fixtures import jack_server  # noqa: F401  (module-scoped JACK dummy server)
 from riffengine.config import load_config
 from riffengine.control import mapping
+from riffengine.control.jackmidi import JackMidiInput
 from surface_fixtures import OscClient, RunningSurfaces, wait_until
 
 BACKEND = "mido.backends.rtmidi/UNIX_JACK"
@@ -221,3 +222,8 @@ def test_a_dead_jack_midi_helper_is_replaced(jack_server, tmp_path):
             port.send(mido.Message("control_change", control=0, value=64))
             delivered(engine, 1)
         assert [e.data["state"] for e in engine.events if e.kind == "midi_port"] == ["open", "closed", "open"]
+
+
+def test_a_jack_midi_port_that_cannot_open_says_why(jack_server):
+    with pytest.raises(OSError, match="cannot open JACK MIDI port 'no-such-desk': no JACK MIDI source port"):
+        JackMidiInput("no-such-desk", lambda message: None)

@@ -1,7 +1,7 @@
 """A JACK MIDI input port that lives in a helper process, so closing it can never crash the engine.
 
-Why: libjack (jack2, every version up to today's) has a data race that kills the process with
-SIGSEGV. ``jack_port_unregister`` removes the port from the client's port list on the caller's
+Why: libjack (jack2, up to its current source; upstream issue jackaudio/jack2#216) has a data
+race that kills the process with SIGSEGV. ``jack_port_unregister`` removes the port from the client's port list on the caller's
 thread while the client's notification thread may be walking that same list to answer the
 server's latency notification (``JackClient::HandleLatencyCallback``), which the server sends
 to every active client after *any* graph change by any client (a port registered, a
@@ -12,7 +12,7 @@ process is a small chance of a segfault. It does not matter which libjack copy i
 inside one client of one copy.
 
 So each JACK MIDI input port is opened by a small child process (``python -m
-riffengine.control.jackmidi``, which imports only python-rtmidi) that forwards the raw
+riffengine.control.jackmidi``, which imports only mido and python-rtmidi) that forwards the raw
 messages through a pipe. Closing the port is ending that process with ``os._exit`` (no
 destructors, so no ``jack_port_unregister``); the server drops the client and its port when
 the process's socket closes. Listing ports stays in the engine's process (a client without
