@@ -36,12 +36,17 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import mido
 
 OPEN_TIMEOUT = 15.0
 """Seconds the child may take to start Python, open its JACK client and port."""
+OPEN_ATTEMPTS = 3
+"""Tries to open a port: a JACK server whose graph runs late (a busy machine) can fail a
+client's open handshake now and then, and the next try succeeds."""
+RETRY_PAUSE = 0.2
 CLOSE_TIMEOUT = 5.0
 """Seconds the child may take to exit after its stdin closes before it is killed (SIGKILL)."""
 
@@ -63,6 +68,19 @@ class JackMidiInput:
         self.messages = 0
         self.exit_status: int | None = None
         """The child's exit status once it ended (negative: the signal that killed it)."""
+        for attempt in range(1, OPEN_ATTEMPTS + 1):
+            try:
+                self._start(name, virtual, client_name)
+                break
+            except OSError:
+                if attempt == OPEN_ATTEMPTS:
+                    raise
+                time.sleep(RETRY_PAUSE)
+        self._reader = threading.Thread(target=self._read_forever, name=f"jackmidi-{name}", daemon=True)
+        self._reader.start()
+
+    def _start(self, name: str, virtual: bool, client_name: str) -> None:
+        """Start the helper and wait until its port is open; OSError (helper gone) if not."""
         read_fd, write_fd = os.pipe()
         cmd = [sys.executable, "-m", "riffengine.control.jackmidi", "virtual" if virtual else "port",
                client_name, name, str(write_fd)]
@@ -83,8 +101,6 @@ class JackMidiInput:
             self._stop_child()
             os.close(read_fd)
             raise
-        self._reader = threading.Thread(target=self._read_forever, name=f"jackmidi-{name}", daemon=True)
-        self._reader.start()
 
     @property
     def pid(self) -> int:
