@@ -221,9 +221,11 @@ def test_a_dead_jack_midi_helper_is_replaced(jack_server, tmp_path):
         with backend.open_output(target) as port:
             port.send(mido.Message("control_change", control=0, value=64))
             delivered(engine, 1)
-        assert [e.data["state"] for e in engine.events if e.kind == "midi_port"] == ["open", "closed", "open"]
+        states = [e.data["state"] for e in engine.events if e.kind == "midi_port"]
+        assert states == ["open", "closed", "open"]
 
 
 def test_a_jack_midi_port_that_cannot_open_says_why(jack_server):
-    with pytest.raises(OSError, match="cannot open JACK MIDI port 'no-such-desk': no JACK MIDI source port"):
+    reason = "cannot open JACK MIDI port 'no-such-desk': no JACK MIDI source port"
+    with pytest.raises(OSError, match=reason):
         JackMidiInput("no-such-desk", lambda message: None)

@@ -68,12 +68,14 @@ def ring_name():
 
 
 def start_producer(name: str, total: int, fences: bool, seed: int = 1) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    return subprocess.Popen([sys.executable, "-c", PRODUCER, name, str(total), "1" if fences else "0", str(seed)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    args = [name, str(total), "1" if fences else "0", str(seed)]
+    return subprocess.Popen([sys.executable, "-c", PRODUCER, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=path))
 
 
-def consume(ring: ShmRing, until: int, producer: subprocess.Popen | None, block: int = 256) -> list[np.ndarray]:
+def consume(ring: ShmRing, until: int, producer: subprocess.Popen | None,
+            block: int = 256) -> list[np.ndarray]:
     """Read like the host's callback until ``frames_read`` reaches ``until``; the valid frames.
     Every short read must be zero-filled after its valid part."""
     out = np.empty((block, ring.channels), dtype=np.float32)
@@ -211,7 +213,8 @@ def test_header_fields_round_trip_between_processes(ring_name):
         assert (header["underruns"], header["underrun_frames"], header["frames_output"]) == (1, 64, 64)
         assert header["dac_seq"] == 2 and header["engine_attaches"] == 1
         mine = host.header()
-        assert mine.engine_heartbeat_ns == 987654321 and mine.engine_pid == header["engine_pid"] != os.getpid()
+        assert mine.engine_heartbeat_ns == 987654321
+        assert mine.engine_pid == header["engine_pid"] != os.getpid()
 
 
 @pytest.mark.parametrize("kwargs, words", [

@@ -1,15 +1,15 @@
 """A JACK MIDI input port that lives in a helper process, so closing it can never crash the engine.
 
 Why: libjack (jack2, up to its current source; upstream issue jackaudio/jack2#216) has a data
-race that kills the process with SIGSEGV. ``jack_port_unregister`` removes the port from the client's port list on the caller's
-thread while the client's notification thread may be walking that same list to answer the
-server's latency notification (``JackClient::HandleLatencyCallback``), which the server sends
-to every active client after *any* graph change by any client (a port registered, a
-connection made, a client come or gone). python-rtmidi's JACK API unregisters its port on
-every ``close_port()`` and in its destructor, so each close of a JACK MIDI port in a live
-process is a small chance of a segfault. It does not matter which libjack copy is loaded
-(python-rtmidi's wheel bundles its own) or whether JACK audio shares the process: the race is
-inside one client of one copy.
+race that kills the process with SIGSEGV. ``jack_port_unregister`` removes the port from the
+client's port list on the caller's thread while the client's notification thread may be walking
+that same list to answer the server's latency notification
+(``JackClient::HandleLatencyCallback``), which the server sends to every active client after
+*any* graph change by any client (a port registered, a connection made, a client come or gone).
+python-rtmidi's JACK API unregisters its port on every ``close_port()`` and in its destructor,
+so each close of a JACK MIDI port in a live process is a small chance of a segfault. It does not
+matter which libjack copy is loaded (python-rtmidi's wheel bundles its own) or whether JACK
+audio shares the process: the race is inside one client of one copy.
 
 So each JACK MIDI input port is opened by a small child process (``python -m
 riffengine.control.jackmidi``, which imports only mido and python-rtmidi) that forwards the raw
@@ -110,7 +110,8 @@ class JackMidiInput:
         """Wait for the helper's first byte: 0 is open, 1 starts the reason it could not open."""
         ready, _, _ = select.select([self._fd], [], [], OPEN_TIMEOUT)
         if not ready:
-            raise OSError(f"JACK MIDI port {self.name!r}: the helper did not open it in {OPEN_TIMEOUT:.0f} s")
+            raise OSError(f"JACK MIDI port {self.name!r}: the helper did not open it in "
+                          f"{OPEN_TIMEOUT:.0f} s")
         first = os.read(self._fd, 1)
         if first == _OPEN:
             return

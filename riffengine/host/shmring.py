@@ -1,15 +1,16 @@
 """A single-producer/single-consumer ring of float32 frames in shared memory, with a header of
 counters: how the engine process hands audio to the host process.
 
-The host creates the segment (:meth:`ShmRing.create`, a file in ``/dev/shm``) and gives its
-name to the engine, which attaches (:meth:`ShmRing.attach`). The engine is the only producer
-(:meth:`~ShmRing.write`), the host's audio callback the only consumer (:meth:`~ShmRing.read_into`).
-All state lives in the segment, none in the handles: an engine that dies (SIGKILL included)
-leaves the segment and its counters as they were, and a new engine attaches and continues from
-``frames_written`` (frames the dead one stored but had not yet counted are not there). One
-producer at a time: the host ends a hung engine before it starts the next. ``/dev/shm`` files rather than :mod:`multiprocessing.shared_memory`: on
-Python 3.11 every attaching process registers the segment with its resource tracker, which
-unlinks it when that process ends, so a killed engine would take the host's ring with it.
+The host creates the segment (:meth:`ShmRing.create`, a file in ``/dev/shm``) and gives its name
+to the engine, which attaches (:meth:`ShmRing.attach`). The engine is the only producer
+(:meth:`~ShmRing.write`), the host's audio callback the only consumer
+(:meth:`~ShmRing.read_into`). All state lives in the segment, none in the handles: an engine
+that dies (SIGKILL included) leaves the segment and its counters as they were, and a new engine
+attaches and continues from ``frames_written`` (frames the dead one stored but had not yet
+counted are not there). One producer at a time: the host ends a hung engine before it starts the
+next. ``/dev/shm`` files rather than :mod:`multiprocessing.shared_memory`: on Python 3.11 every
+attaching process registers the segment with its resource tracker, which unlinks it when that
+process ends, so a killed engine would take the host's ring with it.
 
 Layout (version 1, native byte order): a 4096-byte header of int64 slots, then ``capacity``
 frames of ``channels`` interleaved float32 samples. The producer's counters and the consumer's
@@ -169,10 +170,12 @@ def segment_bytes(capacity: int, channels: int) -> int:
 
 
 def _check_shape(capacity: object, channels: object, sample_rate: object) -> None:
-    for label, value, low, high in (("capacity", capacity, 1, 1 << 31), ("channels", channels, 1, MAX_CHANNELS),
-                                    ("sample_rate", sample_rate, 1, 1 << 24)):
+    limits = (("capacity", capacity, 1, 1 << 31), ("channels", channels, 1, MAX_CHANNELS),
+              ("sample_rate", sample_rate, 1, 1 << 24))
+    for label, value, low, high in limits:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise ValueError(f"shared-memory ring: {label} must be an integer from {low} to {high}, not {value!r}")
+            raise ValueError(f"shared-memory ring: {label} must be an integer from {low} to {high}, "
+                             f"not {value!r}")
 
 
 def _path(name: str) -> str:
@@ -237,7 +240,8 @@ class ShmRing:
         try:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
-            raise FileNotFoundError(f"shared-memory ring {name!r}: no segment {path} (the host creates it)") from None
+            raise FileNotFoundError(f"shared-memory ring {name!r}: no segment {path} "
+                                    "(the host creates it)") from None
         try:
             size = os.fstat(fd).st_size
             if size < HEADER_BYTES:
@@ -348,9 +352,9 @@ class ShmRing:
         """Host, before starting the stream: ValueError unless ``out`` suits :meth:`read_into`."""
         if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.ndim == 2
                 and out.shape[1] == self.channels and out.flags.writeable):
+            what = f"{getattr(out, 'dtype', type(out))} {getattr(out, 'shape', '')}"
             raise ValueError(f"shared-memory ring {self.name!r}: read_into needs a writable float32 "
-                             f"array of shape (n, {self.channels}), not {getattr(out, 'dtype', type(out))} "
-                             f"{getattr(out, 'shape', '')}")
+                             f"array of shape (n, {self.channels}), not {what}")
 
     def read_into(self, out: np.ndarray) -> int:
         """Host callback: fill ``out`` (see :meth:`check_block`) with the next frames; what the
