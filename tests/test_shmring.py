@@ -24,8 +24,6 @@ from riffengine.host import shmring
 from riffengine.host.shmring import HEADER_BYTES, ShmRing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GIVE_UP_S = 120.0
-"""Only a safety net against a dead producer hanging the test; no assertion is about time."""
 
 PRODUCER = textwrap.dedent(
     """
@@ -77,11 +75,11 @@ def start_producer(name: str, total: int, fences: bool, seed: int = 1) -> subpro
 def consume(ring: ShmRing, until: int, producer: subprocess.Popen | None,
             block: int = 256) -> list[np.ndarray]:
     """Read like the host's callback until ``frames_read`` reaches ``until``; the valid frames.
-    Every short read must be zero-filled after its valid part."""
+    Every short read must be zero-filled after its valid part. A producer that ends early fails
+    the test; one that hangs is left to pytest's timeout (no assertion here is about time)."""
     out = np.empty((block, ring.channels), dtype=np.float32)
     ring.check_block(out)
     got = []
-    give_up = time.monotonic() + GIVE_UP_S
     while ring.frames_read < until:
         n = ring.read_into(out)
         assert not out[n:].any(), "an underrun must be silence"
@@ -91,7 +89,6 @@ def consume(ring: ShmRing, until: int, producer: subprocess.Popen | None,
         if (producer is None or producer.poll() is not None) and ring.frames_written <= ring.frames_read:
             stderr = producer.stderr.read() if producer is not None and producer.stderr else ""
             raise AssertionError(f"no more frames: read {ring.frames_read} of {until}; {stderr}")
-        assert time.monotonic() < give_up, "the producer stopped writing"
         time.sleep(0.0005)
     return got
 
