@@ -7,6 +7,8 @@ Unplugging is closing that port; plugging back is opening it again under the sam
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 
 import mido
@@ -16,6 +18,7 @@ import yaml
 from jack_fixtures import jack_server  # noqa: F401  (module-scoped JACK dummy server)
 from riffengine.config import load_config
 from riffengine.control import mapping
+from riffengine.control.jackmidi import JackMidiInput
 from surface_fixtures import OscClient, RunningSurfaces, wait_until
 
 BACKEND = "mido.backends.rtmidi/UNIX_JACK"
@@ -200,3 +203,29 @@ def test_virtual_input_port_and_learn_at_start(jack_server, tmp_path):
             assert engine.store.state is before
     entries = yaml.safe_load((tmp_path / "desk.yaml").read_text())
     assert entries[-1] == {"cc": 9, "channel": 1, "param": "crossfade_ms"}
+
+
+def test_a_dead_jack_midi_helper_is_replaced(jack_server, tmp_path):
+    """JACK MIDI ports live in helper processes (riffengine.control.jackmidi); one that dies is
+    reopened, and the engine's process is untouched."""
+    backend = jack_midi()
+    name = f"riffin-{uuid.uuid4().hex[:6]}"
+    with RunningSurfaces(settings_in(tmp_path, f"virtual:{name}")) as engine:
+        midi = engine.surfaces.midi
+        helper = midi.port.pid
+        os.kill(helper, signal.SIGKILL)
+        wait_until(lambda: midi.opened == 2 and midi.port is not None, what="the port reopened")
+        assert midi.port.pid != helper
+        target = wait_until(lambda: [n for n in backend.get_output_names() if name in n],
+                            what="the engine's virtual port")[0]
+        with backend.open_output(target) as port:
+            port.send(mido.Message("control_change", control=0, value=64))
+            delivered(engine, 1)
+        states = [e.data["state"] for e in engine.events if e.kind == "midi_port"]
+        assert states == ["open", "closed", "open"]
+
+
+def test_a_jack_midi_port_that_cannot_open_says_why(jack_server):
+    reason = "cannot open JACK MIDI port 'no-such-desk': no JACK MIDI source port"
+    with pytest.raises(OSError, match=reason):
+        JackMidiInput("no-such-desk", lambda message: None)

@@ -10,6 +10,10 @@ Hot-plug: rtmidi reports nothing when a device comes or goes, so the port list i
 reopened by name when it comes back, without a restart. A named port missing at start is
 waited for the same way.
 
+JACK MIDI (``midi.backend: UNIX_JACK``): each input port is opened by a helper process
+(:class:`~riffengine.control.jackmidi.JackMidiInput`), because closing a JACK MIDI port in a
+live process can crash it (a libjack race; see that module). The port list is still read here.
+
 MIDI learn (:meth:`MidiSurface.learn`, ``riffengine run --learn PARAM``, OSC ``/riff/learn``):
 the next control change binds its CC and channel to the parameter, live and appended to the
 mappings file; a ``learned`` event goes on the bus.
@@ -34,6 +38,7 @@ import rtmidi
 from riffengine.config import MidiSettings, Settings
 from riffengine.control import mapping
 from riffengine.control.actions import Controls
+from riffengine.control.jackmidi import JackMidiInput
 from riffengine.errors import UserError
 from riffengine.events import EventBus
 from riffengine.store import StateStore
@@ -92,7 +97,7 @@ class MidiSurface:
         scenes = list(settings.scenes)
         self.mapper = mapping.Mapper(list(mapping.mappings_from_settings(self.settings.mappings, scenes)))
         self.learn_path = learn_file(settings)
-        self.port: mido.ports.BaseInput | None = None
+        self.port: mido.ports.BaseInput | JackMidiInput | None = None
         self.port_name: str | None = None
         self.messages = 0
         self.opened = 0
@@ -113,7 +118,9 @@ class MidiSurface:
             name = self.settings.input[len(VIRTUAL):]
             if not name:
                 raise UserError("midi.input: virtual: needs a name, e.g. virtual:riffengine")
-            self._open(name, virtual=True)
+            await self._open(name, virtual=True)
+            if self.settings.backend == "UNIX_JACK":
+                self._poller = self.loop.create_task(self._watch_helper(name))
             return self
         try:
             self._probe = rtmidi.MidiIn(rtapi=_RTMIDI_APIS[self.settings.backend],
@@ -162,19 +169,31 @@ class MidiSurface:
 
     # -- ports --
 
-    def _open(self, name: str, virtual: bool = False) -> None:
-        try:
-            if virtual:
-                port = self._backend.open_input(name, virtual=True, client_name=CLIENT_NAME,
-                                                callback=self._receive)
-            else:
-                port = self._backend.open_input(name, callback=self._receive)
-        except (OSError, SystemError, RuntimeError) as exc:
-            raise UserError(f"MIDI: cannot open input {name!r} ({exc}); check midi.input") from None
+    async def _open(self, name: str, virtual: bool = False) -> None:
+        """Open and adopt the input ``name``; UserError if it cannot be opened."""
+        if self.settings.backend == "UNIX_JACK":  # starting the helper takes a moment
+            port = await self.loop.run_in_executor(None, self._make_port, name, virtual)
+        else:
+            port = self._make_port(name, virtual)
+        if self._closed:
+            port.close()
+            return
         self.port, self.port_name = port, name
         self.opened += 1
         log.info("MIDI input %r open", name)
         self.bus.publish("midi_port", state="open", name=name)
+
+    def _make_port(self, name: str, virtual: bool) -> mido.ports.BaseInput | JackMidiInput:
+        """A new input port calling :meth:`_receive`; any thread. UserError if it fails."""
+        try:
+            if self.settings.backend == "UNIX_JACK":
+                return JackMidiInput(name, self._receive, virtual=virtual, client_name=CLIENT_NAME)
+            if virtual:
+                return self._backend.open_input(name, virtual=True, client_name=CLIENT_NAME,
+                                                 callback=self._receive)
+            return self._backend.open_input(name, callback=self._receive)
+        except (OSError, SystemError, RuntimeError) as exc:
+            raise UserError(f"MIDI: cannot open input {name!r} ({exc}); check midi.input") from None
 
     def _close_port(self) -> None:
         port, self.port = self.port, None
@@ -199,11 +218,30 @@ class MidiSurface:
         if self.port is not None and self.port_name not in names:
             log.warning("MIDI input %r went away; will reopen it when it is back", self.port_name)
             self._close_port()
+        self._drop_dead_helper()
         if self.port is None:
             name = match_port(self.settings.input, names)
             if name is not None:
                 try:
-                    self._open(name)
+                    await self._open(name)
+                except UserError as exc:
+                    log.warning("%s", exc)
+
+    def _drop_dead_helper(self) -> None:
+        """Close the port if its JACK MIDI helper process ended (it is reopened after)."""
+        if isinstance(self.port, JackMidiInput) and self.port.exit_status is not None:
+            log.warning("the JACK MIDI helper of %r ended (status %s); reopening the port",
+                        self.port_name, self.port.exit_status)
+            self._close_port()
+
+    async def _watch_helper(self, name: str) -> None:
+        """A virtual JACK MIDI port: reopen it if its helper process ends."""
+        while not self._closed:
+            await asyncio.sleep(POLL_SECONDS)
+            self._drop_dead_helper()
+            if self.port is None and not self._closed:
+                try:
+                    await self._open(name, virtual=True)
                 except UserError as exc:
                     log.warning("%s", exc)
 
