@@ -20,8 +20,8 @@ Loads (``--loads``, default all):
 - ``c``: pure Python spinning in the engine process, competing for the GIL (a renderer or
   surface that never releases it);
 - ``d``: a forced full garbage collection every second in the engine process;
-- ``e``: SIGKILL of the engine every 60 s (and a new one started at once, as a service manager
-  would): what the audience hears when the engine process dies;
+- ``e``: SIGKILL of the engine every ``--kill-every`` seconds (60; a new one is started at once,
+  as a service manager would): what the audience hears when the engine process dies;
 - ``quiet``: the renders alone.
 
 Examples::
@@ -258,7 +258,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
             gain_sock.sendto(b.build().dgram, ("127.0.0.1", port))
 
         start = time.monotonic()
-        next_gain, next_kill = start + GAIN_EVERY / 2, start + 60.0
+        next_gain, next_kill = start + GAIN_EVERY / 2, start + args.kill_every
         while (now := time.monotonic()) < start + args.seconds:
             if now >= next_gain:
                 gains.append(time.monotonic())
@@ -270,7 +270,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
                 engines[-1].send_signal(signal.SIGKILL)
                 engines[-1].wait()
                 engines.append(start_engine(len(engines)))
-                next_kill += 60.0
+                next_kill += args.kill_every
             listener.connect()  # a restarted engine has new ports
             time.sleep(0.05)
         peaks = listener.peaks[first : listener.cycles]
@@ -316,6 +316,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=600.0, help="per load (default 600)")
     parser.add_argument("--loads", default="a,b,c,d,e", help="comma list of a,b,c,d,e,quiet")
     parser.add_argument("--warm-up", type=float, default=180.0, help="seconds allowed to start")
+    parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between kills (load e)")
     args = parser.parse_args()
     random.seed(1)
     with tempfile.TemporaryDirectory(prefix="riffengine-xruns-") as folder:
