@@ -39,6 +39,8 @@ class RiffusionModel:
     dtype: torch.dtype
     source: str
     compiled: bool = False
+    adapters: tuple = ()
+    adapters_fused: bool = False
 
     @property
     def vae_scale_factor(self) -> int:
