@@ -139,3 +139,6 @@ def test_the_compile_cache_persists_in_the_riffengine_cache_folder(tmp_path):
     assert compile_cache_dir({"RIFFENGINE_COMPILE_CACHE": "/srv/kernels"}) == Path("/srv/kernels")
     mine = {"TORCHINDUCTOR_CACHE_DIR": "/var/cache/mine", "XDG_CACHE_HOME": str(tmp_path)}
     assert persist_compile_cache(mine) == "/var/cache/mine"
+    torch_own = {"TORCHINDUCTOR_CACHE_DIR": "/tmp/torchinductor_me", "XDG_CACHE_HOME": str(tmp_path)}
+    folder = persist_compile_cache(torch_own, torch_default="/tmp/torchinductor_me")
+    assert folder == torch_own["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "riffengine" / "compile")

@@ -222,7 +222,9 @@ def optimize_model(model: RiffusionModel, channels_last: bool = False, fuse_qkv:
                 f"compile mode {compile_mode!r} is unknown: use one of {', '.join(COMPILE_MODES)}"
             )
         if backend == "inductor":
-            log.info("compile cache: %s", persist_compile_cache())
+            from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+            log.info("compile cache: %s", persist_compile_cache(torch_default=default_cache_dir()))
         if model.device.type == "cuda" and backend == "inductor":
             tune_inductor()
         options = dict(fullgraph=True, dynamic=False, backend=backend)

@@ -60,14 +60,18 @@ def compile_cache_dir(environ: MutableMapping[str, str] = os.environ) -> Path:
     return Path(base).expanduser() / "riffengine" / "compile"
 
 
-def persist_compile_cache(environ: MutableMapping[str, str] = os.environ) -> str:
+def persist_compile_cache(environ: MutableMapping[str, str] = os.environ,
+                          torch_default: str | None = None) -> str:
     """Point torch inductor's on-disk caches at :func:`compile_cache_dir`; returns the folder.
 
     Inductor keeps its FX graph cache, generated Triton kernels and autotuning results under
     ``TORCHINDUCTOR_CACHE_DIR`` (Triton's own cache under ``triton/`` there unless
     ``TRITON_CACHE_DIR`` is set); a restart with them warm recompiles in seconds, not minutes.
-    A folder the environment already names wins. Call before the first compile.
+    A folder the environment already names wins, unless it is ``torch_default`` (torch's own
+    ``/tmp`` default, which torch writes into the environment once anything asks for it).
+    Call before the first compile.
     """
-    folder = environ.get("TORCHINDUCTOR_CACHE_DIR") or str(compile_cache_dir(environ))
+    named = environ.get("TORCHINDUCTOR_CACHE_DIR")
+    folder = named if named and named != torch_default else str(compile_cache_dir(environ))
     environ["TORCHINDUCTOR_CACHE_DIR"] = folder
     return folder
