@@ -100,7 +100,7 @@ if [ $TINY -eq 1 ]; then
   LIVE_ARGS=(--steps 2)
   [ "$COMPILE_MODE" = max-autotune ] && COMPILE_MODE=default   # no CUDA graphs on the CPU
   # inductor's C++ kernels take many minutes to build on a small CPU: capture the graphs only
-  COMPILE_ARGS=(--compile-backend "${COMPILE_BACKEND:-aot_eager}")
+  COMPILE_ARGS=(--compile-backend "${COMPILE_BACKEND:-aot_eager}" --channels-last)
   LIVE_SECONDS=$(( LIVE_SECONDS < 60 ? LIVE_SECONDS : 60 ))
   PY=${PYTHON:-python3}
 else
