@@ -7,7 +7,8 @@ as defined in the golden README) of
   0.99, random initial phase) at Riffusion's parameters, as the reference code runs today;
 * riffengine: :class:`riffengine.spectrogram.Codec` (warmed up first).
 
-On CUDA it also times a batch of 8 clips. Usage::
+On CUDA (or with ``--batch``) it also times a batch of 8 clips and gives their SC. Without the
+shared golden images it decodes riffengine's built-in seed images. Usage::
 
     python bench/codec.py [--device cpu|cuda] [--repeat 3] [--iters 32] [IMAGE ...]
 """
@@ -27,6 +28,9 @@ from riffengine.spectrogram.image import channel_pixels
 from riffengine.spectrogram.mel import audio_to_mel, pixels_to_mel
 
 GOLDEN = Path(__file__).resolve().parent.parent.parent / "shared" / "golden"
+# riffengine's built-in seed images: the clips decoded when the shared golden data is absent
+# (it does not travel to a GPU machine).
+BUILTIN = Path(__file__).resolve().parent.parent / "riffengine" / "seeds"
 
 
 def spectral_convergence(reference: torch.Tensor, rebuilt: torch.Tensor) -> float:
@@ -79,9 +83,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--iters", type=int, default=32, help="riffengine Griffin-Lim iterations")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--batch", action="store_true", help="time a batch of 8 on the CPU too")
     args = parser.parse_args()
     device = torch.device(args.device)
-    images = args.images or sorted(GOLDEN.glob("*_*.png"))
+    images = args.images or sorted(GOLDEN.glob("*_*.png")) or sorted(BUILTIN.glob("*_*.png"))
     params = SpectrogramParams()
     print(f"device {device}, torch threads {torch.get_num_threads()}, torch {torch.__version__}")
 
@@ -112,10 +117,21 @@ def main() -> None:
     for clip, method, seconds, sc, samples in rows:
         print(f"{clip:28} {method:11} {seconds:8.3f} {sc:7.4f} {samples:8d}")
 
-    if device.type == "cuda":
-        rgb = pixels_from_image(load_image(images[0])).unsqueeze(0).repeat(8, 1, 1, 1).to(device)
-        seconds, _ = timed(lambda: codec.decode_pixels(rgb), device, max(args.repeat, 5))
-        print(f"batch of 8 on {device}: {seconds * 1000:.1f} ms per batch, {seconds * 1000 / 8:.2f} ms per clip")
+    if device.type == "cuda" or args.batch:
+        size = load_image(images[0]).size
+        images = [p for p in images if load_image(p).size == size]  # one batch: one size
+        batch = torch.stack([pixels_from_image(load_image(p)) for p in (images * 8)[:8]]).to(device)
+        repeat = max(args.repeat, 5) if device.type == "cuda" else args.repeat
+        seconds, audio = timed(lambda: codec.decode_pixels(batch), device, repeat)
+        scs = []
+        for i, path in enumerate((images * 8)[:8]):
+            image = load_image(path)
+            rgb = pixels_from_image(image).unsqueeze(0)
+            s_ref = pixels_to_mel(channel_pixels(rgb, False), params.power_for_image,
+                                  float(image.getexif().get(11080, 30e6)))[0, 0]
+            scs.append(spectral_convergence(s_ref, audio_to_mel(audio[i].float().cpu().reshape(1, -1), params)[0]))
+        print(f"batch of 8 on {device}: {seconds * 1000:.1f} ms per batch, {seconds * 1000 / 8:.2f} ms per clip; "
+              f"SC median {statistics.median(scs):.4f}, max {max(scs):.4f}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from riffengine.config import Settings, merge_overrides  # noqa: E402
+from riffengine.config import Settings, merge_overrides, parse_override  # noqa: E402
 from riffengine.engine import Engine, build_renderer  # noqa: E402
 from riffengine.render.fake import FakeRenderer  # noqa: E402
 from riffengine.script import Step  # noqa: E402
@@ -74,6 +74,7 @@ class Collector:
         self.engine = engine
         self.changes: dict[int, dict] = {}
         self.renders: dict[int, float] = {}
+        self.all_renders: list[float] = []
 
     def __call__(self, event) -> None:
         data = event.data
@@ -83,11 +84,19 @@ class Collector:
             self.changes[data["version"]] = {"frame": frame, "next_bar": tempo.next_bar_frame(frame)}
         elif event.kind == "render" and data.get("phase") == "done" and "version" in data:
             self.renders[data["version"]] = data["ms"]
+            if data.get("mode") == "render" and not data.get("warm_up"):  # not the compile, not stretches
+                self.all_renders.append(float(data["ms"]))
         elif event.kind == "loop_started" and data["repeat"] == 0:
             for version, change in self.changes.items():
                 if version <= (data["version"] or -1) and "heard" not in change:
                     change["heard"] = data["frame"]
                     change["carried_by"] = data["version"]
+
+
+def gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def free_port() -> int:
@@ -132,6 +141,8 @@ def main() -> int:
     parser.add_argument("--ring-seconds", type=float, default=None, help="audio.ring_buffer_seconds")
     parser.add_argument("--browsers", type=int, default=0,
                         help="serve the web surface and keep it open in this many headless Chromium pages")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override, e.g. model.compile=max-autotune (repeatable)")
     parser.add_argument("--nice-browsers", action="store_true",
                         help="run the browsers at the lowest CPU priority (as if on other devices)")
     args = parser.parse_args()
@@ -144,6 +155,7 @@ def main() -> int:
         overrides["render.steps"] = args.steps
     if args.ring_seconds:
         overrides["audio.ring_buffer_seconds"] = args.ring_seconds
+    overrides.update(parse_override(text) for text in args.overrides)
     temp = tempfile.TemporaryDirectory()
     if args.tiny:
         from riffengine.render.model import build_tiny_model
@@ -163,7 +175,9 @@ def main() -> int:
         server = JackServer(sample_rate=44100, period=256).start()
         os.environ.update(server.env)
         os.environ.setdefault("JACK_NO_START_SERVER", "1")
+    started = time.perf_counter()
     renderer = FakeRenderer(seconds=args.fake_seconds, sleep=True) if args.fake else build_renderer(settings)
+    print(f"renderer built in {time.perf_counter() - started:.1f} s", flush=True)
     count = max(1, int(args.duration / args.change_every) - 1)
     script = [Step(i, (i + 1) * args.change_every, None, (("seed_a", 1000 + i),)) for i in range(count)]
     engine = Engine(settings, renderer, duration=args.duration, script=script, signals=False)
@@ -223,6 +237,17 @@ def main() -> int:
         print(f"median: heard after {statistics.median(latencies):.3f} s, next bar after "
               f"{statistics.median(floors):.3f} s (loop {args.bars} bar(s) = "
               f"{args.bars * 60 * 4 / args.bpm:.2f} s)")
+
+    all_renders = collector.all_renders
+    if all_renders:
+        print(f"render times: {len(all_renders)} renders, median {statistics.median(all_renders):.1f} ms, "
+              f"p99 {percentile(all_renders, 99):.1f} ms, max {max(all_renders):.1f} ms")
+    if not args.fake and settings.model.device.startswith("cuda") or (
+            settings.model.device == "auto" and gpu_available()):
+        import torch
+
+        print(f"GPU memory: peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, "
+              f"peak reserved {torch.cuda.max_memory_reserved() / 2**30:.2f} GiB")
 
     durations = getattr(engine.output, "callback_durations_ns", lambda: np.array([]))()
     if len(durations):

@@ -8,7 +8,14 @@ riffusion-app's defaults: img2img from a seed image, 50 steps x 0.75 denoise, gu
 - (a) stock ``StableDiffusionImg2ImgPipeline``, eager, plus the reference decode (torchaudio
   ``InverseMelScale`` + ``GriffinLim``, 32 iterations, at Riffusion's parameters);
 - (b) riffengine's renderer at the same settings (with the chosen speed levers);
-- (c) riffengine's fast preset (DPM-Solver++ at fewer steps).
+- (c) riffengine's fast preset (DPM-Solver++ at fewer steps);
+- (d) riffengine's instant preset: a random rank-64 LoRA (the size of LCM-LoRA for SD 1.5)
+  loaded through the adapter loader and fused, LCM at 4 steps, guidance 1, on a second copy
+  of the same model (adapters go in before the speed levers, as in the engine).
+
+``--no-lever-baseline`` skips (b) without levers (eager fp16), timed first to say what the
+eager levers buy. With ``--compile``, the first render's time (the compile, or the load from
+the warm compile cache) is printed apart. ``--json FILE`` writes every figure.
 
 It also checks that (b)'s image matches the stock pipeline's for the same seed latents and
 seed, within fp16 tolerance. Timings are printed, never asserted.
@@ -17,11 +24,13 @@ seed, within fp16 tolerance. Timings are printed, never asserted.
     python bench/render.py --compile max-autotune   # + torch.compile with CUDA graphs
     python bench/render.py --no-channels-last --no-fuse-qkv   # eager, no levers
     python bench/render.py --device cpu --quick     # fp32, a few steps, 256 columns
+    python bench/render.py --skip-stock --variants b --compile max-autotune   # a restart
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -38,10 +47,24 @@ from riffengine.render.model import (
     write_tiny_tokenizer,
 )
 from riffengine.render.renderer import Renderer, make_scheduler
-from riffengine.render.request import FAST_SCHEDULER, FAST_STEPS, PromptSlot, RenderRequest, Side
+from riffengine.render.adapters import AdapterSpec, load_adapters, random_lora, save_lora
+from riffengine.render.request import (
+    FAST_SCHEDULER,
+    FAST_STEPS,
+    INSTANT_GUIDANCE,
+    INSTANT_SCHEDULER,
+    INSTANT_STEPS,
+    PromptSlot,
+    RenderRequest,
+    Side,
+)
 from riffengine.render.speed import COMPILE_MODES, describe_levers, resolve_levers
 
-SEED_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "golden" / "seed_images" / "og_beat.png"
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN_SEED = ROOT.parent / "shared" / "golden" / "seed_images" / "og_beat.png"
+# The golden seed image when the shared reference data sits beside the checkout (it does not
+# travel to a GPU machine); riffengine's built-in seed image otherwise.
+SEED_IMAGE = GOLDEN_SEED if GOLDEN_SEED.is_file() else ROOT / "riffengine" / "seeds" / "groove_94.png"
 PROMPT = "lofi hip hop beat"
 SAMPLE_RATE = 44100
 
@@ -72,15 +95,18 @@ def sd15_configs() -> dict[str, dict]:
     return {"unet": unet, "vae": vae, "text_encoder": text}
 
 
-def build_random_sd15(device: torch.device, dtype: torch.dtype) -> RiffusionModel:
-    """A randomly initialised SD 1.5-size model (small local tokenizer: text cost is minor)."""
+def build_random_sd15(device: torch.device, dtype: torch.dtype, tiny: bool = False) -> RiffusionModel:
+    """A randomly initialised SD 1.5-size model (small local tokenizer: text cost is minor).
+
+    ``tiny`` builds the tiny test model's sizes instead (a CPU dry run of the same steps).
+    """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     folder = Path(tempfile.mkdtemp(prefix="riffengine-bench-tok-"))
     write_tiny_tokenizer(folder)
     tokenizer = CLIPTokenizer.from_pretrained(str(folder))
-    configs = sd15_configs()
+    configs = tiny_configs(len(tokenizer)) if tiny else sd15_configs()
     torch.manual_seed(0)
     with torch.device(device):
         unet = UNet2DConditionModel(**configs["unet"])
@@ -92,7 +118,23 @@ def build_random_sd15(device: torch.device, dtype: torch.dtype) -> RiffusionMode
         part.to(dtype).eval().requires_grad_(False)
     scheduler_config = dict(tiny_configs(len(tokenizer))["scheduler"], _class_name="PNDMScheduler")
     return RiffusionModel(unet, vae, text, tokenizer, scheduler_config, device, dtype,
-                          "random SD 1.5")
+                          "random tiny" if tiny else "random SD 1.5")
+
+
+def save_model(model: RiffusionModel, folder: Path) -> Path:
+    """Write ``model`` in the diffusers layout (for the live engine, which loads a folder)."""
+    from riffengine.render.model import PARTS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.unet.save_pretrained(folder / "unet")
+    model.vae.save_pretrained(folder / "vae")
+    model.text_encoder.save_pretrained(folder / "text_encoder")
+    model.tokenizer.save_pretrained(str(folder / "tokenizer"))
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps(model.scheduler_config, indent=2))
+    assert all((folder / part).is_dir() for part in PARTS)
+    return folder
 
 
 # --- (a): stock pipeline + reference decode ------------------------------------------------------
@@ -158,9 +200,9 @@ def timed(fn, device: torch.device, repeat: int, warmup: int) -> tuple[float, ob
     return statistics.median(times), result
 
 
-def request_for(args, steps: int, scheduler: str) -> RenderRequest:
+def request_for(args, steps: int, scheduler: str, guidance: float | None = None) -> RenderRequest:
     side = Side((PromptSlot(PROMPT),), seed=args.seed, denoise=args.denoise,
-                guidance=args.guidance)
+                guidance=args.guidance if guidance is None else guidance)
     return RenderRequest(a=side, steps=steps, scheduler=scheduler, seed_image=str(args.seed_image),
                          width=args.width)
 
@@ -205,17 +247,115 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", metavar="MODE", choices=COMPILE_MODES,
                         help="riffengine: torch.compile mode for the UNet and VAE decoder "
                              "(max-autotune adds CUDA graphs)")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend (aot_eager: capture only, for a CPU dry run)")
     parser.add_argument("--repeat", type=int, help="timed runs per variant (median)")
     parser.add_argument("--warmup", type=int, help="untimed runs per variant first")
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke run: 4 steps (fast preset 2), 256 columns, no warm-up")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the tiny model's sizes instead of SD 1.5 (a dry run of the steps)")
+    parser.add_argument("--variants", default="b,c,d",
+                        help="riffengine variants to time, from b,c,d (default all)")
+    parser.add_argument("--skip-stock", action="store_true",
+                        help="skip (a) and the image check (e.g. to time a restart)")
+    parser.add_argument("--no-lever-baseline", dest="lever_baseline", action="store_false",
+                        help="skip timing (b) without the speed levers first")
+    parser.add_argument("--lora-rank", type=int, default=64, help="rank of (d)'s random LoRA")
+    parser.add_argument("--save-model", type=Path, metavar="DIR",
+                        help="also write the random model to DIR (diffusers layout)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the figures to FILE")
     args = parser.parse_args(argv)
     cuda = args.device.startswith("cuda")
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if args.quick:
         args.steps, args.fast_steps, args.width = 4, 2, 256
     args.repeat = args.repeat or (3 if cuda else 1)
     args.warmup = args.warmup if args.warmup is not None else (1 if cuda else 0)
     return args
+
+
+def line(name: str, seconds: float, clip_seconds: float, clip=None) -> str:
+    """One result row: ms per clip, times real time, phases."""
+    text = f"{name:46s} {seconds * 1000:8.0f} ms ({clip_seconds / seconds:6.1f}x real time)"
+    if clip is not None:
+        phases = ", ".join(f"{k} {v * 1000:.0f}" for k, v in clip.timings.items())
+        text += f", {clip.num_frames} samples; phases ms: {phases}"
+    return text
+
+
+def first_render(renderer: Renderer, request: RenderRequest, figures: dict, key: str) -> None:
+    """Render once (a compiled model compiles, or loads its kernels from the cache) and time it."""
+    start = time.perf_counter()
+    renderer.warm_up(request)
+    sync(renderer.model.device)
+    figures[key] = time.perf_counter() - start
+    print(f"first render of a compiled model ({key}): {figures[key]:.1f} s", flush=True)
+
+
+def run_stock(model, args, device, seed_image, figures: dict) -> torch.Tensor | None:
+    """(a): the stock pipeline + reference decode; returns the stock image for the check."""
+    if args.skip_stock:
+        return None
+    pipe = stock_pipeline(model)
+    decoder = ReferenceDecoder(device)
+
+    def run_a():
+        image = pipe(prompt=PROMPT, image=seed_image, strength=args.denoise,
+                     num_inference_steps=args.steps, guidance_scale=args.guidance,
+                     generator=torch.Generator().manual_seed(args.seed)).images[0]
+        return decoder(image)
+
+    figures["a"], audio_a = timed(run_a, device, args.repeat, args.warmup)
+    print(line("(a) stock img2img pipeline + reference decode", figures["a"],
+               figures["clip_seconds"]), f"{audio_a.shape[-1]} samples", flush=True)
+    return stock_image(model, args)
+
+
+def apply_levers(model, args, device, figures: dict):
+    levers = resolve_levers(device.type, "auto" if args.channels_last is None else args.channels_last,
+                            "auto" if args.fuse_qkv is None else args.fuse_qkv, args.compile)
+    figures["levers"] = describe_levers(levers)
+    print(f"riffengine: {str(model.dtype).removeprefix('torch.')}, levers: {figures['levers']}")
+    return optimize_model(model, levers.channels_last, levers.fuse_qkv, levers.compile_mode,
+                          backend=args.compile_backend)
+
+
+def check_image(renderer, req_b, theirs, args, cuda: bool, base_dtype, figures: dict) -> bool:
+    """(b)'s image against the stock pipeline's, same seed image and seed."""
+    diff = image_difference(renderer.render_pixels(req_b), theirs)
+    tolerance = {"mean": 1.0, "p99": 4.0} if cuda else {"mean": 0.01, "p99": 1.0}
+    ok = diff["mean"] <= tolerance["mean"] and diff["p99"] <= tolerance["p99"]
+    verdict = "MATCH" if ok else "MISMATCH"
+    if renderer.model.dtype != base_dtype:
+        verdict = f"{verdict} (informative: (b) runs in {renderer.model.dtype}, (a) in {base_dtype})"
+        ok = True
+    figures["image_check"] = {**diff, "verdict": verdict}
+    print(f"(b) vs stock pipeline image, same seed image and seed: mean |diff| "
+          f"{diff['mean']:.3f}, p99 {diff['p99']:.0f}, max {diff['max']:.0f} (8-bit levels) -> "
+          f"{verdict} (tolerance mean <= {tolerance['mean']}, p99 <= {tolerance['p99']})")
+    return ok
+
+
+def run_instant(args, device, dtype, figures: dict) -> None:
+    """(d): a second copy of the model with a random few-step-sized LoRA fused, then levers."""
+    from riffengine.spectrogram import Codec
+
+    model = build_random_sd15(device, dtype, args.tiny)
+    folder = Path(tempfile.mkdtemp(prefix="riffengine-bench-lora-"))
+    lora = save_lora(random_lora(model, rank=args.lora_rank, seed=1), folder / "lora.safetensors")
+    start = time.perf_counter()
+    load_adapters(model, [AdapterSpec(str(lora), few_step=True)], fuse_weights=True)
+    figures["d_adapter_load"] = time.perf_counter() - start
+    apply_levers(model, args, device, {})
+    renderer = Renderer(model, codec=Codec(device=device))
+    req_d = request_for(args, INSTANT_STEPS, INSTANT_SCHEDULER, INSTANT_GUIDANCE)
+    if model.compiled:
+        first_render(renderer, req_d, figures, "d_first_render")
+    figures["d"], clip_d = timed(lambda: renderer.render(req_d), device, args.repeat, args.warmup)
+    print(line(f"(d) instant: rank-{args.lora_rank} LoRA fused, lcm x{INSTANT_STEPS}",
+               figures["d"], figures["clip_seconds"], clip_d),
+          f"(adapter load + fuse {figures['d_adapter_load']:.2f} s)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,64 +369,68 @@ def main(argv: list[str] | None = None) -> int:
     base_dtype = torch.float16 if cuda else torch.float32
     our_dtype = getattr(torch, args.dtype) if args.dtype else base_dtype
     clip_seconds = args.width * 0.01
+    figures: dict = {"device": str(device), "clip_seconds": clip_seconds, "steps": args.steps,
+                     "width": args.width, "compile": args.compile, "tiny": args.tiny,
+                     "seed_image": str(args.seed_image)}
     print(f"device {device} ({torch.cuda.get_device_name(device) if cuda else 'CPU'}), "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"settings: {args.steps} steps x {args.denoise} denoise, guidance {args.guidance}, "
-          f"512x{args.width}, clip {clip_seconds:.2f} s; fast preset: dpm, {args.fast_steps} steps")
+          f"512x{args.width}, clip {clip_seconds:.2f} s; fast preset: dpm, {args.fast_steps} steps; "
+          f"instant: {INSTANT_SCHEDULER}, {INSTANT_STEPS} steps, guidance {INSTANT_GUIDANCE}; "
+          f"seed image {args.seed_image.name}")
 
     start = time.perf_counter()
-    model = build_random_sd15(device, base_dtype)
-    print(f"built random SD 1.5-size model in {time.perf_counter() - start:.1f} s")
+    model = build_random_sd15(device, base_dtype, args.tiny)
+    figures["model_build"] = time.perf_counter() - start
+    print(f"built {model.source} model in {figures['model_build']:.1f} s", flush=True)
+    if args.save_model:
+        save_model(model, args.save_model)
+        print(f"saved the model to {args.save_model}")
     seed_image = Image.open(args.seed_image).convert("RGB").crop((0, 0, args.width, 512))
-
-    # (a) stock pipeline, eager, + reference decode
-    pipe = stock_pipeline(model)
-    decoder = ReferenceDecoder(device)
-
-    def run_a():
-        image = pipe(prompt=PROMPT, image=seed_image, strength=args.denoise,
-                     num_inference_steps=args.steps, guidance_scale=args.guidance,
-                     generator=torch.Generator().manual_seed(args.seed)).images[0]
-        return decoder(image)
-
-    seconds_a, audio_a = timed(run_a, device, args.repeat, args.warmup)
-    theirs = stock_image(model, args)
+    theirs = run_stock(model, args, device, seed_image, figures)
 
     # (b) and (c): riffengine (same weights; other dtype or levers if asked)
     if our_dtype != base_dtype:
         for part in (model.unet, model.vae, model.text_encoder):
             part.to(our_dtype)
         model.dtype = our_dtype
-    levers = resolve_levers(device.type, "auto" if args.channels_last is None else args.channels_last,
-                            "auto" if args.fuse_qkv is None else args.fuse_qkv, args.compile)
-    print(f"riffengine: {str(our_dtype).removeprefix('torch.')}, levers: {describe_levers(levers)}")
-    optimize_model(model, levers.channels_last, levers.fuse_qkv, levers.compile_mode)
-    renderer = Renderer(model, codec=Codec(device=device))
     req_b = request_for(args, args.steps, "default")
     req_c = request_for(args, args.fast_steps, FAST_SCHEDULER)
-    seconds_b, clip_b = timed(lambda: renderer.render(req_b), device, args.repeat, args.warmup)
-    seconds_c, clip_c = timed(lambda: renderer.render(req_c), device, args.repeat, args.warmup)
-
-    print(f"(a) stock img2img pipeline + reference decode: {seconds_a * 1000:8.0f} ms "
-          f"({seconds_a / clip_seconds:.2f} x clip), {audio_a.shape[-1]} samples")
-    for name, seconds, clip in (("(b) riffengine, same settings", seconds_b, clip_b),
-                                ("(c) riffengine fast preset", seconds_c, clip_c)):
-        phases = ", ".join(f"{k} {v * 1000:.0f}" for k, v in clip.timings.items())
-        print(f"{name:46s} {seconds * 1000:8.0f} ms ({seconds / clip_seconds:.2f} x clip), "
-              f"{clip.num_frames} samples; phases ms: {phases}")
-    print(f"ratio b/a = {seconds_b / seconds_a:.3f} (speed-up {seconds_a / seconds_b:.2f}x); "
-          f"c/a = {seconds_c / seconds_a:.3f} (speed-up {seconds_a / seconds_c:.2f}x)")
-
-    diff = image_difference(renderer.render_pixels(req_b), theirs)
-    tolerance = {"mean": 1.0, "p99": 4.0} if cuda else {"mean": 0.01, "p99": 1.0}
-    ok = diff["mean"] <= tolerance["mean"] and diff["p99"] <= tolerance["p99"]
-    verdict = "MATCH" if ok else "MISMATCH"
-    if our_dtype != base_dtype:
-        verdict = f"{verdict} (informative: (b) runs in {our_dtype}, (a) in {base_dtype})"
-        ok = True
-    print(f"(b) vs stock pipeline image, same seed image and seed: mean |diff| "
-          f"{diff['mean']:.3f}, p99 {diff['p99']:.0f}, max {diff['max']:.0f} (8-bit levels) -> "
-          f"{verdict} (tolerance mean <= {tolerance['mean']}, p99 <= {tolerance['p99']})")
+    codec = Codec(device=device)
+    if args.lever_baseline and "b" in args.variants:
+        plain = Renderer(model, codec=codec)
+        figures["b_no_levers"], clip = timed(lambda: plain.render(req_b), device, args.repeat,
+                                             args.warmup)
+        print(line("(b0) riffengine, no speed levers", figures["b_no_levers"], clip_seconds,
+                   clip), flush=True)
+    apply_levers(model, args, device, figures)
+    renderer = Renderer(model, codec=codec)
+    if model.compiled:
+        first_render(renderer, req_b, figures, "first_render")
+    rows = [("b", "(b) riffengine, same settings", req_b),
+            ("c", "(c) riffengine fast preset", req_c)]
+    for key, name, request in rows:
+        if key in args.variants:
+            figures[key], clip = timed(lambda: renderer.render(request), device, args.repeat,
+                                       args.warmup)
+            print(line(name, figures[key], clip_seconds, clip), flush=True)
+    for key in ("b", "c"):
+        if key in figures and "a" in figures:
+            print(f"speed-up {key}: {figures['a'] / figures[key]:.2f}x over (a)")
+    ok = True
+    if theirs is not None and "b" in args.variants:
+        ok = check_image(renderer, req_b, theirs, args, cuda, base_dtype, figures)
+    if cuda:
+        figures["gpu_memory_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    if "d" in args.variants:
+        del renderer, model
+        if cuda:
+            torch.cuda.empty_cache()
+        run_instant(args, device, our_dtype, figures)
+        if "a" in figures:
+            print(f"speed-up d: {figures['a'] / figures['d']:.2f}x over (a)")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
     return 0 if ok else 1
 
 

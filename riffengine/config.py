@@ -25,7 +25,7 @@ import numbers
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -33,7 +33,8 @@ import yaml
 
 from riffengine.control import params
 from riffengine.errors import UserError
-from riffengine.render.request import FAST_SCHEDULER, FAST_STEPS
+from riffengine.render.adapters import AdapterSpec, has_few_step
+from riffengine.render.request import PRESETS, preset_values
 from riffengine.render.speed import COMPILE_MODES
 from riffengine.yamlfile import read_yaml
 
@@ -191,6 +192,21 @@ def _mappings(value: object) -> object:
 _HOST = r"[A-Za-z0-9.:_\-\[\]]+"
 
 
+def _adapter(value: object) -> AdapterSpec:
+    """One ``model.adapters`` entry: a path, or a mapping with path, weight and few_step."""
+    if isinstance(value, str) and value.strip():
+        return AdapterSpec(value)
+    if not isinstance(value, Mapping) or not isinstance(value.get("path"), str) \
+            or not value["path"].strip():
+        raise _Invalid(f"{_show(value)} is not an adapter; use a path, or a mapping like "
+                       "{path: adapters/lcm-lora-sdv1-5.safetensors, weight: 1.0, few_step: true}")
+    extra = set(value) - {"path", "weight", "few_step"}
+    if extra:
+        raise _Invalid(f"adapter key {sorted(extra)[0]!r} is unknown; use path, weight, few_step")
+    return AdapterSpec(value["path"], _number(-10.0, 10.0)(value.get("weight", 1.0)),
+                       _boolean(value.get("few_step", False)))
+
+
 def _setting(default: object, check: Check, path: bool = False) -> object:
     """A dataclass field with its check; ``path`` marks file paths resolved against the file."""
     return field(default=default, metadata={"check": check, "path": path})
@@ -212,6 +228,8 @@ class ModelSettings:
         "auto", _either(_choice("auto"), _boolean, what="auto (on for CUDA), true or false")
     )
     compile: str | None = _setting(None, _optional(_choice(*COMPILE_MODES)))
+    adapters: tuple[AdapterSpec, ...] = _setting((), _list_of(_adapter), path=True)
+    fuse_adapters: bool = _setting(False, _boolean)
     required: bool = _setting(False, _boolean)
     retry_seconds: float = _setting(30.0, _number(0.1, 3600.0))
 
@@ -257,8 +275,11 @@ class LoopSettings:
 class RenderSettings:
     """Starting render parameters and the renderer's timing margin.
 
-    ``denoise`` and ``guidance`` set both sides. ``fast`` asks the renderer for its fastest
-    preset (quality traded for latency).
+    ``denoise`` and ``guidance`` set both sides. ``preset`` trades quality for latency:
+    ``quality`` (the values as written), ``fast`` (DPM-Solver++, steps capped at 20) or
+    ``instant`` (a few-step adapter: LCM at 4 steps, guidance 1; needs an adapter in
+    ``model.adapters`` marked ``few_step: true``). ``fast: true`` is the older spelling of
+    ``preset: fast``.
     """
 
     steps: int = _setting(params.param("steps").default, _param("steps"))
@@ -266,6 +287,7 @@ class RenderSettings:
     denoise: float = _setting(params.param("denoise_a").default, _param("denoise_a"))
     guidance: float = _setting(params.param("guidance_a").default, _param("guidance_a"))
     seed_image: str = _setting(params.param("seed_image").default, _seed_image)
+    preset: str = _setting("quality", _choice(*PRESETS))
     fast: bool = _setting(False, _boolean)
     safety_margin_ms: float = _setting(250.0, _number(0.0, 10000.0))
 
@@ -426,6 +448,8 @@ Errors = list[tuple[str, str]]
 
 
 def _resolve(value: object, base_dir: str | None, kind: object) -> object:
+    if isinstance(value, tuple) and all(isinstance(v, AdapterSpec) for v in value):
+        return tuple(replace(v, path=_resolve(v.path, base_dir, kind)) for v in value)
     if not kind or base_dir is None or not isinstance(value, str):
         return value
     if isinstance(kind, str) and not value.lower().endswith(kind):
@@ -509,7 +533,21 @@ def _scenes(raw: object, errors: Errors) -> Mapping[str, ParamValues]:
     )
 
 
+def render_preset(render: RenderSettings) -> str:
+    """The preset in force: ``render.preset``, or ``fast`` for the older ``render.fast: true``."""
+    return "fast" if render.fast and render.preset == "quality" else render.preset
+
+
 def _cross_checks(settings: Settings, errors: Errors) -> None:
+    render = settings.render
+    if render.fast and render.preset not in ("quality", "fast"):
+        errors.append(("render.fast", f"is true but render.preset is {render.preset}; drop "
+                                      "render.fast (render.preset: fast says the same)"))
+    if render_preset(render) == "instant" and not has_few_step(settings.model.adapters):
+        errors.append(("render.preset", "instant needs a few-step adapter (LCM-LoRA, TCD or "
+                                        "Hyper-SD for SD 1.5); add one to model.adapters with "
+                                        "few_step: true (README: 'Few-step and style "
+                                        "adapters'), or use preset fast"))
     if settings.tempo.source == "midi" and not settings.tempo.midi_clock_in:
         errors.append(("tempo.midi_clock_in", "is not set; name the MIDI port the clock "
                                               "comes in on, since tempo.source is midi"))
@@ -643,22 +681,25 @@ def merge_overrides(settings: Settings, overrides: Mapping[str, object]) -> Sett
 def initial_values(settings: Settings) -> tuple[tuple[str, object], ...]:
     """The starting parameter values the settings give, as (key, value) pairs in order.
 
-    First the plain sections (tempo, loop, render; ``render.fast`` caps the steps and picks the
-    fast preset's scheduler), then the ``initial`` section, which wins.
+    First the plain sections (tempo, loop, render; a ``render.preset`` other than quality caps
+    the steps and picks its scheduler, and ``instant`` its guidance), then the ``initial``
+    section, which wins.
     """
     tempo, loop, render = settings.tempo, settings.loop, settings.render
+    steps, scheduler, guidance = preset_values(render_preset(render), render.steps,
+                                               render.scheduler, render.guidance)
     return (
         ("bpm", tempo.bpm),
         ("beats_per_bar", tempo.beats_per_bar),
         ("tempo_source", tempo.source),
         ("bars", loop.bars),
         ("crossfade_ms", loop.crossfade_ms),
-        ("steps", min(render.steps, FAST_STEPS) if render.fast else render.steps),
-        ("scheduler", FAST_SCHEDULER if render.fast else render.scheduler),
+        ("steps", steps),
+        ("scheduler", scheduler),
         ("denoise_a", render.denoise),
         ("denoise_b", render.denoise),
-        ("guidance_a", render.guidance),
-        ("guidance_b", render.guidance),
+        ("guidance_a", guidance),
+        ("guidance_b", guidance),
         ("seed_image", render.seed_image),
         *settings.initial.items(),
     )

@@ -58,7 +58,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -145,6 +145,7 @@ def build_renderer(settings: Settings):
     """The real renderer with the configured model (loads it: slow, call off the loop)."""
     import torch
 
+    from riffengine.render.adapters import describe_adapters, load_adapters
     from riffengine.render.model import load_model, optimize_model
     from riffengine.render.renderer import Renderer
     from riffengine.render.speed import describe_levers, resolve_levers
@@ -154,10 +155,17 @@ def build_renderer(settings: Settings):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = {"auto": None, "fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[settings.model.dtype]
     model = load_model(settings.model.id, device=device, dtype=dtype)
+    load_adapters(model, settings.model.adapters, settings.model.fuse_adapters)
     levers = resolve_levers(model.device.type, settings.model.channels_last,
                             settings.model.fuse_qkv, settings.model.compile)
-    log.info("model %s on %s (%s); speed levers: %s", model.source, model.device,
-             str(model.dtype).removeprefix("torch."), describe_levers(levers))
+    if levers.fuse_qkv and model.adapters and not model.adapters_fused:
+        # a fused projection would bypass the LoRA layers on query, key and value
+        levers = replace(levers, fuse_qkv=False)
+        log.info("fused QKV is off: adapters are loaded unfused (model.fuse_adapters: true "
+                 "allows both)")
+    log.info("model %s on %s (%s); adapters: %s; speed levers: %s", model.source, model.device,
+             str(model.dtype).removeprefix("torch."),
+             describe_adapters(model.adapters, model.adapters_fused), describe_levers(levers))
     optimize_model(model, levers.channels_last, levers.fuse_qkv, levers.compile_mode)
     return Renderer(model)
 

@@ -4,6 +4,8 @@
 How fast they make a render is measured by ``bench/render.py``, never asserted here.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -126,3 +128,17 @@ def test_the_engine_applies_the_configured_levers(tiny_model_dir):
                                                       "model.fuse_qkv": "auto"})).model
     assert not plain.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert {type(p).__name__ for p in plain.unet.attn_processors.values()} == {"AttnProcessor2_0"}
+
+
+def test_the_compile_cache_persists_in_the_riffengine_cache_folder(tmp_path):
+    from riffengine.render.speed import compile_cache_dir, persist_compile_cache
+
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    assert persist_compile_cache(env) == str(tmp_path / "riffengine" / "compile")
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "riffengine" / "compile")
+    assert compile_cache_dir({"RIFFENGINE_COMPILE_CACHE": "/srv/kernels"}) == Path("/srv/kernels")
+    mine = {"TORCHINDUCTOR_CACHE_DIR": "/var/cache/mine", "XDG_CACHE_HOME": str(tmp_path)}
+    assert persist_compile_cache(mine) == "/var/cache/mine"
+    torch_own = {"TORCHINDUCTOR_CACHE_DIR": "/tmp/torchinductor_me", "XDG_CACHE_HOME": str(tmp_path)}
+    folder = persist_compile_cache(torch_own, torch_default="/tmp/torchinductor_me")
+    assert folder == torch_own["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "riffengine" / "compile")

@@ -151,8 +151,9 @@ def _guidance(side: str) -> Param:
     )
 
 
-SCHEDULERS = ("default", "ddim", "pndm", "lms", "euler", "euler_a", "dpm", "unipc")
-"""Scheduler names; ``default`` is the one saved with the model."""
+SCHEDULERS = ("default", "ddim", "pndm", "lms", "euler", "euler_a", "dpm", "unipc", "lcm", "tcd")
+"""Scheduler names; ``default`` is the one saved with the model; ``lcm`` and ``tcd`` are for
+few-step adapters."""
 
 PARAMS: tuple[Param, ...] = (
     _prompt("a", "lo-fi hip hop beat"),

@@ -129,7 +129,23 @@ def model_identity(model, extra: dict[str, object] | None = None) -> str:
         "device": model.device.type,
         "extra": extra or {},
     }
+    adapters = getattr(model, "adapters", ())
+    if adapters:  # only when present, so keys made without adapters stay valid
+        data["adapters"] = [adapter_identity(spec) for spec in adapters]
+        data["adapters_fused"] = bool(getattr(model, "adapters_fused", False))
     return _digest(data)
+
+
+def adapter_identity(spec) -> list[object]:
+    """An adapter's weight, few-step flag and its file's identity (size and modification time)."""
+    from riffengine.render.adapters import lora_file
+
+    try:
+        file = lora_file(spec.path)
+        st = file.stat()
+        return [str(file.resolve()), st.st_size, st.st_mtime_ns, spec.weight, spec.few_step]
+    except (OSError, UserError):
+        return [spec.path, None, None, spec.weight, spec.few_step]
 
 
 def _digest(data: object) -> str:

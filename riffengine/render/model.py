@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from pathlib import Path
 import torch
 
 from riffengine.errors import UserError
-from riffengine.render.speed import COMPILE_MODES
+from riffengine.render.speed import COMPILE_MODES, persist_compile_cache
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "riffusion/riffusion-model-v1"
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -39,6 +42,8 @@ class RiffusionModel:
     dtype: torch.dtype
     source: str
     compiled: bool = False
+    adapters: tuple = ()
+    adapters_fused: bool = False
 
     @property
     def vae_scale_factor(self) -> int:
@@ -199,7 +204,8 @@ def optimize_model(model: RiffusionModel, channels_last: bool = False, fuse_qkv:
       guidance, so that shapes never change during a show.
 
     Compiling is lazy: the first render compiles (minutes for the real model on a GPU; the
-    on-disk inductor cache shortens later starts), so render once before the first deadline,
+    on-disk inductor cache, kept in :func:`~riffengine.render.speed.compile_cache_dir`,
+    shortens later starts), so render once before the first deadline,
     on the thread that will render (the engine's warm-up does both). Attention already uses
     PyTorch's scaled-dot-product attention (diffusers' default). ``backend`` is for tests
     (``"aot_eager"`` checks that the graph captures whole without generating kernels).
@@ -215,6 +221,10 @@ def optimize_model(model: RiffusionModel, channels_last: bool = False, fuse_qkv:
             raise UserError(
                 f"compile mode {compile_mode!r} is unknown: use one of {', '.join(COMPILE_MODES)}"
             )
+        if backend == "inductor":
+            from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+            log.info("compile cache: %s", persist_compile_cache(torch_default=default_cache_dir()))
         if model.device.type == "cuda" and backend == "inductor":
             tune_inductor()
         options = dict(fullgraph=True, dynamic=False, backend=backend)

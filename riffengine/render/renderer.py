@@ -48,6 +48,8 @@ SCHEDULERS: dict[str, str | None] = {
     "euler_a": "EulerAncestralDiscreteScheduler",
     "dpm": "DPMSolverMultistepScheduler",
     "unipc": "UniPCMultistepScheduler",
+    "lcm": "LCMScheduler",  # for few-step adapters (LCM-LoRA), guidance about 1
+    "tcd": "TCDScheduler",  # for TCD and Hyper-SD adapters
 }
 
 StepCallback = Callable[[int, int], None]
@@ -177,10 +179,13 @@ def img2img_timesteps(scheduler, steps: int, strength: float, device) -> torch.T
 
 
 def step_kwargs(scheduler, generator: torch.Generator) -> dict:
-    """Extra arguments ``scheduler.step`` accepts: eta 0 (DDIM) and a generator (ancestral)."""
+    """Extra arguments ``scheduler.step`` accepts: eta 0 (DDIM) and a generator (ancestral).
+
+    TCD's ``eta`` (its gamma, how much fresh noise each step adds) keeps the scheduler's default.
+    """
     params = inspect.signature(scheduler.step).parameters
     kwargs = {}
-    if "eta" in params:
+    if "eta" in params and type(scheduler).__name__ != "TCDScheduler":
         kwargs["eta"] = 0.0
     if "generator" in params:
         kwargs["generator"] = generator

@@ -13,6 +13,32 @@ from dataclasses import dataclass, field
 FAST_STEPS = 20
 FAST_SCHEDULER = "dpm"
 
+#: The instant preset: a few-step adapter (LCM-LoRA and the like) with the LCM scheduler at 4
+#: steps and guidance 1 (such adapters are distilled for low guidance; at 1 or below the
+#: renderer also skips the unconditional half of the UNet batch, unless compiled).
+INSTANT_STEPS = 4
+INSTANT_SCHEDULER = "lcm"
+INSTANT_GUIDANCE = 1.0
+
+#: ``render.preset`` names.
+PRESETS = ("quality", "fast", "instant")
+
+
+def preset_values(preset: str, steps: int, scheduler: str,
+                  guidance: float) -> tuple[int, str, float]:
+    """Steps, scheduler and guidance a preset makes of the configured ones.
+
+    ``quality`` keeps them; ``fast`` caps steps at :data:`FAST_STEPS` with DPM-Solver++;
+    ``instant`` caps them at :data:`INSTANT_STEPS` with LCM at :data:`INSTANT_GUIDANCE`.
+    """
+    if preset == "fast":
+        return min(steps, FAST_STEPS), FAST_SCHEDULER, guidance
+    if preset == "instant":
+        return min(steps, INSTANT_STEPS), INSTANT_SCHEDULER, INSTANT_GUIDANCE
+    if preset != "quality":
+        raise ValueError(f"preset {preset!r} is unknown: use one of {', '.join(PRESETS)}")
+    return steps, scheduler, guidance
+
 
 @dataclass(frozen=True)
 class PromptSlot:
