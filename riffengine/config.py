@@ -266,6 +266,8 @@ class RenderSettings:
     seed_image: str = _setting(params.param("seed_image").default, _seed_image)
     fast: bool = _setting(False, _boolean)
     safety_margin_ms: float = _setting(250.0, _number(0.0, 10000.0))
+    ahead: int = _setting(2, _integer(1, 8))
+    """Loops of an evolve or glide walk kept rendered ahead of the one playing."""
 
 
 @dataclass(frozen=True)
