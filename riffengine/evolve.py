@@ -232,7 +232,7 @@ def walking(loop: Loop, state: State) -> bool:
 
 
 def prompts_hash(request: RenderRequest) -> str:
-    """A short hash (8 hex digits) of the prompts and weights of both sides and the alpha."""
+    """A short hash (8 hex digits) of the prompts and weights of both sides."""
     sides = [request.a] + ([request.b] if request.b is not None else [])
     text = "|".join(";".join(f"{p.text}:{p.weight:.6g}" for p in s.prompts) for s in sides)
     return hashlib.sha1(text.encode()).hexdigest()[:8]

@@ -38,3 +38,49 @@ def test_the_same_start_gives_the_same_piece(tmp_path):
     second, events2, _, _ = session(tmp_path / "2", duration=5.0, **{"initial.evolve": 0.25})
     np.testing.assert_array_equal(first, second)
     assert walk_of(kinds(events1, "loop_started")) == walk_of(kinds(events2, "loop_started"))
+
+
+def test_a_glide_of_four_loops_gives_three_loops_between(tmp_path):
+    script = [step(0, 1.5, **{"prompt_a/0": "jazz"})]
+    _, events, _, _ = session(tmp_path, script, duration=8.0, **{"initial.glide": 4})
+    new = [s for s in kinds(events, "loop_started") if s["repeat"] == 0]
+    # bar 0 the start; the change at 1.5 s is heard from bar 2 on: 1/4, 2/4, 3/4, then jazz
+    assert [(s["bar"], s["glide"], s["alpha"]) for s in new] == [
+        (0, "", 0.0), (2, "1/4", 0.25), (3, "2/4", 0.5), (4, "3/4", 0.75), (5, "4/4", 0.0)]
+    assert new[1]["prompt"] == "lo-fi hip hop beat" and new[4]["prompt"] == "jazz"
+    assert len({s["prompts"] for s in new[1:4]}) == 1 != len({new[0]["prompts"], new[1]["prompts"], new[4]["prompts"]})
+    starts = kinds(events, "loop_started")
+    assert [s["clip_id"] for s in starts if s["bar"] >= 5] == [new[4]["clip_id"]] * 3  # then it holds
+    assert_contiguous_on_bars(starts)
+
+
+def test_a_change_mid_glide_restarts_it_from_the_heard_loop(tmp_path):
+    script = [step(0, 1.5, **{"prompt_a/0": "jazz"}), step(1, 3.5, **{"prompt_a/0": "tango"})]
+    _, events, _, _ = session(tmp_path, script, duration=9.0, **{"initial.glide": 4})
+    new = [s for s in kinds(events, "loop_started") if s["repeat"] == 0]
+    # bar 3 plays the glide half way to jazz; the new glide to tango starts from it at bar 4
+    assert [(s["bar"], s["glide"]) for s in new] == [
+        (0, ""), (2, "1/4"), (3, "2/4"), (4, "1/4"), (5, "2/4"), (6, "3/4"), (7, "4/4")]
+    assert new[-1]["prompt"] == "tango"
+    renders = kinds(events, "render")
+    # the loop of the old glide rendered ahead for bar 4 was dropped, never played
+    dropped = [r for r in renders if r["phase"] == "dropped"]
+    assert dropped and all(r["reason"] == "superseded" for r in dropped)
+    played = {s["clip_id"] for s in kinds(events, "loop_started")}
+    queued_old = [e for e in kinds(events, "loop_scheduled") if e["glide"] == "3/4" and e["version"] == 1]
+    assert len(queued_old) == 1 and queued_old[0]["clip_id"] not in played
+    assert [d["clip_id"] for d in kinds(events, "loop_dropped")] == [queued_old[0]["clip_id"]]
+
+
+def test_a_control_change_mid_evolve_drops_the_loops_rendered_ahead(tmp_path):
+    script = [step(0, 3.5, bpm=200.0)]
+    _, events, _, _ = session(tmp_path, script, duration=7.0, **{"initial.evolve": 0.25})
+    starts = kinds(events, "loop_started")
+    assert [s["repeat"] for s in starts] == [0] * len(starts)
+    # the walk goes on through the tempo change, one step a loop, no step lost or repeated
+    assert [s["position"] for s in starts] == [0.25 * i for i in range(len(starts))]
+    assert [s["bpm"] for s in starts][:4] == [240.0] * 4 and starts[-1]["bpm"] == 200.0
+    assert any(r["phase"] == "dropped" for r in kinds(events, "render"))
+    # no loop at the old tempo plays after the first one at the new tempo
+    first_new = next(i for i, s in enumerate(starts) if s["bpm"] == 200.0)
+    assert all(s["bpm"] == 200.0 for s in starts[first_new:])
