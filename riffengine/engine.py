@@ -70,7 +70,7 @@ from riffengine.audio.livegain import LiveGain, db_to_gain
 from riffengine.audio.output import MAX_BLOCK, WavFileOutput, open_output
 from riffengine.audio.recorder import Recorder
 from riffengine.audio.ringbuffer import RingBuffer
-from riffengine.audio.timeline import ClipDropped, LoopStarted, Timeline
+from riffengine.audio.timeline import ClipDropped, LoopStarted, Stopped, Timeline
 from riffengine.clipmaker import BadAudio, ClipMaker, ClipSpec, MadeClip
 from riffengine.config import Settings, initial_values
 from riffengine.control.params import PREFIX
@@ -336,6 +336,7 @@ class Engine:
             "next_change_bar": next_bar,
             "next_change_in_s": next_in,
             "clip": self._heard_clip or "",
+            "playing": int(timeline is None or not timeline.stopped),
             **self._walk_fields(self._heard_clip, "loop_"),
             "walk_repeats": self._stats["walk_repeats"],
             "walk_dropped": self.ahead.dropped,
@@ -481,6 +482,8 @@ class Engine:
         clip_id = self._register_clip(made, state.version)
         self.ahead.start(first, state, clip_id)
         self.timeline.submit(self.timeline.make_clip(clip_id, made.audio, key[1], key[2]), 0)
+        if state.values["transport"] == "stop":
+            self.timeline.stop(0)  # silent until play
         self.bus.publish("render", phase="done", clip_id=clip_id, version=state.version,
                          mode=RENDER, ms=round(made.seconds * 1000.0, 1), warm_up=True, late=False)
         self.bus.publish("loop_scheduled", clip_id=clip_id, version=state.version, bar=0, frame=0,
@@ -614,7 +617,7 @@ class Engine:
         written = self.ring.write(frames)
         assert written == len(frames), "the feeder wrote more than the ring had room for"
         for event in block.events:
-            if isinstance(event, LoopStarted):
+            if isinstance(event, (LoopStarted, Stopped)):
                 self._heard.append(event)
             elif isinstance(event, ClipDropped):
                 self._stats["dropped"] += 1
@@ -662,6 +665,8 @@ class Engine:
             elif key == "tempo_source" and self.follower is not None and source != "tempo":
                 if not self.follower.switch(str(value)):  # refused: put the old value back
                     self._loop.call_soon(self.store.apply, {"tempo_source": self.follower.sync.source}, "tempo")
+            elif key == "transport" and self.timeline is not None:
+                self._set_transport(str(value), source)
             elif key == "beats_per_bar":
                 self.bus.publish("warning", message="a meter change takes effect at the next start; "
                                                     "the loop keeps its meter")
@@ -677,6 +682,20 @@ class Engine:
                              bar=self.timeline.tempo.bar_at(heard),
                              seconds=round(max(0, heard - self.heard_frame()) / self.sample_rate, 3))
         self._wake.set()
+
+    def _set_transport(self, value: str, source: str) -> None:
+        """``transport``: stop at the next bar line (fading out before it) or play from the next
+        one; a ``transport`` event says where."""
+        timeline = self.timeline
+        if value == "stop":
+            timeline.stop(timeline.cursor)
+            frame = timeline.stopping_at if timeline.stopping_at is not None else timeline.cursor
+        else:
+            frame = timeline.play(timeline.cursor)
+            if frame is None:  # the stop was called off before its fade began
+                frame = timeline.cursor
+        self.bus.publish("transport", state=value, frame=frame, bar=timeline.tempo.bar_at(frame),
+                         source=source)
 
     def _loop_geometry(self) -> tuple[int, int, int]:
         """(next seam, current loop length, crossfade) in cursor frames."""
@@ -697,6 +716,8 @@ class Engine:
         planner = self.planner
         if planner is None or self.worker is None or self._warm_future is None or not self._warm_future.done():
             return
+        if self.store.state.values["transport"] == "stop":
+            return  # stopped: nothing is rendered until play
         state = self.store.state
         queued = 1 if self.timeline.pending_clip_id is not None else 0
         planned = self.ahead.candidate(state, self.timeline.current_clip_id, queued)
@@ -870,7 +891,11 @@ class Engine:
     def _publish_heard(self) -> None:
         heard = self.heard_frame()
         while self._heard and self._heard[0].frame <= heard:
-            self._publish_loop(self._heard.popleft())
+            event = self._heard.popleft()
+            if isinstance(event, Stopped):
+                self.bus.publish("loop_stopped", frame=event.frame, bar=event.bar)
+            else:
+                self._publish_loop(event)
         self._publish_beats(heard)
         ring = self.ring
         if ring.underruns != self._underruns_seen:

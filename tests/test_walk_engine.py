@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_engine import RATE, assert_contiguous_on_bars, assert_never_silent, kinds, session, step
+from test_engine import BAR, RATE, assert_contiguous_on_bars, assert_never_silent, kinds, session, step
 
 
 def walk_of(starts):
@@ -84,3 +84,27 @@ def test_a_control_change_mid_evolve_drops_the_loops_rendered_ahead(tmp_path):
     # no loop at the old tempo plays after the first one at the new tempo
     first_new = next(i for i, s in enumerate(starts) if s["bpm"] == 200.0)
     assert all(s["bpm"] == 200.0 for s in starts[first_new:])
+
+
+def test_stop_lands_on_a_bar_line_and_play_resumes_on_one(tmp_path):
+    script = [step(0, 2.3, transport="stop"), step(1, 4.6, transport="play")]
+    audio, events, _, _ = session(tmp_path, script, duration=7.0, **{"initial.evolve": 0.25})
+    transport = kinds(events, "transport")
+    assert [(t["state"], t["bar"], t["frame"]) for t in transport] == [("stop", 3, 3 * BAR), ("play", 5, 5 * BAR)]
+    assert [(e["bar"], e["frame"]) for e in kinds(events, "loop_stopped")] == [(3, 3 * BAR)]
+    fade = round(0.05 * RATE)  # the crossfade length
+    assert np.abs(audio[3 * BAR - fade - 400 : 3 * BAR - fade]).max() > 0.1  # playing until the fade
+    assert np.abs(audio[3 * BAR - 20 : 3 * BAR]).max() < 0.05  # faded out to the bar line
+    assert not audio[3 * BAR : 5 * BAR].any()  # silent for two bars
+    assert np.abs(audio[5 * BAR : 5 * BAR + 8]).min() == pytest.approx(0.9, abs=1e-6)  # a downbeat
+    starts = kinds(events, "loop_started")
+    resumed = [s for s in starts if s["frame"] == 5 * BAR][0]
+    assert resumed["repeat"] == 0
+    # nothing was rendered from the stop request to play; the walk then goes on where it was
+    kinds_in_order = [(e["kind"], e.get("phase"), e.get("state")) for e in events]
+    stop_at = kinds_in_order.index(("transport", None, "stop"))
+    play_at = kinds_in_order.index(("transport", None, "play"))
+    assert ("render", "started", None) not in kinds_in_order[stop_at:play_at]
+    assert ("render", "started", None) in kinds_in_order[play_at:]
+    new = [s for s in starts if s["repeat"] == 0]
+    assert [s["position"] for s in new] == [0.25 * i for i in range(len(new))]
