@@ -108,3 +108,26 @@ def test_stop_lands_on_a_bar_line_and_play_resumes_on_one(tmp_path):
     assert ("render", "started", None) in kinds_in_order[play_at:]
     new = [s for s in starts if s["repeat"] == 0]
     assert [s["position"] for s in new] == [0.25 * i for i in range(len(new))]
+
+
+@pytest.mark.parametrize("values, change", [
+    ({"evolve": 0.25}, None),
+    ({"glide": 3}, {"prompt_a/0": "jazz"}),
+])
+def test_offline_render_is_what_run_plays(tmp_path, values, change):
+    from riffengine import offline
+    from riffengine.evolve import prompts_hash
+    from riffengine.render.fake import FakeRenderer
+    from riffengine.state import apply_many, initial_state
+    from test_engine import settings_for
+
+    script = [step(0, 0.5, **change)] if change else []
+    audio, events, _, _ = session(tmp_path, script, duration=6.0, **{f"initial.{k}": v for k, v in values.items()})
+    state = apply_many(initial_state(settings_for(tmp_path)), values)
+    loops = offline.walk(state, 6, change)
+    piece = offline.render_loops(FakeRenderer(), loops, 4, 50.0, RATE)
+    assert piece.shape == (6 * BAR, 2)
+    heard = [(s["alpha"], s["seed_a"], s["prompts"]) for s in kinds(events, "loop_started")]
+    assert heard == [(l.request.alpha, l.request.a.seed, prompts_hash(l.request)) for l in loops]
+    end = 6 * BAR - round(0.1 * RATE)  # run fades out over its last 0.1 s
+    np.testing.assert_array_equal(piece[:end], audio[:end])
