@@ -252,6 +252,12 @@ def test_notify_pushes_state_beat_loop_and_fail(engine, client, tmp_path):
 
         engine.call(engine.bus.publish, "loop_started", index=7, bar=20, frame=0, image="/x/y.png")
         assert listener.wait_for("/riff/loop").params == [7, 20, "/x/y.png"]
+        # a loop of the walk: what it is follows the loop message
+        engine.call(engine.bus.publish, "loop_started", index=8, bar=22, frame=0, image="/x/z.png",
+                    alpha=0.25, seed_a=42, seed_b=43, prompts="0123abcd", step=5, glide="1/4")
+        assert listener.wait_for("/riff/loop").params == [8, 22, "/x/z.png"]
+        walk = listener.wait_for("/riff/walk").params
+        assert walk == [8, pytest.approx(0.25), 42, 43, "0123abcd", 5, "1/4"]
 
         engine.call(engine.bus.publish, "render_failed", reason="error",
                     error="OutOfMemoryError: CUDA out of memory")
