@@ -335,7 +335,7 @@ def test_python_client_example(engine):
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "python_client.py"),
          "--port", str(engine.osc_port), "--prompt", "deep house bassline", "--alpha", "0.4",
-         "--seed", "777"],
+         "--seed", "777", "--evolve", "0.25", "--glide", "2"],
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 0, result.stderr
@@ -344,6 +344,7 @@ def test_python_client_example(engine):
     assert engine.values["seed_a"] == 777
     assert "prompt_a/0 = deep house bassline" in result.stdout
     assert "alpha = 0.4" in result.stdout
+    assert (engine.values["evolve"], engine.values["glide"]) == (0.25, 2)
 
 
 def _probe_value(p: params.Param) -> object:
@@ -409,7 +410,10 @@ def test_max_patch_is_well_formed_and_its_messages_are_accepted(engine, client):
             address, *args = _max_atoms(text.replace("9001", str(reply_port)))
             client.send(address, *args)
         for address in prepends:
-            client.send(address, 0.5 if "norm" in address or "alpha" in address else 99)
+            if "glide" in address:
+                client.send(address, 4)
+            else:
+                client.send(address, 0.5 if any(w in address for w in ("norm", "alpha", "evolve")) else 99)
         listener.wait_for("/riff/status.reply")
         listener.wait_for("/riff/notify.reply")
         client.send("/riff/status")  # answered after everything before it: to the named port
@@ -418,6 +422,8 @@ def test_max_patch_is_well_formed_and_its_messages_are_accepted(engine, client):
     assert engine.values["prompt_a"][0] == "lo-fi piano with rain"
     assert engine.values["alpha"] == 0.5 and engine.values["seed_a"] == 99
     assert engine.values["scene"] == 1
+    assert engine.values["evolve"] == 0.5 and engine.values["glide"] == 4
+    assert engine.values["transport"] == "stop"  # play, then stop, in the order of the boxes
 
 
 def test_touchdesigner_script_sends_addresses_the_engine_serves(engine, client):
@@ -436,6 +442,10 @@ def test_touchdesigner_script_sends_addresses_the_engine_serves(engine, client):
     namespace["set_alpha"](0.5)
     namespace["set_seed"](1234)
     namespace["set_norm"]("guidance_a", 0.25)
+    namespace["set_evolve"](0.25)
+    namespace["set_evolve_mode"]("pingpong")
+    namespace["set_glide"](4)
+    namespace["stop"]()
     namespace["subscribe"]()
     client.wait_for("/riff/notify.reply")
     namespace["status"]()
@@ -444,3 +454,5 @@ def test_touchdesigner_script_sends_addresses_the_engine_serves(engine, client):
     assert engine.values["prompt_a"][0] == "lo-fi piano with rain"
     assert (engine.values["alpha"], engine.values["seed_a"]) == (0.5, 1234)
     assert engine.values["guidance_a"] == pytest.approx(5.0)
+    assert (engine.values["evolve"], engine.values["evolve_mode"], engine.values["glide"]) == (0.25, "pingpong", 4)
+    assert engine.values["transport"] == "stop"
