@@ -241,6 +241,8 @@ class TempoSettings:
     source: str = _setting("internal", _choice("internal", "link", "midi"))
     midi_clock_in: str | None = _setting(None, _optional(_text("a MIDI port name or null")))
     midi_clock_out: str | None = _setting(None, _optional(_text("a MIDI port name or null")))
+    transport_sync: bool = _setting(True, _boolean)
+    """Follow and send play/stop: Link start/stop sync, MIDI Start/Stop/Continue."""
 
 
 @dataclass(frozen=True)
