@@ -131,3 +131,15 @@ def test_offline_render_is_what_run_plays(tmp_path, values, change):
     assert heard == [(l.request.alpha, l.request.a.seed, prompts_hash(l.request)) for l in loops]
     end = 6 * BAR - round(0.1 * RATE)  # run fades out over its last 0.1 s
     np.testing.assert_array_equal(piece[:end], audio[:end])
+
+
+def test_a_failed_loop_of_the_walk_is_tried_again_and_no_step_is_lost(tmp_path):
+    # [raise=1]: the first render of each request fails, the retry after the back-off works
+    script = [step(0, 0.5, **{"prompt_a/0": "beat [raise=1]"})]
+    _, events, _, engine = session(tmp_path, script, duration=9.0, **{"initial.evolve": 0.25})
+    starts = kinds(events, "loop_started")
+    new = [s for s in starts if s["repeat"] == 0]
+    assert len(new) >= 4
+    assert [s["position"] for s in new] == [0.25 * i for i in range(len(new))]
+    assert len(kinds(events, "render_failed")) >= 1 and kinds(events, "render_recovered")
+    assert engine.figures()["walk_repeats"] == len(starts) - len(new) > 0  # late loops counted
