@@ -143,3 +143,15 @@ def test_a_failed_loop_of_the_walk_is_tried_again_and_no_step_is_lost(tmp_path):
     assert [s["position"] for s in new] == [0.25 * i for i in range(len(new))]
     assert len(kinds(events, "render_failed")) >= 1 and kinds(events, "render_recovered")
     assert engine.figures()["walk_repeats"] == len(starts) - len(new) > 0  # late loops counted
+
+
+def test_run_takes_evolve_from_the_command_line(tmp_path, capsys):
+    from riffengine import cli
+    from riffengine.eventlog import read_events
+
+    out, log = tmp_path / "take.wav", tmp_path / "e.jsonl"
+    code = cli.main(["run", "--fake-renderer", "--no-osc", "--output", str(out), "--bpm", "240",
+                     "--bars", "1", "--duration", "3", "--evolve", "0.5", "--events", str(log)])
+    assert code == 0
+    starts = kinds(read_events(log), "loop_started")
+    assert [(s["alpha"], s["seed_a"]) for s in starts] == [(0.0, 42), (0.5, 42), (0.0, 43)]
