@@ -120,7 +120,11 @@ class Ahead:
             return None
         if self.restarting:
             heard = self.loop_of(heard_clip) or tail
-            return Planned(evolve.restart(heard.loop, heard.state, state), state, False)
+            planned = Planned(evolve.restart(heard.loop, heard.state, state), state, False)
+            if planned.loop.key == tail.loop.key:  # the change asks for nothing new
+                self.restarting = False
+                self.tail = planned
+            return planned
         loop = evolve.next_loop(tail.loop, state)
         if loop.key == tail.loop.key:
             return Planned(tail.loop, state, False)  # nothing moves: the planner has it already

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from riffengine import evolve
-from riffengine.ahead import Ahead, Planned
+from riffengine.ahead import Ahead
 from riffengine.audio import gil
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
 from riffengine.audio.livegain import LiveGain, db_to_gain
@@ -731,7 +731,7 @@ class Engine:
             self.ahead.issued(job.number, planned)
         reading = self.follower.reading() if self.follower is not None else None
         meter = self.timeline.tempo.beats_per_bar
-        if job is None and self.timeline.pending_clip_id is None \
+        if job is None and self.timeline.pending_clip_id is None and not self.ahead.ready \
                 and needs_realign(reading, seam, length, self.sample_rate, meter):
             job = planner.realign_job(self.timeline.cursor, seam, length, fade)  # tempo sync drift
         if job is None:

@@ -15,7 +15,8 @@ Evolve (``evolve`` > 0) moves a *position* forward by ``evolve`` per loop:
 
 With ``evolve`` 0 the loop is the State's own request (as without a walk). The position starts
 again (0, or the State's alpha) when evolve is switched on, the mode changes, or alpha is
-moved in ``pingpong``/``toward_b``; other changes keep it.
+moved in ``pingpong``/``toward_b``; other changes keep it. Either way the loop heard when the
+change came counts as the walk's last step, and the next loop is one step on.
 
 Glide (``glide`` = N > 0): when prompts, weights, seeds, denoise or guidance of a side change,
 the next N loops go from the side heard when the change came to the new target:
@@ -212,10 +213,8 @@ def restart(heard: Loop, old: State, new: State) -> Loop:
 
     A glide starts from ``heard`` if :func:`glide_triggered`; else a glide under way goes on.
     """
-    if _restarts_position(old, new):
-        position = start_position(new)
-    else:
-        position = advance(heard.position, new)
+    base = start_position(new) if _restarts_position(old, new) else heard.position
+    position = advance(base, new)  # the heard loop is where the walk (re)starts from
     if glide_triggered(old, new):
         glide: Glide | None = Glide(heard_side(heard.request), int(new.values["glide"]), 1)  # type: ignore[call-overload]
     else:

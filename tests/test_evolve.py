@@ -112,3 +112,12 @@ def test_describe_names_alpha_seeds_and_a_short_prompt_hash():
     assert len(d["prompts"]) == 8 and all(c in "0123456789abcdef" for c in d["prompts"])
     other = st.apply(state, "prompt_a/0", "jazz")
     assert ev.describe(ev.first_loop(other))["prompts"] != ev.describe(ev.first_loop(state))["prompts"]
+
+
+def test_switching_evolve_on_starts_the_walk_one_step_after_the_heard_loop():
+    old = st.initial_state()
+    new = st.apply(old, "evolve", 0.25)
+    r = ev.restart(ev.first_loop(old), old, new)
+    assert (r.position, r.request.alpha, r.request.a.seed, r.request.b.seed) == (0.25, 0.25, 42, 43)
+    off = st.apply(new, "evolve", 0.0)
+    assert ev.restart(r, new, off).request == st.to_render_request(off)  # off: back to the state

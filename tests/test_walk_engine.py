@@ -155,3 +155,11 @@ def test_run_takes_evolve_from_the_command_line(tmp_path, capsys):
     assert code == 0
     starts = kinds(read_events(log), "loop_started")
     assert [(s["alpha"], s["seed_a"]) for s in starts] == [(0.0, 42), (0.5, 42), (0.0, 43)]
+
+
+def test_evolve_switched_on_while_playing_walks_from_the_next_loop(tmp_path):
+    script = [step(0, 1.5, evolve=0.5), step(1, 4.5, evolve=0.0)]
+    _, events, _, _ = session(tmp_path, script, duration=7.0)
+    new = [s for s in kinds(events, "loop_started") if s["repeat"] == 0]
+    assert [(s["bar"], s["alpha"], s["seed_a"]) for s in new] == [
+        (0, 0.0, 42), (2, 0.5, 42), (3, 0.0, 43), (4, 0.5, 43), (5, 0.0, 42)]  # off: the state again
