@@ -80,6 +80,7 @@ from riffengine.events import EventBus
 from riffengine.planner import RENDER, Job, Planner, clip_key, landing_seam
 from riffengine.render.renderer import SAMPLE_RATE as MODEL_RATE
 from riffengine.render.worker import (
+    RenderCancelled,
     RenderJob,
     RenderResult,
     RenderWorker,
@@ -264,6 +265,7 @@ class Engine:
                        "retries": 0, "outputs_lost": 0, "panics": 0, "reloads": 0, "walk_repeats": 0}
         self._last_render_ms = 0.0
         self._job_bpm: dict[int, float] = {}
+        self._cancel: set[int] = set()  # jobs to stop at their next step (read on the worker thread)
         self._unsubscribe: list[Callable[[], None]] = []
 
     # --- public API (loop thread) ---------------------------------------------------------------
@@ -477,6 +479,8 @@ class Engine:
             raise WarmUpFailed(f"the first render failed ({result.error}); nothing to play. "
                                "Check the model (--model) and the device (--device)")
         made: MadeClip = result.clip
+        if self.realtime:
+            self.worker.renderer.on_step = self._check_cancel  # from now on, after the warm-up
         self.planner.mark_good(key, RENDER, made.seconds)
         self._last_render_ms = made.seconds * 1000.0
         clip_id = self._register_clip(made, state.version)
@@ -672,6 +676,8 @@ class Engine:
                                                     "the loop keeps its meter")
         in_flight = self.planner.in_flight.number if self.planner is not None and self.planner.in_flight else None
         dropped = self.ahead.changed(old, new, in_flight)
+        if self.realtime and in_flight in self.ahead.stale:
+            self._cancel.add(in_flight)  # stopped at its next diffusion step: the change starts sooner
         if dropped:
             self.bus.publish("render", phase="dropped", version=new.version, loops=dropped,
                              reason="superseded")
@@ -747,6 +753,12 @@ class Engine:
                          heard_at_bar=self.timeline.tempo.bar_at(job.target_seam),
                          heard_in_s=round(max(0, job.target_seam - self.heard_frame()) / self.sample_rate, 3))
 
+    def _check_cancel(self, step: int, steps: int) -> None:
+        """Worker thread, after each diffusion step: stop a render the loop no longer wants."""
+        job = self.worker.running if self.worker is not None else None
+        if job is not None and job.tag in self._cancel:
+            raise RenderCancelled(f"job {job.tag} overtaken by a control change (step {step}/{steps})")
+
     def _spec(self, key) -> ClipSpec:
         request, bpm, bars = key
         meter = self.timeline.tempo.beats_per_bar
@@ -790,6 +802,12 @@ class Engine:
     def _apply_result(self, job: Job, result: RenderResult) -> None:
         bpm = self._job_bpm.pop(job.number, job.bpm)
         planned, play = self.ahead.result(job.number, result.ok)
+        self._cancel.discard(job.number)
+        if isinstance(result.error, RenderCancelled):  # a speculative loop stopped half way
+            self.planner.drop(job)
+            self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
+                             reason="cancelled", ms=round(result.seconds * 1000.0, 1))
+            return
         if job.version < self._discard_before:  # overtaken by a panic: not wanted any more
             self.planner.drop(job)
             self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
