@@ -261,6 +261,8 @@ class TempoSettings:
     source: str = _setting("internal", _choice("internal", "link", "midi"))
     midi_clock_in: str | None = _setting(None, _optional(_text("a MIDI port name or null")))
     midi_clock_out: str | None = _setting(None, _optional(_text("a MIDI port name or null")))
+    transport_sync: bool = _setting(True, _boolean)
+    """Follow and send play/stop: Link start/stop sync, MIDI Start/Stop/Continue."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,8 @@ class RenderSettings:
     preset: str = _setting("quality", _choice(*PRESETS))
     fast: bool = _setting(False, _boolean)
     safety_margin_ms: float = _setting(250.0, _number(0.0, 10000.0))
+    ahead: int = _setting(2, _integer(1, 8))
+    """Loops of an evolve or glide walk kept rendered ahead of the one playing."""
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from riffengine import evolve
+from riffengine.ahead import Ahead
 from riffengine.audio import gil
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
 from riffengine.audio.livegain import LiveGain, db_to_gain
@@ -69,7 +71,7 @@ from riffengine.audio.output import MAX_BLOCK, WavFileOutput, open_output
 from riffengine.audio.panic import PanicRequest, PanicStage
 from riffengine.audio.recorder import Recorder
 from riffengine.audio.ringbuffer import RingBuffer
-from riffengine.audio.timeline import ClipDropped, LoopStarted, Timeline
+from riffengine.audio.timeline import ClipDropped, LoopStarted, Stopped, Timeline
 from riffengine.clipmaker import BadAudio, ClipMaker, ClipSpec, MadeClip
 from riffengine.render.fallback import FallbackRenderer
 from riffengine.config import Settings, initial_values
@@ -80,6 +82,7 @@ from riffengine.events import EventBus
 from riffengine.planner import RENDER, Job, Planner, clip_key, landing_seam
 from riffengine.render.renderer import SAMPLE_RATE as MODEL_RATE
 from riffengine.render.worker import (
+    RenderCancelled,
     RenderJob,
     RenderResult,
     RenderWorker,
@@ -239,6 +242,7 @@ class Engine:
         self.timeline: Timeline | None = None
         self.worker: RenderWorker | None = None
         self.planner: Planner | None = None
+        self.ahead = Ahead(settings.render.ahead)
         self.events_log: EventLog | None = None
         self.surfaces = None
         self.follower: Follower | None = None
@@ -274,9 +278,10 @@ class Engine:
         self._end_frame: int | None = None
         self._stream_started = False
         self._stats = {"renders": 0, "stretches": 0, "failures": 0, "late": 0, "dropped": 0,
-                       "retries": 0, "outputs_lost": 0, "panics": 0, "reloads": 0}
+                       "retries": 0, "outputs_lost": 0, "panics": 0, "reloads": 0, "walk_repeats": 0}
         self._last_render_ms = 0.0
         self._job_bpm: dict[int, float] = {}
+        self._cancel: set[int] = set()  # jobs to stop at their next step (read on the worker thread)
         self._unsubscribe: list[Callable[[], None]] = []
 
     # --- public API (loop thread) ---------------------------------------------------------------
@@ -332,7 +337,7 @@ class Engine:
             if seam is not None:
                 next_bar = timeline.tempo.bar_at(seam)
                 next_in = round(max(0, seam - pos.frame) / self.sample_rate, 3)
-            loops_ahead = 1 if timeline.pending_clip_id is not None else 0
+            loops_ahead = (1 if timeline.pending_clip_id is not None else 0) + len(self.ahead.ready)
             expected_ms = planner.expected_seconds(RENDER) * 1000.0
         ring = self.ring
         return {
@@ -349,6 +354,10 @@ class Engine:
             "next_change_bar": next_bar,
             "next_change_in_s": next_in,
             "clip": self._heard_clip or "",
+            "playing": int(timeline is None or not timeline.stopped),
+            **self._walk_fields(self._heard_clip, "loop_"),
+            "walk_repeats": self._stats["walk_repeats"],
+            "walk_dropped": self.ahead.dropped,
             "underruns": ring.underruns if ring else 0,
             "xruns": int(getattr(self.output, "xruns", 0) or 0),
             "ring_ms": round(ring.available() * 1000.0 / self.sample_rate, 1) if ring else 0.0,
@@ -501,7 +510,8 @@ class Engine:
     async def _warm_up(self) -> bool:
         """Render the starting State before the stream starts; False if stopped meanwhile."""
         state = self.store.state
-        key = clip_key(state)
+        first = evolve.first_loop(state)
+        key = first.key
         self._warm_future = self._loop.create_future()
         progress = self._warm_up_progress()
         self.worker.submit(RenderJob(self._spec(key), tag=WARM_UP))
@@ -532,14 +542,20 @@ class Engine:
             raise WarmUpFailed(f"the first render failed ({result.error}); nothing to play. "
                                "Check the model (--model) and the device (--device)")
         made: MadeClip = result.clip
+        if self.realtime:
+            self.worker.renderer.on_step = self._check_cancel  # from now on, after the warm-up
         self.planner.mark_good(key, RENDER, made.seconds)
         self._last_render_ms = made.seconds * 1000.0
         clip_id = self._register_clip(made, state.version)
+        self.ahead.start(first, state, clip_id)
         self.timeline.submit(self.timeline.make_clip(clip_id, made.audio, key[1], key[2]), 0)
+        if state.values["transport"] == "stop":
+            self.timeline.stop(0)  # silent until play
         self.bus.publish("render", phase="done", clip_id=clip_id, version=state.version,
                          mode=RENDER, ms=round(made.seconds * 1000.0, 1), warm_up=True, late=False)
         self.bus.publish("loop_scheduled", clip_id=clip_id, version=state.version, bar=0, frame=0,
-                         bpm=key[1], bars=key[2], late=False, frames=len(made.audio), image=made.image)
+                         bpm=key[1], bars=key[2], late=False, frames=len(made.audio), image=made.image,
+                         **self._walk_fields(clip_id))
         return True
 
     async def _start_surfaces(self) -> None:
@@ -600,6 +616,7 @@ class Engine:
             self._run_script()
             self._apply_arrivals()
             self._retry_due()
+            self._submit_ahead()
             self._plan()
             self._report_late()
             if self.realtime:
@@ -667,7 +684,7 @@ class Engine:
         written = self.ring.write(frames)
         assert written == len(frames), "the feeder wrote more than the ring had room for"
         for event in block.events:
-            if isinstance(event, LoopStarted):
+            if isinstance(event, (LoopStarted, Stopped)):
                 self._heard.append(event)
             elif isinstance(event, ClipDropped):
                 self._stats["dropped"] += 1
@@ -715,9 +732,18 @@ class Engine:
             elif key == "tempo_source" and self.follower is not None and source != "tempo":
                 if not self.follower.switch(str(value)):  # refused: put the old value back
                     self._loop.call_soon(self.store.apply, {"tempo_source": self.follower.sync.source}, "tempo")
+            elif key == "transport" and self.timeline is not None:
+                self._set_transport(str(value), source)
             elif key == "beats_per_bar":
                 self.bus.publish("warning", message="a meter change takes effect at the next start; "
                                                     "the loop keeps its meter")
+        in_flight = self.planner.in_flight.number if self.planner is not None and self.planner.in_flight else None
+        dropped = self.ahead.changed(old, new, in_flight)
+        if self.realtime and in_flight in self.ahead.stale:
+            self._cancel.add(in_flight)  # stopped at its next diffusion step: the change starts sooner
+        if dropped:
+            self.bus.publish("render", phase="dropped", version=new.version, loops=dropped,
+                             reason="superseded")
         self._plan()
         heard = self._heard_at_seam()
         if heard is not None and self.timeline is not None:
@@ -725,6 +751,20 @@ class Engine:
                              bar=self.timeline.tempo.bar_at(heard),
                              seconds=round(max(0, heard - self.heard_frame()) / self.sample_rate, 3))
         self._wake.set()
+
+    def _set_transport(self, value: str, source: str) -> None:
+        """``transport``: stop at the next bar line (fading out before it) or play from the next
+        one; a ``transport`` event says where."""
+        timeline = self.timeline
+        if value == "stop":
+            timeline.stop(timeline.cursor)
+            frame = timeline.stopping_at if timeline.stopping_at is not None else timeline.cursor
+        else:
+            frame = timeline.play(timeline.cursor)
+            if frame is None:  # the stop was called off before its fade began
+                frame = timeline.cursor
+        self.bus.publish("transport", state=value, frame=frame, bar=timeline.tempo.bar_at(frame),
+                         source=source)
 
     def _loop_geometry(self) -> tuple[int, int, int]:
         """(next seam, current loop length, crossfade) in cursor frames."""
@@ -745,12 +785,22 @@ class Engine:
         planner = self.planner
         if planner is None or self.worker is None or self._warm_future is None or not self._warm_future.done():
             return
-        planner.want(self.store.state)
+        if self.store.state.values["transport"] == "stop":
+            return  # stopped: nothing is rendered until play
+        state = self.store.state
+        queued = 1 if self.timeline.pending_clip_id is not None else 0
+        planned = self.ahead.candidate(state, self.timeline.current_clip_id, queued)
+        planner.want(state, planned.loop.key if planned is not None else planner.last_good_key)
         seam, length, fade = self._loop_geometry()
-        job = planner.next_job(self.timeline.cursor, seam, length, fade)
+        not_before = 0
+        if planned is not None and planned.speculative:
+            not_before = seam + length * (queued + len(self.ahead.ready))
+        job = planner.next_job(self.timeline.cursor, seam, length, fade, not_before)
+        if job is not None and planned is not None and job.key == planned.loop.key:
+            self.ahead.issued(job.number, planned)
         reading = self.follower.reading() if self.follower is not None else None
         meter = self.timeline.tempo.beats_per_bar
-        if job is None and self.timeline.pending_clip_id is None \
+        if job is None and self.timeline.pending_clip_id is None and not self.ahead.ready \
                 and needs_realign(reading, seam, length, self.sample_rate, meter):
             job = planner.realign_job(self.timeline.cursor, seam, length, fade)  # tempo sync drift
         if job is None:
@@ -759,10 +809,18 @@ class Engine:
         bpm = loop_bpm(reading, job.target_seam, job.bars, job.bpm, meter)
         self._job_bpm[job.number] = bpm
         self.worker.submit(RenderJob(self._spec((job.request, bpm, job.bars)), tag=job.number))
+        walk = self.ahead.jobs.get(job.number)
         self.bus.publish("render", phase="started", job=job.number, version=job.version, mode=job.kind,
+                         speculative=bool(walk is not None and walk.speculative),
                          expected_ms=round(job.expected * 1000.0, 1), heard_at_frame=job.target_seam,
                          heard_at_bar=self.timeline.tempo.bar_at(job.target_seam),
                          heard_in_s=round(max(0, job.target_seam - self.heard_frame()) / self.sample_rate, 3))
+
+    def _check_cancel(self, step: int, steps: int) -> None:
+        """Worker thread, after each diffusion step: stop a render the loop no longer wants."""
+        job = self.worker.running if self.worker is not None else None
+        if job is not None and job.tag in self._cancel:
+            raise RenderCancelled(f"job {job.tag} overtaken by a control change (step {step}/{steps})")
 
     def _spec(self, key) -> ClipSpec:
         request, bpm, bars = key
@@ -806,6 +864,13 @@ class Engine:
 
     def _apply_result(self, job: Job, result: RenderResult) -> None:
         bpm = self._job_bpm.pop(job.number, job.bpm)
+        planned, play = self.ahead.result(job.number, result.ok)
+        self._cancel.discard(job.number)
+        if isinstance(result.error, RenderCancelled):  # a speculative loop stopped half way
+            self.planner.drop(job)
+            self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
+                             reason="cancelled", ms=round(result.seconds * 1000.0, 1))
+            return
         if job.version < self._discard_before:  # overtaken by a panic: not wanted any more
             self.planner.drop(job)
             self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
@@ -819,25 +884,55 @@ class Engine:
         self.planner.finished(job, True, made.seconds)
         self._end_streak()
         self._last_render_ms = made.seconds * 1000.0
+        if planned is not None and not play:  # a speculative loop a control change overtook
+            self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
+                             reason="superseded")
+            return
         self._stats["stretches" if made.stretched else "renders"] += 1
         clip_id = self._register_clip(made, job.version)
         clip = self.timeline.make_clip(clip_id, made.audio, bpm, job.bars)
+        speculative = planned is not None and planned.speculative
+        if planned is not None:
+            self.ahead.remember(clip_id, planned)
+        lands = None if speculative else self._landing(clip)
+        late = lands is not None and lands > job.target_seam
+        self.bus.publish("render", phase="done", job=job.number, clip_id=clip_id, version=job.version,
+                         mode="stretch" if made.stretched else "render", ms=round(made.seconds * 1000.0, 1),
+                         expected_ms=round(job.expected * 1000.0, 1), late=late,
+                         timings={k: round(v * 1000.0, 1) for k, v in made.timings.items()},
+                         speculative=speculative)
+        if speculative:
+            self.ahead.add_ready(clip, planned, job)  # waits its turn behind the loops queued
+            self._submit_ahead()
+            return
+        self.ahead.ready.clear()
+        self._schedule(clip, job, made.image, lands)
+
+    def _submit_ahead(self) -> None:
+        """Hand the timeline the next loop rendered ahead when it has none queued."""
+        if self.timeline is None or self.timeline.pending_clip_id is not None or not self.ahead.ready:
+            return
+        ready = self.ahead.take()
+        image = self._clips.get(ready.clip.clip_id, {}).get("image")
+        self._schedule(ready.clip, ready.job, image, self._landing(ready.clip))
+
+    def _landing(self, clip) -> int:
+        """The seam ``clip`` lands on if submitted to the timeline now."""
         seam, length, fade = self._loop_geometry()
         fade = min(fade, len(clip.audio), length)
         under_way = self.timeline.pending_clip_id is not None and self._fade_started()
-        lands = landing_seam(self.timeline.cursor, seam, length, fade,
-                             self.timeline.min_crossfade_frames, under_way)
+        return landing_seam(self.timeline.cursor, seam, length, fade,
+                            self.timeline.min_crossfade_frames, under_way)
+
+    def _schedule(self, clip, job: Job, image, lands: int) -> None:
+        """Submit ``clip`` (made by ``job``) to the timeline; it lands at seam ``lands``."""
         self.timeline.submit(clip, 0)
         late = lands > job.target_seam
         if late:
             self._stats["late"] += 1
-        self.bus.publish("render", phase="done", job=job.number, clip_id=clip_id, version=job.version,
-                         mode="stretch" if made.stretched else "render", ms=round(made.seconds * 1000.0, 1),
-                         expected_ms=round(job.expected * 1000.0, 1), late=late,
-                         timings={k: round(v * 1000.0, 1) for k, v in made.timings.items()})
-        self.bus.publish("loop_scheduled", clip_id=clip_id, version=job.version, frame=lands,
-                         bar=self.timeline.tempo.bar_at(lands), bpm=bpm, bars=job.bars, late=late,
-                         frames=len(clip.audio), image=made.image)
+        self.bus.publish("loop_scheduled", clip_id=clip.clip_id, version=job.version, frame=lands,
+                         bar=self.timeline.tempo.bar_at(lands), bpm=clip.bpm, bars=job.bars, late=late,
+                         frames=len(clip.audio), image=image, **self._walk_fields(clip.clip_id))
 
     def _fade_started(self) -> bool:
         seam, _, fade = self._loop_geometry()
@@ -877,7 +972,11 @@ class Engine:
     def _publish_heard(self) -> None:
         heard = self.heard_frame()
         while self._heard and self._heard[0].frame <= heard:
-            self._publish_loop(self._heard.popleft())
+            event = self._heard.popleft()
+            if isinstance(event, Stopped):
+                self.bus.publish("loop_stopped", frame=event.frame, bar=event.bar)
+            else:
+                self._publish_loop(event)
         self._publish_beats(heard)
         ring = self.ring
         if ring.underruns != self._underruns_seen:
@@ -896,10 +995,21 @@ class Engine:
             self.bus.publish("tempo", bpm=event.bpm, frame=event.frame, bar=event.bar,
                              source=self.tempo_source)
         self._heard_bpm = event.bpm
+        planned = self.ahead.loop_of(event.clip_id)
+        if event.repeat and planned is not None and evolve.walking(planned.loop, self.store.state):
+            self._stats["walk_repeats"] += 1  # the next loop of the walk was not ready in time
         self.bus.publish("loop_started", index=self._loops_heard, clip_id=event.clip_id,
                          version=info.get("version"), frame=event.frame, bar=event.bar,
                          repeat=event.repeat, bpm=event.bpm, frames=info.get("frames"),
-                         crossfade_frames=event.crossfade_frames, image=info.get("image"))
+                         crossfade_frames=event.crossfade_frames, image=info.get("image"),
+                         **self._walk_fields(event.clip_id))
+
+    def _walk_fields(self, clip_id: str | None, prefix: str = "") -> dict[str, object]:
+        """What the loop of ``clip_id`` is (alpha, seeds, prompt hash, step, glide), for events."""
+        planned = self.ahead.loop_of(clip_id)
+        if planned is None:
+            return {}
+        return {prefix + k: v for k, v in evolve.describe(planned.loop).items()}
 
     def _publish_beats(self, heard: int) -> None:
         tempo = self.timeline.tempo_at(heard)
@@ -1063,6 +1173,7 @@ class Engine:
         self._end_streak(recovered=False)
         self._stats["panics"] += 1
         clip_id = self._register_clip(MadeClip(None, frames, None, None, 0.0, False), new.version)
+        self.ahead.start(evolve.first_loop(new), new, clip_id)
         self.timeline.submit(self.timeline.make_clip(clip_id, frames, safe.bpm, safe.bars), 0)
         seam, _, _ = self._loop_geometry()
         if self.realtime:  # heard at once: the callback crossfades to the loop until the seam

@@ -106,6 +106,7 @@ class Planner:
     default_seconds: float = 5.0
     margin_seconds: float = 0.25
     wanted: State | None = None
+    wanted_key: ClipKey | None = None
     in_flight: Job | None = None
     last_good_key: ClipKey | None = None
     last_tried_key: ClipKey | None = None
@@ -117,12 +118,17 @@ class Planner:
 
     # --- inputs -------------------------------------------------------------------------------
 
-    def want(self, state: State) -> None:
-        """Remember the newest State (an older wanted State is forgotten: newest wins)."""
+    def want(self, state: State, key: ClipKey | None = None) -> None:
+        """Remember the newest State (an older wanted State is forgotten: newest wins).
+
+        ``key`` is the clip it asks for when that is not simply :func:`clip_key` of the State
+        (the next loop of an evolve or glide walk, :mod:`riffengine.evolve`).
+        """
         if self.wanted is not None and self.in_flight is not None and state is not self.wanted:
-            if clip_key(self.wanted) != self.in_flight.key:
+            if self.wanted_key != self.in_flight.key:
                 self.superseded += 1
         self.wanted = state
+        self.wanted_key = key if key is not None else clip_key(state)
 
     def finished(self, job: Job, ok: bool, seconds: float) -> None:
         """Record the end of ``job``: its key becomes the last good one when ``ok``."""
@@ -185,14 +191,19 @@ class Planner:
         """True when the newest State asks for a clip that is neither made, tried nor in flight."""
         if self.wanted is None or self.in_flight is not None:
             return False
-        key = clip_key(self.wanted)
+        key = self.wanted_key
         return key != self.last_good_key and key != self.last_tried_key
 
-    def next_job(self, cursor: int, next_seam: int, loop_frames: int, fade_frames: int) -> Job | None:
-        """The job to start now, or None (one in flight, or nothing new wanted)."""
+    def next_job(self, cursor: int, next_seam: int, loop_frames: int, fade_frames: int,
+                 not_before: int = 0) -> Job | None:
+        """The job to start now, or None (one in flight, or nothing new wanted).
+
+        ``not_before``: the earliest seam it may target (a loop rendered ahead follows the
+        loops already planned).
+        """
         if not self.needs_job():
             return None
-        key = clip_key(self.wanted)
+        key = self.wanted_key
         kind = self.kind_for(key)
         expected = self.expected_seconds(kind)
         ready = ready_frame(cursor, expected, self.margin_seconds, self.sample_rate)
@@ -204,7 +215,7 @@ class Planner:
             version=self.wanted.version,
             issued_frame=cursor,
             expected=expected,
-            target_seam=first_seam_after(ready, next_seam, loop_frames, fade_frames),
+            target_seam=max(first_seam_after(ready, next_seam, loop_frames, fade_frames), not_before),
         )
         self.in_flight = job
         return job
@@ -237,7 +248,7 @@ class Planner:
         """
         if self.wanted is None:
             return None
-        key = clip_key(self.wanted)
+        key = self.wanted_key
         if self.in_flight is not None and self.in_flight.key == key:
             return self.in_flight.target_seam
         if key == self.last_good_key:

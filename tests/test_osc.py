@@ -252,6 +252,12 @@ def test_notify_pushes_state_beat_loop_and_fail(engine, client, tmp_path):
 
         engine.call(engine.bus.publish, "loop_started", index=7, bar=20, frame=0, image="/x/y.png")
         assert listener.wait_for("/riff/loop").params == [7, 20, "/x/y.png"]
+        # a loop of the walk: what it is follows the loop message
+        engine.call(engine.bus.publish, "loop_started", index=8, bar=22, frame=0, image="/x/z.png",
+                    alpha=0.25, seed_a=42, seed_b=43, prompts="0123abcd", step=5, glide="1/4")
+        assert listener.wait_for("/riff/loop").params == [8, 22, "/x/z.png"]
+        walk = listener.wait_for("/riff/walk").params
+        assert walk == [8, pytest.approx(0.25), 42, 43, "0123abcd", 5, "1/4"]
 
         engine.call(engine.bus.publish, "render_failed", reason="error",
                     error="OutOfMemoryError: CUDA out of memory")
@@ -329,7 +335,7 @@ def test_python_client_example(engine):
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "python_client.py"),
          "--port", str(engine.osc_port), "--prompt", "deep house bassline", "--alpha", "0.4",
-         "--seed", "777"],
+         "--seed", "777", "--evolve", "0.25", "--glide", "2"],
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 0, result.stderr
@@ -338,6 +344,7 @@ def test_python_client_example(engine):
     assert engine.values["seed_a"] == 777
     assert "prompt_a/0 = deep house bassline" in result.stdout
     assert "alpha = 0.4" in result.stdout
+    assert (engine.values["evolve"], engine.values["glide"]) == (0.25, 2)
 
 
 def _probe_value(p: params.Param) -> object:
@@ -403,7 +410,10 @@ def test_max_patch_is_well_formed_and_its_messages_are_accepted(engine, client):
             address, *args = _max_atoms(text.replace("9001", str(reply_port)))
             client.send(address, *args)
         for address in prepends:
-            client.send(address, 0.5 if "norm" in address or "alpha" in address else 99)
+            if "glide" in address:
+                client.send(address, 4)
+            else:
+                client.send(address, 0.5 if any(w in address for w in ("norm", "alpha", "evolve")) else 99)
         listener.wait_for("/riff/status.reply")
         listener.wait_for("/riff/notify.reply")
         client.send("/riff/status")  # answered after everything before it: to the named port
@@ -412,6 +422,8 @@ def test_max_patch_is_well_formed_and_its_messages_are_accepted(engine, client):
     assert engine.values["prompt_a"][0] == "lo-fi piano with rain"
     assert engine.values["alpha"] == 0.5 and engine.values["seed_a"] == 99
     assert engine.values["scene"] == 1
+    assert engine.values["evolve"] == 0.5 and engine.values["glide"] == 4
+    assert engine.values["transport"] == "stop"  # play, then stop, in the order of the boxes
 
 
 def test_touchdesigner_script_sends_addresses_the_engine_serves(engine, client):
@@ -430,6 +442,10 @@ def test_touchdesigner_script_sends_addresses_the_engine_serves(engine, client):
     namespace["set_alpha"](0.5)
     namespace["set_seed"](1234)
     namespace["set_norm"]("guidance_a", 0.25)
+    namespace["set_evolve"](0.25)
+    namespace["set_evolve_mode"]("pingpong")
+    namespace["set_glide"](4)
+    namespace["stop"]()
     namespace["subscribe"]()
     client.wait_for("/riff/notify.reply")
     namespace["status"]()
@@ -438,3 +454,5 @@ def test_touchdesigner_script_sends_addresses_the_engine_serves(engine, client):
     assert engine.values["prompt_a"][0] == "lo-fi piano with rain"
     assert (engine.values["alpha"], engine.values["seed_a"]) == (0.5, 1234)
     assert engine.values["guidance_a"] == pytest.approx(5.0)
+    assert (engine.values["evolve"], engine.values["evolve_mode"], engine.values["glide"]) == (0.25, "pingpong", 4)
+    assert engine.values["transport"] == "stop"

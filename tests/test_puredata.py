@@ -90,3 +90,17 @@ def test_patch_shows_a_refused_message(tmp_path):
             assert engine.store.state is before
         finally:
             pd.stop()
+
+
+def test_patch_sets_evolve_glide_and_the_transport(tmp_path):
+    config = tmp_path / "riffengine.yaml"
+    config.write_text("osc:\n  port: 0\n")
+    with RunningSurfaces(load_config(config)) as engine:
+        pd = PureData(PATCH, f"riffengine-connect 127.0.0.1 {engine.osc_port}",
+                      "riffengine-evolve 0.25", "riffengine-glide 4", "riffengine-transport stop")
+        try:
+            wait_until(lambda: engine.values["transport"] == "stop", what="the transport to stop")
+            assert engine.values["evolve"] == 0.25 and engine.values["glide"] == 4
+            assert not [ln for ln in pd.lines if "error" in ln.lower() or ln.startswith("riffengine-fail:")]
+        finally:
+            pd.stop()

@@ -72,3 +72,32 @@ def test_tiny_model_command(tmp_path, capsys):
     assert all((folder / part).is_dir() for part in PARTS)
     assert main(["tiny-model", str(folder)]) == 2  # not empty any more
     assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_evolve_renders_the_loops_of_the_walk_on_the_bar_grid(tiny_model_dir, tmp_path, capsys):
+    from riffengine.timing.tempo import loop_frames
+
+    wav = tmp_path / "walk.wav"
+    args = ["render", "lofi beat", "--model", str(tiny_model_dir), "--device", "cpu", "--steps", "1",
+            "--seed-image", str(OG_BEAT), "--evolve", "0.5", "--loops", "2", "--bpm", "240",
+            "--bars", "1", "-o", str(wav)]
+    assert main(args) == 0
+    audio, rate = soundfile.read(wav, always_2d=True, dtype="float32")
+    assert rate == 44100 and audio.shape == (2 * loop_frames(1, 240.0, 44100), 2)
+    out = capsys.readouterr().out
+    assert "loop 0: alpha 0 seeds 0/-1" in out and "loop 1: alpha 0.5 seeds 0/1" in out
+    assert "2 loop(s)" in out and abs(audio).max() > 0.01
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--glide", "2"], "--glide needs a change"),
+    (["--evolve", "2"], "evolve: 2.0 is out of range"),
+    (["--loops", "2", "--transition", "3"], "--transition renders clips"),
+    (["--loops", "0"], "--loops 0"),
+])
+def test_walk_flags_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys, extra, message):
+    args = ["render", "lofi beat", "--model", str(tiny_model_dir), "--device", "cpu",
+            "-o", str(tmp_path / "x.wav"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("riffengine: error:") and message in err and "\n" not in err, err

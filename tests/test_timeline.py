@@ -246,3 +246,47 @@ def test_fade_start_frame_is_the_submission_deadline():
     render(tl, 10)
     assert tl.next_seam_frame() == BAR
     assert tl.fade_start_frame() == BAR - 50
+
+
+def test_stop_fades_out_before_a_bar_line_and_stays_silent_until_play():
+    from riffengine.audio.timeline import Stopped
+
+    tl = Timeline(TempoMap(120.0, sample_rate=RATE), crossfade_ms=50.0)  # 50-frame fades
+    a = make(tl, "a", 1, bars=2)
+    tl.submit(a)
+    render(tl, 2500)
+    tl.stop(2500)  # mid-loop: the sound ends at the next bar line, 4000 (the loop is 2 bars)
+    assert tl.stopping_at == 2 * BAR
+    out, events = render(tl, 3000, block=333)
+    np.testing.assert_array_equal(out[: 1500 - 50], a.audio[2500 : 4000 - 50])  # untouched before the fade
+    gains, _ = equal_power_gains(50)
+    np.testing.assert_allclose(out[1450:1500], a.audio[3950:4000] * gains[:, None], rtol=1e-6)
+    assert not out[1500:].any() and tl.stopped
+    assert [e for e in events if isinstance(e, Stopped)] == [Stopped(2 * BAR, 2)]
+    b = make(tl, "b", 2)
+    tl.submit(b)  # a clip that arrives while stopped waits for play
+    out, _ = render(tl, 1000)
+    assert not out.any()
+    assert tl.play() == 4 * BAR  # the cursor is at 6500
+    out, events = render(tl, 2500)
+    assert not out[:1500].any()
+    np.testing.assert_array_equal(out[1500:2500], b.audio[:1000])  # the queued clip, from sample 0
+    assert starts(events) == [(4 * BAR, 4, "b", 0)]
+
+
+def test_play_before_the_fade_calls_a_stop_off_and_play_after_a_stop_restarts_the_last_loop():
+    tl = Timeline(TempoMap(120.0, sample_rate=RATE), crossfade_ms=50.0)
+    a = make(tl, "a", 1)
+    tl.submit(a)
+    render(tl, 2100)
+    tl.stop(0)
+    assert tl.stopping_at == 2 * BAR and tl.play() is None and tl.stopping_at is None
+    out, _ = render(tl, 2000)
+    np.testing.assert_array_equal(out, np.concatenate([a.audio[100:], a.audio[:100]]))
+    tl.stop(0)
+    render(tl, 2000)
+    assert tl.stopped and tl.play(not_before=7000) == 4 * BAR
+    out, events = render(tl, 4000)
+    assert not out[: 4 * BAR - 6100].any()
+    np.testing.assert_array_equal(out[1900:3900], a.audio)  # the last loop, from sample 0
+    assert starts(events)[0] == (4 * BAR, 4, "a", 0)

@@ -448,6 +448,136 @@
      ],
      "text": "Open the Max console to read the status: name value pairs for every parameter, then bar, render_ms, underruns..."
     }
+   },
+   {
+    "box": {
+     "id": "obj-26",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      20,
+      310,
+      620,
+      22.0
+     ],
+     "text": "the endless jam: evolve (step per loop, 0 = off, 0.25 as in Riffusion), glide (loops a change takes), play/stop on the bar grid"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-27",
+     "maxclass": "flonum",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      20,
+      335,
+      60,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      "bang"
+     ],
+     "format": 6,
+     "minimum": 0.0,
+     "maximum": 1.0,
+     "parameter_enable": 0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-28",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20,
+      365,
+      110,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend /riff/evolve"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-29",
+     "maxclass": "number",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      160,
+      335,
+      60,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      "bang"
+     ],
+     "minimum": 0,
+     "maximum": 64,
+     "parameter_enable": 0
+    }
+   },
+   {
+    "box": {
+     "id": "obj-30",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      160,
+      365,
+      110,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend /riff/glide"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-31",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      300,
+      335,
+      140,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/riff/transport play"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-32",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      450,
+      335,
+      140,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/riff/transport stop"
+    }
    }
   ],
   "lines": [
@@ -651,6 +781,78 @@
      ],
      "destination": [
       "obj-24",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-27",
+      0
+     ],
+     "destination": [
+      "obj-28",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-28",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-29",
+      0
+     ],
+     "destination": [
+      "obj-30",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-30",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-31",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-32",
+      0
+     ],
+     "destination": [
+      "obj-2",
       0
      ]
     }

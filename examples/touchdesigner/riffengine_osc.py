@@ -7,6 +7,8 @@ Needs, in the same network:
 
 Call from anywhere:  mod.riffengine.set_prompt('lo-fi piano with rain')
                      mod.riffengine.set_alpha(0.5); mod.riffengine.set_seed(1234)
+                     mod.riffengine.set_evolve(0.25); mod.riffengine.set_glide(4)
+                     mod.riffengine.play(); mod.riffengine.stop()
                      mod.riffengine.subscribe(); mod.riffengine.status()
 """
 
@@ -39,6 +41,31 @@ def set_norm(param, position):
     send('/riff/{}/norm'.format(param), float(position))
 
 
+def set_evolve(step):
+    """The loop evolves on its own by this much per loop (0 = off; 0.25 as Riffusion's app)."""
+    send('/riff/evolve', float(step))
+
+
+def set_evolve_mode(mode):
+    """'seed' (next seed at each rollover), 'pingpong' (A to B and back) or 'toward_b'."""
+    send('/riff/evolve_mode', str(mode))
+
+
+def set_glide(loops):
+    """Prompt, weight and seed changes arrive over this many loops (0 = at the next seam)."""
+    send('/riff/glide', int(loops))
+
+
+def play():
+    """Start on the next bar line."""
+    send('/riff/transport', 'play')
+
+
+def stop():
+    """Fade out to the next bar line and stop rendering."""
+    send('/riff/transport', 'stop')
+
+
 def scene(number):
     send('/riff/scene', int(number))
 
@@ -55,7 +82,8 @@ def status():
 
 # ---- riffengine_callbacks (the OSC In DAT's Callbacks DAT) ------------------------------
 # Keeps the latest status in a Table DAT named `riffstatus` (name | value rows) and the
-# latest loop's spectrogram path in a Movie File In TOP named `spectrogram`.
+# latest loop's spectrogram path in a Movie File In TOP named `spectrogram`, and what each
+# loop is (alpha, seeds, prompt hash, step, glide) in a Table DAT named `riffwalk`.
 
 def onReceiveOSC(dat, rowIndex, message, byteData, timeStamp, address, args, peer):
     if address == '/riff/status.reply':
@@ -64,8 +92,11 @@ def onReceiveOSC(dat, rowIndex, message, byteData, timeStamp, address, args, pee
         for name, value in zip(args[0::2], args[1::2]):
             table.appendRow([name, value])
     elif address == '/riff/loop':
-        index, bar, path = args
+        index, bar, path = args[:3]  # a fourth argument is the image's URL when the web runs
         op('spectrogram').par.file = path
+    elif address == '/riff/walk':
+        index, alpha, seed_a, seed_b, prompts, step, glide = args
+        op('riffwalk').appendRow([index, alpha, seed_a, seed_b, prompts, step, glide])
     elif address == '/riff/fail':
         debug('riffengine refused {}: {}'.format(args[0], args[1]))
     return

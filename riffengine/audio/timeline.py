@@ -23,6 +23,10 @@ Rules:
   (:meth:`Timeline.fade_start_frame`). One submitted later but at least ``min_crossfade_frames``
   before the seam gets a shorter fade ending on the same seam; one even later waits for the
   following seam. The render cursor runs ahead of playback by the ring buffer's fill.
+- Transport: :meth:`Timeline.stop` ends the sound at a given bar line, fading out over
+  the frames before it (the crossfade length, at least :data:`STOP_FADE_MIN_MS`), and the
+  timeline stays silent, whatever is submitted, until :meth:`Timeline.play`; then the queued
+  clip, else the last one played, starts from its sample 0 on the next bar line.
 - A clip at another tempo changes the tempo map at its seam (:meth:`TempoMap.with_tempo`), so the
   seam, a bar line of the old grid, is a bar line of the new grid with the same bar number.
 """
@@ -37,6 +41,8 @@ import numpy as np
 from riffengine.timing.tempo import TempoMap, loop_frames
 
 DEFAULT_CROSSFADE_MS = 30.0
+STOP_FADE_MIN_MS = 10.0
+"""The shortest fade-out before a stop (a stop is never a hard cut)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +81,15 @@ class ClipDropped:
     replaced_by: str
 
 
-Event = LoopStarted | ClipDropped
+@dataclass(frozen=True)
+class Stopped:
+    """The sound stopped at ``frame``, the first frame of bar ``bar`` (transport stop)."""
+
+    frame: int
+    bar: int
+
+
+Event = LoopStarted | ClipDropped | Stopped
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,10 @@ class Timeline:
         self._pending: _Pending | None = None
         self._queued_after_fade: _Pending | None = None  # next clip, while a fade is under way
         self._events: list[Event] = []
+        self._last: Clip | None = None  # the clip started last (what play starts again)
+        self._stop_at: int | None = None
+        self._stopped = False
+        self._play_at: int | None = None
 
     # --- read-only state -----------------------------------------------------------------------
 
@@ -175,6 +193,22 @@ class Timeline:
     @property
     def pending_clip_id(self) -> str | None:
         return self._pending.clip.clip_id if self._pending else None
+
+    @property
+    def stopped(self) -> bool:
+        """True while the transport is stopped (silent, waiting for :meth:`play`)."""
+        return self._stopped
+
+    @property
+    def stopping_at(self) -> int | None:
+        """The bar line frame a requested stop ends the sound at, until it is reached."""
+        return self._stop_at
+
+    @property
+    def stop_fade_frames(self) -> int:
+        """Frames of the fade-out that ends at a stop's bar line."""
+        least = round(STOP_FADE_MIN_MS * self._tempo.sample_rate / 1000.0)
+        return max(self.crossfade_frames, least)
 
     def next_seam_frame(self) -> int:
         """The next frame (at or after the cursor) where a new clip could start.
@@ -236,6 +270,36 @@ class Timeline:
             self._events.append(ClipDropped(self._cursor, queued.clip.clip_id, clip.clip_id))
         self._queued_after_fade = _Pending(clip, not_before_frame)
 
+    def stop(self, frame: int) -> None:
+        """End the sound at ``frame`` (a bar line at or after ``cursor + stop_fade_frames``; an
+        earlier frame is moved to the first bar line that leaves room for the fade).
+
+        With nothing playing, it is stopped at once. Does nothing while stopped or stopping.
+        """
+        if self._stopped or self._stop_at is not None:
+            return
+        self._play_at = None
+        if self._playing is None:
+            self._stopped = True
+            return
+        earliest = self._cursor + self.stop_fade_frames
+        self._stop_at = self._tempo.bar_line_at_or_after(max(frame, earliest))
+
+    def play(self, not_before: int = 0) -> int | None:
+        """Start again on the first bar line at or after ``not_before`` (and the cursor).
+
+        A stop whose fade has not begun is called off (returns None: nothing stops). Else the
+        queued clip, or the last one played, starts on that bar line; returns its frame.
+        """
+        if self._stop_at is not None and self._cursor <= self._stop_at - self.stop_fade_frames:
+            self._stop_at = None
+            return None
+        if not self._stopped and self._stop_at is None:
+            return None
+        after = max(not_before, self._cursor, self._stop_at or 0)
+        self._play_at = after
+        return self._tempo.bar_line_at_or_after(after)
+
     # --- output --------------------------------------------------------------------------------
 
     def render_block(self, n: int) -> RenderedBlock:
@@ -244,7 +308,11 @@ class Timeline:
         start = self._cursor
         end = start + n
         pos = start
+        stop_at = self._stop_at
         while pos < end:
+            if self._stop_at is not None and pos == self._stop_at:
+                self._halt(pos)
+                continue
             if self._playing is None:
                 pos = self._render_idle(out, start, pos, end)
                 continue
@@ -259,6 +327,8 @@ class Timeline:
                 self._cross_seam(seam)
                 continue
             limit = min(end, seam)
+            if self._stop_at is not None:
+                limit = min(limit, self._stop_at)
             if self._eligible(pending, seam):
                 fade_start = seam - self._fade_length(len(playing.clip.audio), len(pending.clip.audio))
                 if pos < fade_start:
@@ -271,6 +341,8 @@ class Timeline:
                 offset = pos - playing.iteration_start
                 out[pos - start : limit - start] = playing.clip.audio[offset : offset + limit - pos]
             pos = limit
+        if stop_at is not None:
+            self._fade_before_stop(out, start, stop_at)
         self._cursor = end
         events, self._events = self._events, []
         return RenderedBlock(start, out, events)
@@ -288,8 +360,28 @@ class Timeline:
             length = min(length, incoming_frames)
         return length
 
+    def _fade_before_stop(self, out: np.ndarray, start: int, stop_at: int) -> None:
+        """Fade out the frames of ``out`` (which starts at ``start``) that lie before a stop."""
+        length = self.stop_fade_frames
+        first, last = max(start, stop_at - length), min(start + len(out), stop_at)
+        if first >= last:
+            return
+        fade_out, _ = equal_power_gains(length, first - (stop_at - length), last - first)
+        out[first - start : last - start] *= fade_out[:, None]
+
+    def _halt(self, frame: int) -> None:
+        self._playing = None
+        self._stopped = True
+        self._stop_at = None
+        self._events.append(Stopped(frame, self._tempo.bar_at(frame)))
+
     def _render_idle(self, out: np.ndarray, start: int, pos: int, end: int) -> int:
-        """Silence until the first clip's bar line; returns the new position."""
+        """Silence until the first clip's bar line; returns the new position.
+
+        While stopped: silence until :meth:`play`, then the queued or last clip on its bar line.
+        """
+        if self._stopped:
+            return self._resume(pos, end)
         pending = self._pending
         if pending is None:
             return end
@@ -297,6 +389,20 @@ class Timeline:
         if first >= end:
             return end
         self._start_clip(pending.clip, first, crossfade=0)
+        return first
+
+    def _resume(self, pos: int, end: int) -> int:
+        if self._play_at is None:
+            return end
+        first = self._tempo.bar_line_at_or_after(max(pos, self._play_at))
+        if first >= end:
+            return end
+        self._stopped = False
+        self._play_at = None
+        if self._pending is not None:
+            self._start_clip(self._pending.clip, first, crossfade=0)
+        elif self._last is not None:
+            self._start_clip(self._last, first, crossfade=0)
         return first
 
     def _render_fade(
@@ -328,6 +434,7 @@ class Timeline:
             self._tempo = self._tempo.with_tempo(clip.bpm, frame)
             self._tempo_history = self._tempo_history[-15:] + [self._tempo]
         self._playing = _Playing(clip, frame)
+        self._last = clip
         self._pending = self._queued_after_fade
         self._queued_after_fade = None
         self._events.append(LoopStarted(frame, self._tempo.bar_at(frame), clip.clip_id, 0, clip.bpm, crossfade))

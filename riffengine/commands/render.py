@@ -1,4 +1,6 @@
-"""``riffengine render``: render one clip (or a transition of clips) to a WAV and a PNG."""
+"""``riffengine render``: render one clip (or a transition of clips) to a WAV and a PNG; or,
+with ``--evolve``/``--glide``/``--loops``, an evolving piece on the bar grid, the same loops
+``riffengine run`` would play from the same values (:mod:`riffengine.offline`)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import argparse
 
 import torch
 
+from riffengine.control import params
+from riffengine.control.params import EVOLVE_MODES
 from riffengine.errors import UserError
 from riffengine.render.blend import stitch_loops
 from riffengine.render.model import DEFAULT_MODEL
@@ -22,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="render a clip from a prompt",
         description="Render a spectrogram clip with the Riffusion model and write its audio "
                     "(and image). With --to, interpolate towards a second prompt; with "
-                    "--transition K, render K clips from A to B stitched into one file.",
+                    "--transition K, render K clips from A to B stitched into one file. "
+                    "With --evolve, --glide or --loops, render N loops of the walk `run` would "
+                    "play, placed on the bar grid with its crossfades.",
     )
     parser.add_argument("prompt", help="text prompt; (word:1.3) weights a part")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.wav", help="audio file to write")
@@ -44,6 +50,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--width", type=int, default=512, help="image columns (512 = 5.12 s)")
     parser.add_argument("--frames", type=int, metavar="N",
                         help="stretch each clip's audio to exactly N samples")
+    walk = parser.add_argument_group(
+        "evolving piece", "render --loops N loops as `run` plays them (bar grid, crossfades); "
+        "with --glide, --to/--to-seed are the change sent while the first loop plays, else "
+        "they set side B (pingpong, toward_b, --alpha)")
+    walk.add_argument("--loops", type=int, metavar="N", help="loops to render (default 8 with "
+                      "--evolve or --glide)")
+    walk.add_argument("--evolve", type=float, metavar="STEP", help="evolve step per loop, 0..1 "
+                      "(Riffusion's app: 0.25)")
+    walk.add_argument("--evolve-mode", default="seed", choices=list(EVOLVE_MODES),
+                      help="seed (next seed at each rollover), pingpong (A to B and back), "
+                           "toward_b (to B, then hold)")
+    walk.add_argument("--glide", type=int, metavar="LOOPS", help="glide to --to/--to-seed over "
+                      "this many loops")
+    walk.add_argument("--bpm", type=float, default=params.param("bpm").default, help="tempo (120)")
+    walk.add_argument("--bars", type=int, default=params.param("bars").default,
+                      help="loop length in bars (2)")
+    walk.add_argument("--beats-per-bar", type=int, default=params.param("beats_per_bar").default,
+                      help="meter (4)")
+    walk.add_argument("--crossfade-ms", type=float, default=params.param("crossfade_ms").default,
+                      help="crossfade before each seam (50)")
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="ID|PATH",
                         help=f"hub id (from the local cache) or folder (default {DEFAULT_MODEL})")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -90,6 +116,74 @@ def render_clips(renderer, requests: list[RenderRequest], num_frames: int | None
             for req in tqdm(requests, desc="render", unit="clip", disable=None, leave=False)]
 
 
+def walking(args: argparse.Namespace) -> bool:
+    """True when the flags ask for an evolving piece rather than clips."""
+    return args.loops is not None or args.evolve is not None or args.glide is not None
+
+
+def walk_state(args: argparse.Namespace):
+    """The State the flags describe and the change sent during the first loop (or None)."""
+    from riffengine.state import apply_many, initial_state
+
+    if args.loops is not None and args.loops < 1:
+        raise UserError(f"--loops {args.loops}: render at least 1 loop")
+    for flag in ("transition", "image", "mask", "frames"):
+        if getattr(args, flag) is not None:
+            raise UserError(f"--{flag} renders clips, not loops: leave it out with --loops, "
+                            "--evolve or --glide")
+    values = {"prompt_a/0": args.prompt, "seed_a": args.seed, "negative": args.negative,
+              "steps": args.steps, "scheduler": args.scheduler, "alpha": args.alpha,
+              "seed_image": "" if args.seed_image.lower() == "none" else args.seed_image,
+              "denoise_a": args.denoise, "denoise_b": args.denoise,
+              "guidance_a": args.guidance, "guidance_b": args.guidance,
+              "evolve": args.evolve or 0.0, "evolve_mode": args.evolve_mode,
+              "glide": args.glide or 0, "bpm": args.bpm, "bars": args.bars,
+              "beats_per_bar": args.beats_per_bar, "crossfade_ms": args.crossfade_ms}
+    side = {}
+    if args.to is not None:
+        side["prompt_@/0"] = args.to
+    if args.to_seed is not None:
+        side["seed_@"] = args.to_seed
+    change = None
+    if args.glide:
+        if not side:
+            raise UserError("--glide needs a change to glide to: give --to PROMPT and/or --to-seed M")
+        change = {k.replace("@", "a"): v for k, v in side.items()}
+    else:
+        values.update({k.replace("@", "b"): v for k, v in side.items()})
+    try:
+        state = apply_many(initial_state(), values)
+    except UserError as exc:
+        raise UserError(f"{exc} (the flag of the same name sets it)") from None
+    return state, change
+
+
+def run_walk(args: argparse.Namespace, renderer) -> int:
+    """Render the evolving piece the flags describe and write it (float WAV, like `run`)."""
+    from tqdm import tqdm
+
+    from riffengine import offline
+    from riffengine.evolve import describe
+    from riffengine.spectrogram.audio_io import save_audio
+
+    state, change = walk_state(args)
+    loops = offline.walk(state, args.loops if args.loops is not None else 8, change)
+    with tqdm(total=len(loops), desc="render", unit="loop", disable=None, leave=False) as bar:
+        def on_loop(index, loop) -> None:
+            bar.update(1 if index else 0)
+
+        audio = offline.render_loops(renderer, loops, args.beats_per_bar, args.crossfade_ms,
+                                     SAMPLE_RATE, on_loop)
+    save_audio(args.output, audio.T, SAMPLE_RATE,
+               subtype="FLOAT" if str(args.output).lower().endswith(".wav") else "PCM_16")
+    for index, loop in enumerate(loops):
+        d = describe(loop)
+        print(f"loop {index}: alpha {d['alpha']:g} seeds {d['seed_a']}/{d['seed_b']} "
+              f"prompts {d['prompts']}{' glide ' + d['glide'] if d['glide'] else ''}")
+    print(f"{args.output}: {len(loops)} loop(s), {len(audio) / SAMPLE_RATE:.2f} s of audio")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from riffengine.render.model import load_model, optimize_model
     from riffengine.render.renderer import Renderer, validate_request
@@ -97,6 +191,12 @@ def run(args: argparse.Namespace) -> int:
     from riffengine.spectrogram import save_image
     from riffengine.spectrogram.audio_io import save_audio
 
+    if walking(args):
+        walk_state(args)  # fail before loading the model
+        model = load_model(args.model, device=args.device, dtype=args.dtype)
+        levers = resolve_levers(model.device.type)
+        optimize_model(model, levers.channels_last, levers.fuse_qkv)
+        return run_walk(args, Renderer(model))
     if args.transition is not None:
         if args.to is None and args.to_seed is None:
             raise UserError("--transition needs a side B: give --to PROMPT_B and/or --to-seed M")

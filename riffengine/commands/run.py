@@ -31,6 +31,8 @@ FLAG_SETTINGS = {
     "steps": "render.steps",
     "seed_image": "render.seed_image",
     "prompt": "initial.prompt_a/0",
+    "evolve": "initial.evolve",
+    "glide": "initial.glide",
     "osc_port": "osc.port",
     "http_port": "http.port",
 }
@@ -66,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--steps", type=int, help="diffusion steps per render")
     add("--seed-image", metavar="NAME|PATH", help="seed image (built-in name or path); '' for none")
     add("--prompt", metavar="TEXT", help="the first prompt of side A")
+    add("--evolve", type=float, metavar="STEP", help="evolve step per loop, 0..1 (0.25 as Riffusion's app)")
+    add("--glide", type=int, metavar="LOOPS", help="loops a prompt/weight/seed change glides over")
     add("--osc-port", type=int, metavar="PORT", help="OSC port (0 picks a free one)")
     add("--no-osc", action="store_true", help="do not start the OSC server")
     add("--require-model", action="store_true",

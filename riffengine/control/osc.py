@@ -16,7 +16,11 @@ Address space (the parameter table, :mod:`riffengine.control.params`, makes the 
 ``/riff/notify 1|0 [PORT]``     subscribe (1) or unsubscribe (0) to ``/riff/beat bar beat``
                                 (beat within the bar, from 1),
                                 ``/riff/loop index bar png_path [url]`` (the url of the
-                                image on the web server, when it runs), ``/riff/state key value
+                                image on the web server, when it runs), then for a loop of the
+                                engine ``/riff/walk index alpha seed_a seed_b prompts step glide``
+                                (what the loop is: its A/B alpha, seeds, seed_b -1 for side A
+                                alone, a short hash of its prompts, its step of the evolve walk
+                                and a glide's progress "k/N" or ""), ``/riff/state key value
                                 source``, ``/riff/fail address reason``, ``/riff/learned key
                                 cc channel``; answered with ``/riff/notify.reply 1|0``
 ``/riff/learn PARAM``           MIDI learn: the next CC moved drives PARAM (saved to the
@@ -666,6 +670,10 @@ class OscServer:
                 self.notify(f"{params.PREFIX}/loop", index, bar, path, self.loop_url(str(clip)))
             else:
                 self.notify(f"{params.PREFIX}/loop", index, bar, path)
+            if "alpha" in data:  # what the loop is, for a log of the walk
+                self.notify(f"{params.PREFIX}/walk", index, float(data["alpha"]), int(data["seed_a"]),
+                            int(data["seed_b"]), str(data["prompts"]), int(data.get("step", 0)),
+                            str(data.get("glide", "")))
 
         future.add_done_callback(done)
 

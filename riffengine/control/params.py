@@ -24,6 +24,8 @@ Effects (``Param.effect``) tell the planner what a change costs:
 - ``render``: the image changes, so a new diffusion render is needed;
 - ``stretch``: the clip length changes, so the current image is stretched to the new length
   (no diffusion);
+- ``walk``: changes how the next loops move on their own (evolve, glide): no render by
+  itself, the next loops of the walk are rendered as they come;
 - ``live``: heard at once, no render (output gain, crossfade length);
 - ``action``: a command, not a setting (scene recall); the State keeps the last one sent.
 """
@@ -45,7 +47,9 @@ PROMPT_SLOTS = 4
 """Prompt slots per side of the A/B interpolation."""
 
 TYPES = ("float", "int", "str", "bool", "enum")
-EFFECTS = ("render", "stretch", "live", "action")
+EFFECTS = ("render", "stretch", "walk", "live", "action")
+EVOLVE_MODES = ("seed", "pingpong", "toward_b")
+TRANSPORT = ("play", "stop")
 CURVES = ("linear", "log")
 
 
@@ -193,6 +197,23 @@ PARAMS: tuple[Param, ...] = (
           minimum=1, maximum=16, unit="beats", effect="stretch"),
     Param("bars", "int", 2, "Loop length in bars.", minimum=1, maximum=16, unit="bars",
           effect="stretch"),
+    Param("evolve", "float", 0.0,
+          "Evolve: how far the walk moves each loop (0 = off; Riffusion's app uses 0.25); "
+          "the loop keeps changing on its own, the same way from the same start.",
+          minimum=0.0, maximum=1.0, effect="walk"),
+    Param("evolve_mode", "enum", "seed",
+          "How evolve walks: `seed` plays side A against itself with the next seed and steps "
+          "the seed on at each rollover; `pingpong` goes from A to B and back; `toward_b` goes "
+          "to B and holds.",
+          choices=EVOLVE_MODES, effect="walk"),
+    Param("glide", "int", 0,
+          "Loops over which a change of prompts, weights or seeds glides from what is playing "
+          "to the new state (0 = jump at the next seam).",
+          minimum=0, maximum=64, unit="loops", effect="walk"),
+    Param("transport", "enum", "play",
+          "Play or stop on the bar grid: `stop` fades out at the next bar line and stops "
+          "rendering; `play` starts on the next bar line with the last loop.",
+          choices=TRANSPORT, effect="live"),
     Param("tempo_source", "enum", "internal",
           "Where the tempo comes from: riffengine itself, an Ableton Link session, or MIDI clock in.",
           choices=("internal", "link", "midi"), effect="live"),
@@ -456,6 +477,7 @@ def parameters_markdown() -> str:
         "Integer parameters accept integral floats (Pure Data sends only floats). Curve is how "
         "a 0..1 knob maps onto the range. Effect says what a change costs: `render` makes a "
         "new image, `stretch` re-stretches the current image to a new length, `live` is heard "
-        "at once, `action` is a command (scene recall).\n\n"
+        "at once, `walk` sets how the next loops evolve or glide, `action` is a command (scene "
+        "recall).\n\n"
         + markdown_table()
     )

@@ -32,6 +32,7 @@ Thread rule: like the Renderer, one thread (the render worker) uses it.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -46,6 +47,8 @@ from riffengine.render.request import RenderRequest
 DEFAULT_SECONDS = 0.3
 DEFAULT_STRETCH_SECONDS = 0.02
 BURST_FRAMES = 256
+STEP_SECONDS = 0.05
+"""A sleeping render reports a "step" about this often (``on_step``)."""
 _LATE = re.compile(r"\[late=([0-9]*\.?[0-9]+)\]")
 _HANG = re.compile(r"\[hang(?:=([0-9]*\.?[0-9]+))?\]")
 _FAULT = re.compile(r"\[(raise|oom|nan|silent)(?:=([0-9]+))?\]")
@@ -129,17 +132,23 @@ class FakeRenderer:
         finally:
             self.hanging.clear()
 
-    def _take(self, seconds: float) -> None:
+    def _take(self, seconds: float, on_step=None) -> None:
+        """Take ``seconds`` (sleeping only with ``sleep``), calling ``on_step(i, n)`` every
+        :data:`STEP_SECONDS` or so of it, as the model does after each diffusion step."""
         self.last_seconds = seconds
         if self.sleep and seconds > 0:
-            time.sleep(seconds)
+            steps = max(1, math.ceil(seconds / STEP_SECONDS))
+            for i in range(steps):
+                time.sleep(seconds / steps)
+                if on_step is not None:
+                    on_step(i + 1, steps)
 
     def render(self, request: RenderRequest, num_frames: int | None = None, on_step=None) -> Clip:
         """A clip of ``num_frames`` frames (5.12 s without) of the request's test signal."""
         self.renders += 1
         text = switches(request)
         late = _LATE.search(text)
-        self._take(float(late.group(1)) if late else self.seconds)
+        self._take(float(late.group(1)) if late else self.seconds, on_step)
         hang = _HANG.search(text)
         if hang is not None:
             self._hang(float(hang.group(1)) if hang.group(1) else HANG_LIMIT_SECONDS)

@@ -35,6 +35,11 @@ from riffengine.render.request import RenderRequest
 log = logging.getLogger(__name__)
 
 
+class RenderCancelled(Exception):
+    """Raised from a renderer's ``on_step`` to stop a render nobody wants any more (a loop
+    rendered ahead that a control change overtook). Its result carries it; it is not logged."""
+
+
 @dataclass(frozen=True)
 class RenderJob:
     """A request to render, the audio length wanted (frames, or None) and a caller's tag."""
@@ -170,6 +175,8 @@ class RenderWorker:
             clip = self.renderer.render(job.request, num_frames=job.num_frames)
             self._last_failure = None
             return RenderResult(job, clip, None, time.perf_counter() - start)
+        except RenderCancelled as exc:
+            return RenderResult(job, None, exc, time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 - the show goes on; the error is reported
             seconds = time.perf_counter() - start
             if is_out_of_memory(exc):

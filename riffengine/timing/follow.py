@@ -87,13 +87,21 @@ class Follower:
             from riffengine.timing.midiclock import MidiClockOut
 
             self.clock_out = MidiClockOut(port, tempo_at, clock, backend=settings.midi.mido_backend).start()
-            self.clock_out.play()
+            if store.state.values["transport"] == "play":
+                self.clock_out.play()
+        self.transport = None
+        if settings.tempo.transport_sync:
+            from riffengine.transport import TransportSync
+
+            self.transport = TransportSync(store, self.sync, self.clock_out)
 
     def poll(self, now: float) -> None:
         """Read the source at most every :data:`POLL_SECONDS` (``now``: the loop's clock)."""
         if now >= self._next_poll:
             self._next_poll = now + POLL_SECONDS
             self.sync.poll()
+            if self.transport is not None:
+                self.transport.poll(self.sync.last_reading)
 
     def reading(self) -> SyncReading | None:
         """The newest reading if it can place bar lines (locked, phase known), else None."""
@@ -116,6 +124,8 @@ class Follower:
         return self.sync.status()
 
     def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
         if self.clock_out is not None:
             self.clock_out.stop_transport()
             self.clock_out.close()

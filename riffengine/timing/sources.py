@@ -300,6 +300,15 @@ class TempoSync:
         """The figures for the status reply: ``tempo_source`` and ``tempo_locked``."""
         return {"tempo_source": self.source, "tempo_locked": self.locked}
 
+    def set_playing(self, playing: bool) -> bool:
+        """Start or stop the source's shared transport (a Link session with start/stop sync);
+        True if the source has one, False otherwise (internal, MIDI clock in)."""
+        setter = getattr(self._source, "set_playing", None)
+        if setter is None or getattr(self._source, "playing", None) is None:
+            return False
+        setter(playing)
+        return True
+
     def switch(self, name: str) -> None:
         """Make ``name`` (internal | link | midi) the tempo source, live; UserError if unknown
         or if it cannot start (the previous source then stays)."""
@@ -352,7 +361,8 @@ def default_factory(settings, frame_clock: FrameClock) -> SourceFactory:
         if name == "link":
             from riffengine.timing.link import LinkFollower
 
-            return LinkFollower(tempo.bpm, tempo.beats_per_bar, frame_clock)
+            return LinkFollower(tempo.bpm, tempo.beats_per_bar, frame_clock,
+                                start_stop_sync=tempo.transport_sync)
         if name == "midi":
             from riffengine.timing.midiclock import MidiClockIn
 
