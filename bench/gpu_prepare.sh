@@ -9,13 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The engine's Python dependencies the GPU image lacks or holds at other versions
-# (its transformers 5 / huggingface-hub 1 are newer than the lock's).
-WHEELS=(
-  diffusers==0.39.0 peft==0.21.2 transformers==4.57.6 tokenizers==0.22.2
-  huggingface-hub==0.36.2 python-osc==1.10.2 mido==1.3.3 python-rtmidi==1.5.8
-  sounddevice==0.5.6 JACK-Client==0.5.7 soundfile==0.14.0 cffi==2.1.1 pycparser==3.12
-  zeroconf==0.154.0 ifaddr==0.2.0
-)
+# (its transformers 5 / huggingface-hub 1 are newer than the lock's), at the lock's versions.
+NAMES=(diffusers peft transformers tokenizers huggingface-hub python-osc mido python-rtmidi
+       sounddevice jack-client soundfile cffi pycparser zeroconf ifaddr)
+WHEELS=()
+for name in "${NAMES[@]}"; do
+  pin=$(grep -m1 -i "^${name}==" requirements/run.txt | cut -d' ' -f1)
+  [[ -n "$pin" ]] || { echo "gpu_prepare: $name is not in requirements/run.txt" >&2; exit 2; }
+  WHEELS+=("$pin")
+done
 mkdir -p .whl
 PLATFORMS=()
 for n in 28 27 17 5; do PLATFORMS+=(--platform "manylinux_2_${n}_x86_64"); done
