@@ -88,8 +88,13 @@ def inverse_mel_matrix(params: SpectrogramParams) -> torch.Tensor:
 
 
 def linear_magnitude(mel: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """Working-grid magnitudes ``[..., bins_used, columns]`` from mel magnitudes."""
-    return torch.relu(torch.matmul(inverse.to(mel.device), mel))
+    """Working-grid magnitudes ``[..., bins_used, columns]`` from mel magnitudes.
+
+    The DC bin lies in no band, so the pseudo-inverse leaves it silent although the lowest band
+    sees it: it takes its neighbour's value, which lets a DC offset or a sub-bass rumble come back.
+    """
+    mag = torch.relu(torch.matmul(inverse.to(mel.device), mel))
+    return torch.cat([mag[..., 1:2, :], mag[..., 1:, :]], dim=-2)
 
 
 def log_slopes(mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,6 +239,9 @@ def mel_bands(params: SpectrogramParams, device: torch.device = torch.device("cp
     fine = fb[: step * (coarse_bins - 1) + 1]
     coarse = fine[::step]
     weights, bands = torch.topk(coarse, 2, dim=1)  # the two bands of each working bin
+    outside = weights.sum(dim=1) == 0  # DC: in no band, it follows the lowest one
+    bands[outside] = 0
+    weights[outside] = torch.tensor([1.0, 0.0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         matrix = fine.T.contiguous().to_sparse_csr().to(device)
