@@ -16,7 +16,7 @@ first image. On CUDA it also times a batch of 8 clips. Usage::
 
     python scripts/make_corpus.py                     # once: /tmp/riffengine-corpus
     python bench/codec.py --corpus /tmp/riffengine-corpus --whole-process
-    python bench/codec.py [--device cpu|cuda] [--repeat 3] [--iters 32] [IMAGE ...]
+    python bench/codec.py [--device cpu|cuda] [--repeat 3] [--iters 40] [IMAGE ...]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from riffengine.spectrogram import Codec, SpectrogramParams, load_image, pixels_from_image  # noqa: E402
+from riffengine.spectrogram.phase import DEFAULT_ITERATIONS  # noqa: E402
 from riffengine.spectrogram.reference import audio_sc, image_mel, reference_decode  # noqa: E402
 
 GOLDEN = ROOT.parent / "shared" / "golden"
@@ -88,11 +89,13 @@ def measure(path: Path, half: str, codec: Codec, args: argparse.Namespace) -> Ro
     return row
 
 
-def print_table(rows: list[Row]) -> None:
+def print_header() -> None:
     print(f"{'clip':26} {'half':8} {'ours s':>7} {'ours SC':>8} {'ref s':>7} {'ref SC':>8} {'ratio':>6}")
-    for r in rows:
-        ref = f"{r.ref_s:7.3f} {r.ref_sc:8.4f} {r.ratio:6.3f}" if r.ref_sc is not None else ""
-        print(f"{r.clip:26} {r.half:8} {r.ours_s:7.3f} {r.ours_sc:8.4f} {ref}")
+
+
+def print_row(r: Row) -> None:
+    ref = f"{r.ref_s:7.3f} {r.ref_sc:8.4f} {r.ratio:6.3f}" if r.ref_sc is not None else ""
+    print(f"{r.clip:26} {r.half:8} {r.ours_s:7.3f} {r.ours_sc:8.4f} {ref}", flush=True)
 
 
 def print_summary(rows: list[Row]) -> None:
@@ -149,7 +152,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, help="a folder made by scripts/make_corpus.py")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=32, help="riffengine Griffin-Lim iterations")
+    parser.add_argument("--iters", type=int, default=DEFAULT_ITERATIONS, help="riffengine Griffin-Lim iterations")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--whole-process", action="store_true", help="also time whole decode processes")
     parser.add_argument("--reference-decode", type=Path, help=argparse.SUPPRESS)
@@ -171,10 +174,13 @@ def main() -> None:
     start = time.perf_counter()
     codec = Codec(device, SpectrogramParams(), n_iter=args.iters)
     codec.warm_up()
-    print(f"riffengine warm-up (once per process): {time.perf_counter() - start:.2f} s")
+    print(f"riffengine warm-up (once per process): {time.perf_counter() - start:.2f} s", flush=True)
 
-    rows = [measure(path, half, codec, args) for path, half in clips]
-    print_table(rows)
+    print_header()
+    rows = []
+    for path, half in clips:
+        rows.append(measure(path, half, codec, args))
+        print_row(rows[-1])
     print_summary(rows)
 
     if args.whole_process:
