@@ -29,6 +29,7 @@ apt_packages=(
   puredata-core      # headless Pure Data for the example patch
   fluidsynth         # renders the project's seed loops from MIDI
   fluid-soundfont-gm # General MIDI soundfont for fluidsynth
+  espeak-ng          # speech and sung vowels for the decoder's evaluation corpus
 )
 # Only for the tests (--test).
 test_apt_packages=(

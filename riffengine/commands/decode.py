@@ -9,6 +9,7 @@ from riffengine.errors import UserError
 from riffengine.spectrogram import decode, load_image
 from riffengine.spectrogram.audio_io import save_audio
 from riffengine.spectrogram.image import check_image_shape, image_params
+from riffengine.spectrogram.phase import DEFAULT_ITERATIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=Path, help="input spectrogram image")
     p.add_argument("-o", "--output", type=Path, required=True, help="output audio (.wav, .flac, .ogg)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--iters", type=int, default=32, help="Griffin-Lim iterations (default 32)")
+    p.add_argument(
+        "--iters", type=int, default=DEFAULT_ITERATIONS, help=f"Griffin-Lim iterations (default {DEFAULT_ITERATIONS})"
+    )
     p.set_defaults(func=run)
 
 

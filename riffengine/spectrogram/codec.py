@@ -18,7 +18,7 @@ from riffengine.spectrogram import image as img
 from riffengine.spectrogram.audio_io import to_rate
 from riffengine.spectrogram.mel import audio_to_mel, mel_to_pixels, pixels_to_mel, resample_loop
 from riffengine.spectrogram.params import DEFAULT_MAX_VALUE, LoopInfo, SpectrogramParams
-from riffengine.spectrogram.phase import inverse_mel_matrix, reconstruct
+from riffengine.spectrogram.phase import DEFAULT_ITERATIONS, inverse_mel_matrix, mel_bands, reconstruct
 
 #: Decoded audio peaks at -1 dBFS: headroom for the crossfades and gain after it.
 DEFAULT_PEAK = 10 ** (-1.0 / 20)
@@ -40,14 +40,15 @@ class Codec:
     from an audio callback.
     """
 
-    def __init__(self, device: str | torch.device = "cpu", params: SpectrogramParams | None = None, n_iter: int = 32):
+    def __init__(self, device: str | torch.device = "cpu", params: SpectrogramParams | None = None, n_iter: int = DEFAULT_ITERATIONS):
         self.device = torch.device(device)
         self.params = params or SpectrogramParams()
         self.n_iter = n_iter
 
     def warm_up(self) -> None:
-        """Build the inverse-mel matrix and run the FFTs once, so the first real clip is fast."""
+        """Build the inverse-mel and band matrices and run the FFTs once, so the first real clip is fast."""
         inverse_mel_matrix(self.params)
+        mel_bands(self.params, self.device)
         pixels = torch.full((1, 3, self.params.num_frequencies, 16), 128, dtype=torch.uint8)
         self.decode_pixels(pixels)
 
@@ -140,7 +141,7 @@ def encode(
 
 
 def decode(
-    image: Image.Image, num_samples: int | None = None, device: str = "cpu", n_iter: int = 32
+    image: Image.Image, num_samples: int | None = None, device: str = "cpu", n_iter: int = DEFAULT_ITERATIONS
 ) -> tuple[np.ndarray, int]:
     """``(float32 [channels, samples], sample_rate)`` from a spectrogram image.
 

@@ -1,16 +1,20 @@
-"""Phase reconstruction: mel magnitudes back to a waveform, fast.
+"""Phase reconstruction: mel magnitudes back to a waveform, fast and close to the image.
 
 Riffusion's reference solves a least-squares inverse mel and runs 32 Griffin-Lim iterations on
-a 17640-point STFT at 44.1 kHz (about 20 s per clip on two CPU cores). This module gets the
-same or better spectral convergence in well under that:
+a 17640-point STFT at 44.1 kHz (about 5 s per clip on two CPU cores). This module gets a lower
+spectral convergence (closer to the image) in a tenth of the time:
 
 * The inverse mel is one matrix product with a pseudo-inverse computed once per parameter set.
-* Griffin-Lim runs at a reduced working rate (29.4 kHz for Riffusion's parameters, still
-  above twice the 10 kHz top band) on a window-length FFT (2940 points): the 400 ms padded FFT
+* Griffin-Lim runs at a reduced working rate (24.5 kHz for Riffusion's parameters, still
+  above twice the 10 kHz top band) on a window-length FFT (2450 points): the 400 ms padded FFT
   only interpolates the 100 ms frame's spectrum, so every 4th padded bin carries all of it.
-* The initial phase is integrated along time from the instantaneous frequency that the
-  magnitude's slope across bins implies (the time half of phase-gradient heuristic
-  integration), instead of random: fewer iterations reach the same quality.
+* The initial phase comes from phase-gradient integration in both directions, locked to the
+  spectral peaks (:func:`locked_phase`), instead of random: partials and onsets start
+  coherent, so far fewer iterations reach a given quality.
+* Every few iterations the estimate's mel is measured on the padded (4x finer) grid, as the
+  encoder would see it, and each band's energy is corrected while the estimate's own fine
+  structure within the band is kept (:func:`griffin_lim`). The pseudo-inverse alone spreads a
+  band evenly over its bins, which no real sound does.
 * The result is resampled back to the output rate.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +55,7 @@ def working_grid(params: SpectrogramParams) -> WorkingGrid:
     """The cheapest exact grid for ``params``, or the reference grid when none fits."""
     if params.n_fft % params.win_length == 0:
         bin_step = params.n_fft // params.win_length
-        for up, down in ((2, 3), (3, 4), (1, 1)):
+        for up, down in ((5, 9), (2, 3), (3, 4), (1, 1)):
             rate = params.sample_rate * up / down
             fits = (
                 params.hop_length * up % down == 0
@@ -83,25 +88,72 @@ def inverse_mel_matrix(params: SpectrogramParams) -> torch.Tensor:
 
 
 def linear_magnitude(mel: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """Working-grid magnitudes ``[..., bins_used, columns]`` from mel magnitudes."""
-    return torch.relu(torch.matmul(inverse.to(mel.device), mel))
+    """Working-grid magnitudes ``[..., bins_used, columns]`` from mel magnitudes.
+
+    The DC bin lies in no band, so the pseudo-inverse leaves it silent although the lowest band
+    sees it: it takes its neighbour's value, which lets a DC offset or a sub-bass rumble come back.
+    """
+    mag = torch.relu(torch.matmul(inverse.to(mel.device), mel))
+    return torch.cat([mag[..., 1:2, :], mag[..., 1:, :]], dim=-2)
 
 
-def integrated_phase(mag: torch.Tensor, hop: int, n_fft: int, win_length: int) -> torch.Tensor:
-    """Initial phase from integrating the instantaneous frequency along time.
+def log_slopes(mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central differences of the log magnitude ``[..., bins, columns]`` along bins and along columns."""
+    log_mag = torch.log(mag + 1e-6 * mag.amax(dim=(-2, -1), keepdim=True) + 1e-30)
+    along_bins = torch.zeros_like(log_mag)
+    along_bins[..., 1:-1, :] = (log_mag[..., 2:, :] - log_mag[..., :-2, :]) / 2
+    along_columns = torch.zeros_like(log_mag)
+    along_columns[..., 1:-1] = (log_mag[..., 2:] - log_mag[..., :-2]) / 2
+    return along_bins, along_columns
 
-    The instantaneous frequency of bin m is m plus an offset proportional to the slope of the
-    log magnitude across bins (exact for a Gaussian window, close for Hann). Integrating it
-    with the trapezoid rule gives phases that are coherent from frame to frame.
+
+def cumulative_trapezoid(rate: torch.Tensor, dim: int) -> torch.Tensor:
+    """Integral of ``rate`` along ``dim`` from 0 at the first index (trapezoid rule)."""
+    count = rate.shape[dim]
+    steps = (rate.narrow(dim, 1, count - 1) + rate.narrow(dim, 0, count - 1)) / 2
+    return torch.cat([torch.zeros_like(rate.narrow(dim, 0, 1)), torch.cumsum(steps, dim=dim)], dim=dim)
+
+
+def peak_of_each_bin(mag: torch.Tensor, floor: float = 1e-5) -> torch.Tensor:
+    """For every bin of ``[..., bins, columns]``, the index of the louder of its two nearest spectral peaks.
+
+    A peak is a local maximum along bins above ``floor`` times the loudest value. Bins with no
+    peak on either side get -1.
+    """
+    bins = mag.shape[-2]
+    lower = torch.nn.functional.pad(mag[..., :-1, :], (0, 0, 1, 0), value=-1.0)
+    upper = torch.nn.functional.pad(mag[..., 1:, :], (0, 0, 0, 1), value=-1.0)
+    peak = (mag >= lower) & (mag > upper) & (mag > floor * mag.amax(dim=(-2, -1), keepdim=True))
+    index = torch.arange(bins, device=mag.device).view(-1, 1).expand_as(mag)
+    below = torch.where(peak, index, -1).cummax(dim=-2).values
+    above = torch.where(peak, index, bins).flip(-2).cummin(dim=-2).values.flip(-2)
+    silent = torch.full_like(mag, -1.0)
+    below_mag = torch.where(below >= 0, mag.gather(-2, below.clamp(min=0)), silent)
+    above_mag = torch.where(above < bins, mag.gather(-2, above.clamp(max=bins - 1)), silent)
+    chosen = torch.where(below_mag >= above_mag, below, above)
+    return torch.where(chosen >= bins, -1, chosen)
+
+
+def locked_phase(mag: torch.Tensor, hop: int, n_fft: int, win_length: int) -> torch.Tensor:
+    """Initial phase from phase-gradient integration, locked to the spectral peaks.
+
+    Both halves of the phase gradient come from the magnitude (exact for a Gaussian window,
+    close for Hann): along time, the instantaneous frequency (bin plus an offset from the
+    log-magnitude slope across bins); along frequency, the group delay (from the slope over
+    time) plus half a turn per bin, because frames are transformed from their start while the
+    window is centred. Each peak's phase is integrated along time; every other bin takes its
+    nearest louder peak's phase plus the frequency-direction integral from that peak, so the
+    bins of one partial or one onset stay coherent with each other and from frame to frame.
     """
     gamma = HANN_GAMMA * win_length**2
-    log_mag = torch.log(mag + 1e-6 * mag.amax(dim=(-2, -1), keepdim=True) + 1e-30)
-    slope = torch.zeros_like(log_mag)
-    slope[..., 1:-1, :] = (log_mag[..., 2:, :] - log_mag[..., :-2, :]) / 2
+    along_bins, along_columns = log_slopes(mag)
     m = torch.arange(mag.shape[-2], device=mag.device, dtype=mag.dtype).unsqueeze(-1)
-    dphase = 2 * math.pi * hop * m / n_fft + hop * n_fft / gamma * slope
-    steps = (dphase[..., 1:] + dphase[..., :-1]) / 2
-    phase = torch.cat([torch.zeros_like(dphase[..., :1]), torch.cumsum(steps, dim=-1)], dim=-1)
+    over_time = cumulative_trapezoid(2 * math.pi * hop * m / n_fft + hop * n_fft / gamma * along_bins, dim=-1)
+    over_bins = cumulative_trapezoid(math.pi - gamma / (n_fft * hop) * along_columns, dim=-2)
+    peak = peak_of_each_bin(mag)
+    source = peak.clamp(min=0)
+    phase = over_time.gather(-2, source) + over_bins - over_bins.gather(-2, source)
+    phase = torch.where(peak >= 0, phase, over_time + math.pi * m)
     return torch.polar(torch.ones_like(mag), phase)
 
 
@@ -122,6 +174,14 @@ class FrameCodec:
 
     def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
         count = frames.shape[-2]
+        if self.n_fft % self.hop == 0:
+            # Frame j's k-th hop-long block lands on output block j + k: one add per block offset.
+            parts = self.n_fft // self.hop
+            blocks = frames.reshape(frames.shape[0], count, parts, self.hop)
+            out = frames.new_zeros(frames.shape[0], count + parts - 1, self.hop)
+            for k in range(parts):
+                out[:, k : k + count] += blocks[:, :, k]
+            return out.reshape(frames.shape[0], -1)
         size = self.n_fft + self.hop * (count - 1)
         out = torch.nn.functional.fold(
             frames.transpose(-1, -2), (1, size), (1, self.n_fft), stride=(1, self.hop)
@@ -134,12 +194,16 @@ class FrameCodec:
             self._envelopes[count] = self._overlap_add(squares)[0].clamp(min=1e-11)
         return self._envelopes[count]
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """``[batch, samples]`` -> complex ``[batch, frames, bins]`` (centred, reflect-padded)."""
+    def forward(self, audio: torch.Tensor, oversample: int = 1) -> torch.Tensor:
+        """``[batch, samples]`` -> complex ``[batch, frames, bins]`` (centred, reflect-padded).
+
+        With ``oversample`` k, each frame is zero-padded to k times the FFT length: the result
+        has ``k * (bins - 1) + 1`` bins, and every k-th is the plain transform's.
+        """
         half = self.n_fft // 2
         padded = torch.nn.functional.pad(audio.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
         frames = padded.unfold(-1, self.n_fft, self.hop) * self.window
-        return torch.fft.rfft(frames, dim=-1)[..., : self.bins]
+        return torch.fft.rfft(frames, n=self.n_fft * oversample, dim=-1)[..., : oversample * (self.bins - 1) + 1]
 
     def inverse(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         """complex ``[batch, frames, bins]`` -> ``[batch, length]`` samples."""
@@ -149,10 +213,78 @@ class FrameCodec:
         return audio[:, half : half + length]
 
 
-def unit_phase(spec: torch.Tensor) -> torch.Tensor:
-    """``spec / |spec|`` (0 stays 0), with one reciprocal square root instead of abs and divide."""
-    parts = torch.view_as_real(spec)
-    return spec * torch.rsqrt(parts.pow(2).sum(-1) + 1e-30)
+@dataclass(frozen=True)
+class MelBands:
+    """The mel filterbank on the oversampled working grid, for measuring and correcting band energies.
+
+    ``matrix`` is sparse ``[n_mels, fine_bins]`` (fine bins: the working grid's, ``oversample``
+    times closer, as fine as the reference's padded FFT). Each working bin lies in at most two
+    bands, ``low`` and ``high``, with weights ``low_weight`` and ``high_weight``.
+    """
+
+    matrix: torch.Tensor
+    oversample: int
+    low: torch.Tensor
+    high: torch.Tensor
+    low_weight: torch.Tensor
+    high_weight: torch.Tensor
+
+
+@functools.lru_cache(maxsize=8)
+def mel_bands(params: SpectrogramParams, device: torch.device = torch.device("cpu")) -> MelBands:
+    fb = mel_filterbank(params)  # [n_stft, n_mels], at most two bands per bin
+    used = int(torch.nonzero(fb.sum(dim=1) > 0).max()) + 1
+    step = working_grid(params).bin_step
+    coarse_bins = len(range(0, used, step))  # as many as inverse_mel_matrix keeps
+    fine = fb[: step * (coarse_bins - 1) + 1]
+    coarse = fine[::step]
+    weights, bands = torch.topk(coarse, 2, dim=1)  # the two bands of each working bin
+    outside = weights.sum(dim=1) == 0  # DC: in no band, it follows the lowest one
+    bands[outside] = 0
+    weights[outside] = torch.tensor([1.0, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        matrix = fine.T.contiguous().to_sparse_csr().to(device)
+    return MelBands(
+        matrix=matrix,
+        oversample=step,
+        low=bands[:, 0].to(device),
+        high=bands[:, 1].to(device),
+        low_weight=weights[:, 0].to(device),
+        high_weight=weights[:, 1].to(device),
+    )
+
+
+def band_energies(fine_mag: torch.Tensor, bands: MelBands) -> torch.Tensor:
+    """Mel magnitudes ``[batch, frames, n_mels]`` of fine-grid magnitudes ``[batch, frames, fine_bins]``."""
+    flat = fine_mag.reshape(-1, fine_mag.shape[-1])
+    mel = torch.sparse.mm(bands.matrix, flat.T)
+    return mel.T.reshape(*fine_mag.shape[:-1], -1)
+
+
+def band_gains(wanted: torch.Tensor, found: torch.Tensor, bands: MelBands) -> torch.Tensor:
+    """Per-working-bin gains ``[batch, frames, bins]``: each band's wanted/found ratio, spread over its bins."""
+    ratio = wanted / found.clamp(min=1e-9 * float(wanted.max()) + 1e-30)
+    spread = ratio[..., bands.low] * bands.low_weight + ratio[..., bands.high] * bands.high_weight
+    return spread / (bands.low_weight + bands.high_weight).clamp(min=1e-12)
+
+
+def magnitude(spec: torch.Tensor) -> torch.Tensor:
+    """``|spec|`` of a complex tensor (faster than ``abs`` on the CPU)."""
+    return torch.addcmul(spec.real * spec.real, spec.imag, spec.imag).sqrt_()
+
+
+def project(target: torch.Tensor, rebuilt: torch.Tensor, previous: torch.Tensor, keep: float) -> torch.Tensor:
+    """``target * unit(rebuilt - keep * previous)``: the fast Griffin-Lim step (0 stays 0)."""
+    diff = rebuilt - keep * previous
+    return diff * (target * torch.rsqrt(torch.addcmul(diff.real * diff.real, diff.imag, diff.imag).add_(1e-30)))
+
+
+#: Griffin-Lim iterations by default; every ``FIT_EVERY``-th corrects the band energies.
+DEFAULT_ITERATIONS = 40
+FIT_EVERY = 6
+#: Plain iterations after the last correction.
+FIT_TAIL = 3
 
 
 def griffin_lim(
@@ -162,25 +294,41 @@ def griffin_lim(
     n_iter: int,
     length: int,
     momentum: float = 0.99,
+    mel: torch.Tensor | None = None,
+    bands: MelBands | None = None,
 ) -> torch.Tensor:
     """Fast Griffin-Lim (with momentum) from a starting phase; returns ``[..., length]`` samples.
 
     ``mag`` and ``phase`` are ``[..., bins, columns]`` over the lowest bins; higher bins are silent.
+    With ``mel`` (``[..., n_mels, columns]``) and ``bands``, every ``FIT_EVERY``-th iteration
+    measures the estimate's mel on the fine grid and sets the magnitudes to project on to the
+    estimate's own, times each band's correction: the pseudo-inverse spreads a band's energy
+    evenly over its bins, while the consistent estimate has found where in the band it lies
+    (harmonics, onsets); only the band energies, which the image records, are corrected.
     """
     lead = mag.shape[:-2]
     target = mag.reshape(-1, *mag.shape[-2:]).transpose(-1, -2).contiguous()
     angles = phase.reshape(-1, *phase.shape[-2:]).transpose(-1, -2).contiguous()
-    previous = torch.zeros_like(angles)
+    wanted = None if mel is None else mel.reshape(-1, *mel.shape[-2:]).transpose(-1, -2).contiguous()
+    spec = target * angles
+    previous = torch.zeros_like(spec)
     keep = momentum / (1 + momentum)
-    for _ in range(n_iter):
-        rebuilt = frames.forward(frames.inverse(target * angles, length))
-        angles = unit_phase(rebuilt - keep * previous)
+    for i in range(n_iter):
+        audio = frames.inverse(spec, length)
+        if wanted is not None and i % FIT_EVERY == 0 and i < n_iter - FIT_TAIL:
+            fine = frames.forward(audio, bands.oversample)
+            rebuilt = fine[..., :: bands.oversample]
+            fine_mag = magnitude(fine)
+            target = fine_mag[..., :: bands.oversample] * band_gains(wanted, band_energies(fine_mag, bands), bands)
+        else:
+            rebuilt = frames.forward(audio)
+        spec = project(target, rebuilt, previous, keep)
         previous = rebuilt
-    return frames.inverse(target * angles, length).reshape(*lead, length)
+    return frames.inverse(spec, length).reshape(*lead, length)
 
 
 def reconstruct(
-    mel: torch.Tensor, params: SpectrogramParams, num_samples: int, n_iter: int = 32
+    mel: torch.Tensor, params: SpectrogramParams, num_samples: int, n_iter: int = DEFAULT_ITERATIONS
 ) -> torch.Tensor:
     """Waveform ``[..., num_samples]`` (unnormalised) from mel magnitudes ``[..., n_mels, columns]``.
 
@@ -189,10 +337,11 @@ def reconstruct(
     grid = working_grid(params)
     mag = linear_magnitude(mel, inverse_mel_matrix(params))
     win_length = grid.n_fft if grid.bin_step > 1 else params.win_length
-    phase = integrated_phase(mag, grid.hop, grid.n_fft, win_length)
+    phase = locked_phase(mag, grid.hop, grid.n_fft, win_length)
     work_length = grid.hop * (mel.shape[-1] - 1)
     frames = FrameCodec(grid.n_fft, grid.hop, win_length, mag.shape[-2], mel.device)
-    audio = griffin_lim(mag, phase, frames, n_iter, work_length)
+    bands = mel_bands(params, mel.device)
+    audio = griffin_lim(mag, phase, frames, n_iter, work_length, mel=mel, bands=bands)
     if grid.up != grid.down:
         audio = torchaudio.functional.resample(audio, grid.up, grid.down)
     return audio[..., :num_samples]
