@@ -29,10 +29,10 @@ apt_packages=(
   puredata-core      # headless Pure Data for the example patch
   fluidsynth         # renders the project's seed loops from MIDI
   fluid-soundfont-gm # General MIDI soundfont for fluidsynth
-  espeak-ng          # speech and sung vowels for the decoder's evaluation corpus
 )
 # Only for the tests (--test).
 test_apt_packages=(
+  espeak-ng          # speech and sung vowels for the decoder's evaluation corpus
   curl               # an HTTP client nobody here wrote, for the OSCQuery tests
   chromium           # headless browser for the web surface tests (driven by Selenium)
   chromium-driver    # chromedriver for that browser; nothing is downloaded
