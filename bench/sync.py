@@ -97,7 +97,7 @@ def bar_lines_between(tempo: TempoMap, start: float, end: float) -> list[int]:
 
 
 def bench_link(seconds: float, rate: int) -> list[float]:
-    from test_link import Peer
+    from link_fixtures import Peer
 
     from riffengine.timing.link import LinkFollower
 

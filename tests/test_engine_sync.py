@@ -13,7 +13,7 @@ import asyncio
 
 import pytest
 from jack_fixtures import jack_server  # noqa: F401
-from test_link import Peer, bar_offset
+from link_fixtures import Peer, bar_offset
 
 from riffengine.config import Settings, merge_overrides
 from riffengine.engine import Engine

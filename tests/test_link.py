@@ -10,14 +10,13 @@ follower (through the frame clock) within 2 ms of the peer's own bar start, both
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
 
 pytest.importorskip("aalink")
+
+from link_fixtures import Peer, bar_offset, wait_for  # noqa: E402
 
 from riffengine.state import initial_state  # noqa: E402
 from riffengine.store import StateStore  # noqa: E402
@@ -25,76 +24,6 @@ from riffengine.timing.link import LinkFollower  # noqa: E402
 from riffengine.timing.sources import FrameClock, TempoSync  # noqa: E402
 
 SR = 44100
-
-PEER = textwrap.dedent(
-    """
-    import asyncio, sys, time
-    from aalink import Link
-
-    async def main():
-        link = Link(123.0)
-        link.quantum = 4.0
-        link.enabled = True
-        loop = asyncio.get_running_loop()
-        print("ready", flush=True)
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            words = line.split()
-            if not words or words[0] == "quit":
-                return
-            if words[0] == "tempo":
-                link.tempo = float(words[1])
-                print("ok", flush=True)
-            elif words[0] == "report":
-                # bar start in time.monotonic(), from Link's own clock and beat
-                m0 = time.monotonic(); lt = link.time.total_seconds(); m1 = time.monotonic()
-                beat, tempo = link.beat, link.tempo
-                bar = lt - (beat % 4.0) * 60.0 / tempo + (m0 + m1) / 2 - lt
-                print("report", link.num_peers, tempo, repr(bar), flush=True)
-
-    asyncio.run(main())
-    """
-)
-
-
-class Peer:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", PEER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout.readline().strip() == "ready"
-
-    def ask(self, line: str) -> list[str]:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().split()
-
-    def report(self) -> tuple[int, float, float]:
-        words = self.ask("report")
-        return int(words[1]), float(words[2]), float(words[3])
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=5)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait()
-
-
-async def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
-def bar_offset(a: float, b: float, bar: float) -> float:
-    return (a - b + bar / 2) % bar - bar / 2
-
 
 def test_two_peers_agree_on_tempo_and_bars_and_tempo_changes_go_both_ways():
     peer = Peer()

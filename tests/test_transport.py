@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -68,54 +64,15 @@ def test_transport_follows_the_reference_and_sends_our_changes_without_echo():
     assert sync.sent == [True]
 
 
-PEER = textwrap.dedent(
-    """
-    import asyncio, sys
-    from aalink import Link
-
-    async def main():
-        link = Link(120.0)
-        link.quantum = 4.0
-        link.start_stop_sync_enabled = True
-        link.enabled = True
-        loop = asyncio.get_running_loop()
-        print("ready", flush=True)
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            words = line.split()
-            if not words or words[0] == "quit":
-                return
-            if words[0] in ("play", "stop"):
-                link.playing = words[0] == "play"
-                print("ok", flush=True)
-            elif words[0] == "report":
-                print(link.num_peers, int(link.playing), flush=True)
-
-    asyncio.run(main())
-    """
-)
-
-
 def test_start_stop_follows_a_second_link_peer_and_goes_back_to_it():
     pytest.importorskip("aalink")
     from riffengine.timing.link import LinkFollower
     from riffengine.timing.sources import FrameClock, TempoSync
 
-    peer = subprocess.Popen([sys.executable, "-c", PEER], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    from link_fixtures import Peer, wait_for
 
-    def ask(line: str) -> list[str]:
-        peer.stdin.write(line + "\n")
-        peer.stdin.flush()
-        return peer.stdout.readline().split()
-
-    async def wait_for(predicate, timeout: float = 15.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            await asyncio.sleep(0.05)
-        return False
+    peer = Peer(120.0, start_stop_sync=True)
+    ask = peer.ask
 
     async def run() -> None:
         clock = FrameClock.free_running(44100)
@@ -123,7 +80,7 @@ def test_start_stop_follows_a_second_link_peer_and_goes_back_to_it():
         sync = TempoSync(store, lambda name: LinkFollower(120.0, 4, clock, start_stop_sync=True), "link")
         transport = TransportSync(store, sync)
         try:
-            assert await wait_for(lambda: sync._source.peers > 0), "the peers never found each other"
+            assert await wait_for(lambda: sync._source.peers > 0, 15.0), "the peers never found each other"
 
             def poll() -> bool:
                 transport.poll(sync.poll())
@@ -136,19 +93,13 @@ def test_start_stop_follows_a_second_link_peer_and_goes_back_to_it():
             assert ask("stop") == ["ok"]
             assert await wait_for(lambda: poll() and store.state.values["transport"] == "stop")
             store.apply({"transport": "play"}, source="osc")  # ours goes to the session
-            assert await wait_for(lambda: poll() and ask("report") == ["1", "1"])
+            assert await wait_for(lambda: poll() and ask("playing") == ["1", "1"])
             assert store.state.values["transport"] == "play"
         finally:
             transport.close()
             sync.close()
 
     try:
-        assert peer.stdout.readline().strip() == "ready"
         asyncio.run(run())
     finally:
-        try:
-            ask("quit")
-            peer.wait(timeout=5)
-        except Exception:
-            peer.kill()
-            peer.wait()
+        peer.close()
