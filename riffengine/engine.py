@@ -66,9 +66,9 @@ from riffengine import evolve
 from riffengine.ahead import Ahead
 from riffengine.audio import gil
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
-from riffengine.audio.livegain import LiveGain, db_to_gain
-from riffengine.audio.output import MAX_BLOCK, WavFileOutput, open_output
-from riffengine.audio.panic import PanicRequest, PanicStage
+from riffengine.audio.livegain import db_to_gain
+from riffengine.audio.output import WavFileOutput, open_output
+from riffengine.audio.panic import PanicRequest
 from riffengine.audio.recorder import Recorder
 from riffengine.audio.ringbuffer import RingBuffer
 from riffengine.audio.timeline import ClipDropped, LoopStarted, Stopped, Timeline
@@ -440,9 +440,7 @@ class Engine:
             raise UserError(f"tempo source {self.tempo_source} needs a live output (a device or jack), "
                             "not a file: set tempo.source: internal to render to a file")
         self.sample_rate = self.output.sample_rate
-        # The callback's gain stage, at the rate the output really runs at; not started yet.
-        self.output.live = LiveGain(self.sample_rate, MAX_BLOCK, self._gain_target)
-        self.output.panic = PanicStage(self.sample_rate, MAX_BLOCK, CHANNELS)
+        self.output.live.reset(self._gain_target)  # the callback starts at the configured gain
         if self.recorder is not None:
             self.recorder.sample_rate = self.sample_rate
         state = self.store.state

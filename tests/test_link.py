@@ -10,7 +10,6 @@ follower (through the frame clock) within 2 ms of the peer's own bar start, both
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 

@@ -90,6 +90,7 @@ class JackOutput(_OutputBase):
         self._active = False
         self._started = False
         self._open_client()
+        self._make_stages()  # the server's rate is known now
 
     # --- the client -----------------------------------------------------------------------------
 

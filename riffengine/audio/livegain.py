@@ -47,6 +47,11 @@ class LiveGain:
         """Ask for ``gain`` (linear), or silence while ``muted``. Loop thread; never blocks."""
         self.target = 0.0 if muted else float(gain)
 
+    def reset(self, gain: float) -> None:
+        """Start at ``gain`` with no ramp. Only before the stream starts (it writes
+        :attr:`current`, which the callback owns once it runs)."""
+        self.target = self.current = self._from = self._to = float(gain)
+
     def apply(self, block: np.ndarray) -> None:
         """Scale ``block`` ([frames, channels] float32) in place. Audio callback only."""
         target = self.target  # read once: the loop thread may change it meanwhile

@@ -224,8 +224,15 @@ class _OutputBase:
         self.channels = ring.channels
         self.sample_rate = sample_rate
         self.recorder = recorder
-        self.live = LiveGain(sample_rate or DEFAULT_SAMPLE_RATE, MAX_BLOCK)
-        self.panic = PanicStage(sample_rate or DEFAULT_SAMPLE_RATE, MAX_BLOCK, ring.channels)
+        self.live: LiveGain | None = None
+        self.panic: PanicStage | None = None
+        if sample_rate:
+            self._make_stages()
+
+    def _make_stages(self) -> None:
+        """The callback's stages, sized for the rate the output runs at (once it is known)."""
+        self.live = LiveGain(self.sample_rate, MAX_BLOCK)
+        self.panic = PanicStage(self.sample_rate, MAX_BLOCK, self.channels)
 
     @property
     def frames_output(self) -> int:
