@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tomllib
@@ -28,8 +29,8 @@ def check(lock: Path) -> subprocess.CompletedProcess:
 
 
 def requirement_name(spec: str) -> str:
-    return check_lock.canonical(spec.split(";")[0].split("[")[0].split("=")[0].split("<")[0]
-                                .split(">")[0].split("!")[0].split("~")[0].strip())
+    """The distribution a requirement such as ``"torch==2.11.0"`` names, canonical."""
+    return check_lock.canonical(re.match(r"\s*([A-Za-z0-9._-]+)", spec).group(1))
 
 
 def declared() -> set[str]:
