@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from riffengine.render.renderer import SAMPLE_RATE, Clip, pixels_to_image
+from riffengine.render.renderer import SAMPLE_RATE, Clip, decode_one, pixels_to_image
 from riffengine.render.request import RenderRequest
 from riffengine.render.seeds import BUILTIN_DIR, load_seed_pixels
 
@@ -67,8 +67,7 @@ class FallbackRenderer:
             from riffengine.spectrogram import Codec
 
             self.codec = Codec(device=self.device)
-        audio = self.codec.decode_pixels(pixels[None], num_samples=num_frames, stereo=self.stereo)
-        return audio[0].detach().float().cpu().numpy()
+        return decode_one(self.codec, pixels, num_frames, self.stereo)
 
     def render(self, request: RenderRequest, num_frames: int | None = None, on_step=None) -> Clip:
         start = time.perf_counter()

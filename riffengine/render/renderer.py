@@ -388,13 +388,11 @@ class Renderer:
 
     def pixels_to_audio(self, pixels: torch.Tensor, num_frames: int | None) -> np.ndarray:
         """Audio float32 ``[channels, frames]`` from uint8 pixels, through the codec."""
-        codec = self.codec
-        if codec is None:
+        if self.codec is None:
             from riffengine.spectrogram import Codec
 
-            codec = self.codec = Codec(device=str(self.model.device))
-        audio = codec.decode_pixels(pixels[None], num_samples=num_frames, stereo=self.stereo)
-        return audio[0].detach().float().cpu().numpy()
+            self.codec = Codec(device=str(self.model.device))
+        return decode_one(self.codec, pixels, num_frames, self.stereo)
 
     def render(self, request: RenderRequest, num_frames: int | None = None,
                on_step: StepCallback | None = None) -> Clip:
@@ -417,6 +415,12 @@ class Renderer:
             seconds=time.perf_counter() - start,
             timings=timings,
         )
+
+
+def decode_one(codec, pixels: torch.Tensor, num_frames: int | None, stereo: bool) -> np.ndarray:
+    """One image's audio, float32 ``[channels, frames]`` on the CPU, ``num_frames`` long."""
+    audio = codec.decode_pixels(pixels[None], num_samples=num_frames, stereo=stereo)
+    return audio[0].detach().float().cpu().numpy()
 
 
 def pixels_to_image(pixels: torch.Tensor):
