@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from riffengine.errors import UserError
+from riffengine.logs import setup_logging
 
 # Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = (
@@ -50,10 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(requested_command(argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging("DEBUG" if args.verbose else "INFO")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -121,19 +121,35 @@ def _nearest(level: int) -> int:
     return PRIORITIES[max(below)] if below else 7
 
 
+class StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a record comes, not to the
+    stream it was when the handler was made (a replaced or closed stderr is not an error)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> IO:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: IO) -> None:
+        pass
+
+
 def setup_logging(level: str | int = "INFO", stream: IO | None = None,
                   env: Mapping[str, str] | None = None,
                   journald: bool | None = None) -> logging.Handler:
-    """Send every log record to ``stream`` (default stderr), one line each, from ``level`` up.
+    """Send every log record to ``stream`` (default: the current stderr), one line each, from
+    ``level`` up.
 
     ``journald`` None detects it (:func:`under_journald`). Calling it again replaces the
     handler it installed before (so a reload may change the level); other handlers stay.
     A plain stderr handler left by ``logging.basicConfig`` is removed too (no line twice).
     Returns the handler.
     """
-    stream = sys.stderr if stream is None else stream
     if journald is None:
-        journald = under_journald(env, stream)
+        journald = under_journald(env, sys.stderr if stream is None else stream)
     if isinstance(level, str):
         name = level.upper()
         if name not in logging.getLevelNamesMapping():
@@ -143,7 +159,7 @@ def setup_logging(level: str | int = "INFO", stream: IO | None = None,
     for old in [h for h in root.handlers if getattr(h, "_riffengine", False)
                 or (type(h) is logging.StreamHandler and h.stream in (sys.stderr, stream))]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(stream)
+    handler = StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(LineFormatter(journald))
     handler._riffengine = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -130,3 +130,15 @@ def test_plain_formatter_has_time_and_level():
     record = logging.LogRecord("riffengine", logging.INFO, __file__, 1, "bar %d", (3,), None)
     line = LineFormatter(journald=False).format(record)
     assert line.endswith(" INFO riffengine: bar 3") and line[:4].isdigit()
+
+
+def test_the_default_handler_writes_to_the_stderr_of_the_moment(restore_root, monkeypatch):
+    """A stderr replaced (and closed) after setup is no error: records go to the current one."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    setup_logging("INFO", journald=True)
+    logging.getLogger("riffengine").warning("one")
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("riffengine").warning("two")
+    assert lines_of(second) == ["<4>riffengine: two"]
