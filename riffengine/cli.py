@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(requested_command(argv))
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # the command line as given (the audio host passes it on)
     setup_logging("DEBUG" if args.verbose else "INFO")
     if not getattr(args, "func", None):
         parser.print_help()

@@ -248,6 +248,9 @@ class AudioSettings:
     block_size: int = _setting(512, _integer(16, 8192))
     jack_client_name: str = _setting("riffengine", _text("a JACK client name", max_length=63))
     ring_buffer_seconds: float = _setting(2.0, _number(0.05, 60.0))
+    host: bool = _setting(True, _boolean)
+    """A live output plays from a separate audio process that outlives the engine (see
+    docs/daemon.md); false runs everything in one process."""
     record: str | None = _setting(None, _optional(_text("a .wav path or null")), path=True)
     events: str | None = _setting(None, _optional(_text("a file path or null")), path=True)
 

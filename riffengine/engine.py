@@ -78,6 +78,8 @@ from riffengine.config import Settings, initial_values
 from riffengine.control.params import PREFIX
 from riffengine.errors import UserError
 from riffengine.eventlog import EventLog
+from riffengine.host import resume
+from riffengine.host.client import SKIP_AHEAD_SECONDS, HostOutput, RingWriter
 from riffengine.events import EventBus
 from riffengine.planner import RENDER, Job, Planner, clip_key, landing_seam
 from riffengine.render.renderer import SAMPLE_RATE as MODEL_RATE
@@ -90,7 +92,7 @@ from riffengine.render.worker import (
 )
 from riffengine.script import Step
 from riffengine.sdnotify import Notifier, watchdog_pings
-from riffengine.state import State, apply_many, initial_state
+from riffengine.state import State, apply_many, as_pairs, initial_state
 from riffengine.store import StateStore, changed_keys
 from riffengine.timing.follow import Follower, loop_bpm, needs_realign
 from riffengine.timing.sources import FrameClock
@@ -118,6 +120,8 @@ RETRY_MAX_SECONDS = 5.0
 """...up to this."""
 RECONNECT_SECONDS = 0.5
 """How often a lost output (the JACK server went away) is tried again."""
+HEARTBEAT_SECONDS = 0.2
+"""Under the audio host: how often the engine says it is alive (and saves its state)."""
 
 
 class WarmUpFailed(Exception):
@@ -211,9 +215,14 @@ class Engine:
         learn: str | None = None,
         reload_settings: Callable[[], Settings] | None = None,
         notifier: Notifier | None = None,
+        host: str | None = None,
+        state_file: str | None = None,
     ) -> None:
         self.settings = settings
-        self.store = StateStore(initial_state(settings))
+        self._host = host
+        self._state_file = state_file
+        self._resume = resume.load(state_file) if state_file else None
+        self.store = StateStore(self._starting_state(settings, self._resume))
         self.bus = EventBus()
         self._renderer = renderer
         self._renderer_factory = renderer_factory
@@ -283,6 +292,22 @@ class Engine:
         self._job_bpm: dict[int, float] = {}
         self._cancel: set[int] = set()  # jobs to stop at their next step (read on the worker thread)
         self._unsubscribe: list[Callable[[], None]] = []
+        self._state_dirty = state_file is not None
+        self._state_saved_at = 0.0
+        self._grid: resume.Grid | None = self._resume.grid if self._resume else None
+        self._beat_task: asyncio.Task | None = None
+
+    @staticmethod
+    def _starting_state(settings: Settings, resumed: resume.Resume | None) -> State:
+        """The config's state, then what a previous engine under the same host left (if any)."""
+        state = initial_state(settings)
+        if resumed is None:
+            return state
+        try:
+            return apply_many(state, resumed.pairs)
+        except UserError as exc:
+            log.warning("the previous engine's state does not apply (%s); starting from the config", exc)
+            return state
 
     # --- public API (loop thread) ---------------------------------------------------------------
 
@@ -402,6 +427,8 @@ class Engine:
             self._announce_ready()
             await self._play()
             await self._fade_out()
+            if isinstance(self.output, HostOutput):
+                self.output.bye(0)  # an end on purpose: the host ends too, rather than restart us
         finally:
             await self._close()
         return 0
@@ -412,13 +439,16 @@ class Engine:
         self.bus.subscribe(self._log_event)
         path = self.settings.audio.events
         if path:
-            self.events_log = EventLog(path)
+            self.events_log = EventLog(path, append=self._host is not None)
             self._unsubscribe.append(self.bus.subscribe(self.events_log))
 
     def _open_output(self) -> None:
         audio = self.settings.audio
         rate = audio.sample_rate
         capacity = max(8 * REALTIME_BLOCK, int(audio.ring_buffer_seconds * rate))
+        if self._host is not None:
+            self._open_host_output()
+            return
         self.ring = RingBuffer(capacity, CHANNELS)
         if audio.record:
             if str(audio.record) == str(audio.output):
@@ -450,6 +480,45 @@ class Engine:
         self.planner = Planner(self.sample_rate, margin_seconds=margin)
         if self.duration is not None:
             self._end_frame = max(1, round(self.duration * self.sample_rate))
+
+    def _open_host_output(self) -> None:
+        """Under the audio host: its ring and stream; it records, applies gain and panic."""
+        self.output = HostOutput(self._host)
+        self.ring = self.output.ring
+        self._beat_task = asyncio.ensure_future(self._beat())
+        self.realtime = True
+        self.sample_rate = self.output.sample_rate
+        self.output.live.reset(self._gain_target)
+        state = self.store.state
+        tempo = TempoMap(float(state.values["bpm"]), int(state.values["beats_per_bar"]), self.sample_rate)
+        grid = self._grid
+        if grid is not None and grid.beats_per_bar == tempo.beats_per_bar:
+            # the grid of the loops the host holds: our first loop lands on one of its bar lines
+            tempo = TempoMap(grid.bpm, grid.beats_per_bar, self.sample_rate, anchor_frame=grid.frame,
+                             anchor_beat=float(grid.bar * grid.beats_per_bar))
+        start = max(self.ring.frames_written, self.ring.frames_read)
+        self.timeline = Timeline(tempo, CHANNELS, float(state.values["crossfade_ms"]), start_frame=start)
+        margin = self.settings.render.safety_margin_ms / 1000.0
+        self.planner = Planner(self.sample_rate, margin_seconds=margin)
+        if self.duration is not None:
+            self._end_frame = start + max(1, round(self.duration * self.sample_rate))
+
+    async def _beat(self) -> None:
+        """Under the host: the heartbeat it watches (a hung engine is restarted), and the state
+        the next engine starts from."""
+        while True:
+            self.output.beat()
+            self._save_state()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    def _save_state(self) -> None:
+        if not self._state_dirty or self._state_file is None:
+            return
+        self._state_dirty = False
+        try:
+            resume.save(self._state_file, as_pairs(self.store.state), self._grid)
+        except OSError as exc:
+            log.warning("cannot save the state for a restart in %s: %s", self._state_file, exc)
 
     async def _start_renderer(self) -> None:
         await self._load_safe_loop()
@@ -584,7 +653,8 @@ class Engine:
     def _start_stream(self) -> None:
         """Prefill the ring (live), start the recorder and the output."""
         if self.realtime:
-            self._gil_interval = gil.prepare_for_audio()  # short GIL waits for the callback
+            if self._host is None:  # no audio callback in this process under the host
+                self._gil_interval = gil.prepare_for_audio()  # short GIL waits for the callback
             self._feed()
         self._last_beat = -1
         if self.recorder is not None:
@@ -643,12 +713,29 @@ class Engine:
 
     def _feed(self) -> None:
         """Live: top up the ring with timeline blocks (never waits)."""
+        if isinstance(self.ring, RingWriter):
+            self._catch_up()
         limit = self._feed_limit()
         last = None if self._end_frame is None else self._end_frame - self._fade_frames()
         while (n := min(REALTIME_BLOCK, limit - self.timeline.cursor)) > 0:
             if n < REALTIME_BLOCK and self.timeline.cursor + n != last:
                 break  # whole blocks only, except the last one before the end
             self._render_into_ring(n)
+
+    def _catch_up(self) -> None:
+        """Under the host: if its stream has passed what we wrote (we were stalled, or we join a
+        stream that was playing), skip the timeline to just ahead of it. The host played the
+        held loop meanwhile, in the phase the timeline has, so the music goes on unbroken."""
+        ahead = self.ring.frames_read + round(SKIP_AHEAD_SECONDS * self.sample_rate)
+        timeline = self.timeline
+        target = ahead if self.ring.behind(0) else timeline.cursor
+        if timeline.current_clip_id is None and not timeline.stopped:
+            # nothing plays yet: the stream starts on our first downbeat, the host holds till then
+            target = timeline.tempo.bar_line_at_or_after(max(target, ahead))
+        while timeline.cursor < target:
+            self._handle_block_events(timeline.render_block(min(FILE_BLOCK, target - timeline.cursor)))
+        if timeline.cursor > self.ring.frames_written:
+            self.ring.restart_at(timeline.cursor)
 
     async def _feed_file(self) -> None:
         """File output: one block, bounded by the next thing that must happen at a frame."""
@@ -681,9 +768,17 @@ class Engine:
         frames = self._apply_gain(block.frames)
         written = self.ring.write(frames)
         assert written == len(frames), "the feeder wrote more than the ring had room for"
+        self._handle_block_events(block)
+
+    def _handle_block_events(self, block) -> None:
+        hold = getattr(self.output, "hold", None)
         for event in block.events:
             if isinstance(event, (LoopStarted, Stopped)):
                 self._heard.append(event)
+                if hold is not None and isinstance(event, Stopped):
+                    hold(event.frame, None)
+                elif hold is not None and event.clip is not None:
+                    hold(event.frame, event.clip.audio, event.clip_id)
             elif isinstance(event, ClipDropped):
                 self._stats["dropped"] += 1
                 self.bus.publish("loop_dropped", clip_id=event.clip_id, replaced_by=event.replaced_by,
@@ -715,6 +810,7 @@ class Engine:
     # --- state, planning, results ---------------------------------------------------------------
 
     def _on_state(self, old: State, new: State, source: str) -> None:
+        self._state_dirty = self._state_file is not None
         changes = changed_keys(old, new)
         self.bus.publish("state", version=new.version, source=source,
                          changes={k: v for k, v in changes})
@@ -993,6 +1089,10 @@ class Engine:
             self.bus.publish("tempo", bpm=event.bpm, frame=event.frame, bar=event.bar,
                              source=self.tempo_source)
         self._heard_bpm = event.bpm
+        if self._state_file is not None:
+            bpb = self.timeline.tempo_at(event.frame).beats_per_bar
+            self._grid = resume.Grid(event.frame, event.bar, event.bpm, bpb)
+            self._state_dirty = True
         planned = self.ahead.loop_of(event.clip_id)
         if event.repeat and planned is not None and evolve.walking(planned.loop, self.store.state):
             self._stats["walk_repeats"] += 1  # the next loop of the walk was not ready in time
@@ -1030,6 +1130,11 @@ class Engine:
         """
         if not self._stream_started:
             return
+        if self._host is not None:  # the host fades out (or plays on) by itself
+            self._publish_heard()
+            self.bus.publish("stopped", frame=self.heard_frame(), underruns=self.ring.underruns,
+                             xruns=int(self.output.xruns), **dict(self._stats))
+            return
         fade = self._fade_frames()
         end = None
         if self.realtime and self._stop_requested:
@@ -1063,12 +1168,13 @@ class Engine:
         """Close in reverse order; each step runs even if an earlier one failed."""
         self._remove_signal_handlers()
         self.notifier.stopping("stopping")
-        for task in (self._watchdog, self._reconnect, self._model_retry):
+        for task in (self._watchdog, self._reconnect, self._model_retry, self._beat_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        self._watchdog = self._reconnect = self._model_retry = None
+        self._watchdog = self._reconnect = self._model_retry = self._beat_task = None
+        self._save_state()
         steps: list[Callable[[], object]] = []
         if self.surfaces is not None:
             steps.append(self.surfaces.close)

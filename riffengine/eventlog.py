@@ -58,12 +58,13 @@ def event_line(event: Event) -> str:
 class EventLog:
     """Writes every event it is given to a JSONL file, flushed per line."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
+        """``append``: add to the file (an engine under the audio host, which started it)."""
         self.path = Path(path)
         self.lines = 0
         self.failed = False
         try:
-            self._file: IO[str] = open(self.path, "w", encoding="utf-8")
+            self._file: IO[str] = open(self.path, "a" if append else "w", encoding="utf-8")
         except OSError as exc:
             raise UserError(
                 f"cannot write the events log {str(self.path)!r}: {exc.strerror or exc}; "

@@ -70,6 +70,8 @@ class LoopStarted:
     repeat: int
     bpm: float
     crossfade_frames: int
+    clip: Clip | None = field(default=None, compare=False, repr=False)
+    """The clip itself when it starts (``repeat`` 0), for whoever keeps a copy of what plays."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class Timeline:
         channels: int = 2,
         crossfade_ms: float = DEFAULT_CROSSFADE_MS,
         min_crossfade_frames: int = 64,
+        start_frame: int = 0,
     ) -> None:
         if crossfade_ms < 0:
             raise ValueError(f"crossfade_ms must be >= 0, got {crossfade_ms}")
@@ -156,7 +159,7 @@ class Timeline:
         self.channels = channels
         self.crossfade_frames = int(round(crossfade_ms * tempo.sample_rate / 1000.0))
         self.min_crossfade_frames = min(min_crossfade_frames, self.crossfade_frames)
-        self._cursor = 0
+        self._cursor = start_frame  # a stream joined later (an engine attaching to a host)
         self._playing: _Playing | None = None
         self._pending: _Pending | None = None
         self._queued_after_fade: _Pending | None = None  # next clip, while a fade is under way
@@ -437,4 +440,5 @@ class Timeline:
         self._last = clip
         self._pending = self._queued_after_fade
         self._queued_after_fade = None
-        self._events.append(LoopStarted(frame, self._tempo.bar_at(frame), clip.clip_id, 0, clip.bpm, crossfade))
+        self._events.append(LoopStarted(frame, self._tempo.bar_at(frame), clip.clip_id, 0, clip.bpm, crossfade,
+                                        clip))

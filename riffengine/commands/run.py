@@ -81,6 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stop after this many seconds of audio (needed with a .wav output)")
     add("--script", metavar="FILE", help="timed parameter changes (YAML list; see riffengine/script.py)")
     add("--learn", metavar="PARAM", help="arm MIDI learn for this parameter at start")
+    add("--no-host", action="store_true",
+        help="play from this process, without the separate audio host (audio.host: false)")
+    # Set by the audio host for the engine it starts (not for users):
+    add("--attach-host", metavar="RING", help=argparse.SUPPRESS)
+    add("--state-file", metavar="FILE", help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -97,6 +102,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["osc.enabled"] = False
     if getattr(args, "require_model", False):
         overrides["model.required"] = True
+    if getattr(args, "no_host", False):
+        overrides["audio.host"] = False
     if getattr(args, "http_port", None) is not None:
         overrides["http.enabled"] = True
     for text in args.overrides:
@@ -111,11 +118,8 @@ def check_duration(duration: float | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from riffengine.engine import Engine, WarmUpFailed
-    from riffengine.render.fake import FakeRenderer
-    from riffengine.script import load_script
-
     from riffengine.logs import setup_logging
+    from riffengine.script import load_script
 
     settings = settings_from_args(args)
     setup_logging("DEBUG" if args.verbose else settings.logging.level)
@@ -124,9 +128,39 @@ def run(args: argparse.Namespace) -> int:
     for step in script:
         if step.scene is not None:
             settings.scene(step.scene)  # UserError for an unknown scene
+    if args.attach_host is None and uses_host(settings):
+        return run_host(args, settings)
+    return run_engine(args, settings, script)
+
+
+def uses_host(settings: Settings) -> bool:
+    """A live output under ``audio.host`` plays from the audio host process."""
+    return bool(settings.audio.host) and not str(settings.audio.output).lower().endswith(".wav")
+
+
+def run_host(args: argparse.Namespace, settings: Settings) -> int:
+    """The audio host (no torch here): it opens the output and runs the engine as its child."""
+    import shutil
+    import tempfile
+
+    from riffengine.host.process import engine_command, serve
+
+    folder = tempfile.mkdtemp(prefix="riffengine-host-")
+    try:
+        argv = list(getattr(args, "argv", None) or ["run"])
+        return serve(settings, engine_command(argv), os.path.join(folder, "state.json"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_engine(args: argparse.Namespace, settings: Settings, script: list) -> int:
+    from riffengine.engine import Engine, WarmUpFailed
+    from riffengine.render.fake import FakeRenderer
+
     factory = (lambda realtime: FakeRenderer(sleep=realtime)) if args.fake_renderer else None
     engine = Engine(settings, renderer_factory=factory, duration=args.duration, script=script,
-                    learn=args.learn, reload_settings=lambda: settings_from_args(args))
+                    learn=args.learn, reload_settings=lambda: settings_from_args(args),
+                    host=args.attach_host, state_file=args.state_file)
     try:
         return asyncio.run(engine.run())
     except WarmUpFailed as exc:

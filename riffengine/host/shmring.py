@@ -79,9 +79,11 @@ FIELDS = {
     "host_fenced": 6,
     # the engine's line
     "frames_written": 8, "engine_heartbeat_ns": 9, "engine_attaches": 10, "engine_pid": 11,
+    "valid_from": 12,
     # the host's line
     "frames_read": 16, "frames_output": 17, "underruns": 18, "underrun_frames": 19, "xruns": 20,
     "host_heartbeat_ns": 21, "dac_seq": 22, "dac_frame": 23, "dac_time_ns": 24,
+    "engine_restarts": 25, "held_frames": 26,
 }
 """Header slot (int64 index) of each field. Heartbeats and DAC time are ``time.monotonic_ns()``."""
 
@@ -107,6 +109,7 @@ class Header:
     engine_heartbeat_ns: int
     engine_attaches: int
     engine_pid: int
+    valid_from: int
     frames_read: int
     frames_output: int
     underruns: int
@@ -116,6 +119,8 @@ class Header:
     dac_seq: int
     dac_frame: int
     dac_time_ns: int
+    engine_restarts: int
+    held_frames: int
 
 
 class _Membarrier:
@@ -297,9 +302,28 @@ class ShmRing:
     # --- producer (engine) ----------------------------------------------------------------------------
 
     def writable(self) -> int:
-        """Frames :meth:`write` can take now."""
+        """Frames :meth:`write` can take now (0 when the host has played past
+        ``frames_written``: :meth:`restart_at` a frame ahead of it first)."""
         h = self._header
-        return self.capacity - int(h[_F["frames_written"]] - h[_F["frames_read"]])
+        written = int(h[_F["frames_written"]])
+        oldest = max(int(h[_F["frames_read"]]), int(h[_F["valid_from"]]))
+        return max(0, min(self.capacity, self.capacity - (written - oldest)))
+
+    def restart_at(self, frame: int) -> None:
+        """Engine: the stream goes on at ``frame`` (after an attach, or after falling behind a
+        host that plays on by itself): frames before it are no longer offered. ``frame`` must not
+        be below ``frames_written`` (slots the host may still read are not overwritten)."""
+        h = self._header
+        written = int(h[_F["frames_written"]])
+        if frame < written:
+            raise ValueError(f"shared-memory ring {self.name!r}: restart_at({frame}) is before "
+                             f"frames_written {written}")
+        if self._barrier is not None:
+            self._barrier.fence()
+        h[_F["valid_from"]] = frame
+        if self._barrier is not None:
+            self._barrier.fence()  # valid_from before the count (the host loads them in reverse)
+        h[_F["frames_written"]] = frame
 
     def write(self, frames: np.ndarray) -> int:
         """Engine: append as many of ``frames`` (float32, shape ``(n, channels)``) as fit and
@@ -310,7 +334,7 @@ class ShmRing:
                              f"(n, {self.channels}), not {getattr(frames, 'dtype', type(frames))} "
                              f"{getattr(frames, 'shape', '')}")
         h = self._header
-        read = int(h[_F["frames_read"]])
+        read = max(int(h[_F["frames_read"]]), int(h[_F["valid_from"]]))
         if self._barrier is not None:
             self._barrier.fence()  # (3, 4): the consumer is done with every slot before `read`
         written = int(h[_F["frames_written"]])
@@ -386,6 +410,42 @@ class ShmRing:
                 pass
             return 0
 
+    def read_at(self, position: int, out: np.ndarray) -> tuple[int, int]:
+        """Host callback, for a host that plays on by itself: ``out`` is stream frames
+        ``[position, position + len(out))``; copy into it those the ring holds (from
+        ``valid_from`` to ``frames_written``), leave the rest of ``out`` as it is, and free
+        everything before the block's end. Returns ``(offset, count)`` of the copied span in
+        ``out`` (count 0: none). Counts ``frames_output``; underruns are the caller's to count."""
+        try:
+            h = self._header
+            wanted = len(out)
+            written = int(h[_F["frames_written"]])  # the count first, then where it starts
+            begin = max(position, int(h[_F["valid_from"]]))
+            end = min(position + wanted, written)
+            n = end - begin
+            offset = begin - position
+            if n > 0:
+                start = begin % self.capacity
+                first = min(n, self.capacity - start)
+                out[offset : offset + first] = self._samples[start : start + first]
+                if n > first:
+                    out[offset + first : offset + n] = self._samples[: n - first]
+            else:
+                n, offset = 0, 0
+            h[_F["frames_read"]] = position + wanted
+            h[_F["frames_output"]] += wanted
+            return offset, n
+        except BaseException:  # noqa: BLE001 - never raise in the audio callback
+            return 0, 0
+
+    def count_underrun(self, frames: int) -> None:
+        """Host callback: ``frames`` of a block were silence (nothing to play)."""
+        try:
+            self._header[_F["underruns"]] += 1
+            self._header[_F["underrun_frames"]] += frames
+        except BaseException:  # noqa: BLE001
+            pass
+
     def set_dac(self, frame: int, time_ns: int) -> None:
         """Host callback: frame ``frame`` (a ``frames_output`` count) reaches the DAC at
         ``time_ns`` (monotonic). Plain stores under the sequence count :meth:`dac` checks."""
@@ -427,6 +487,18 @@ class ShmRing:
     @property
     def frames_read(self) -> int:
         return int(self._header[_F["frames_read"]])
+
+    @property
+    def valid_from(self) -> int:
+        return int(self._header[_F["valid_from"]])
+
+    def field(self, key: str) -> int:
+        """One header field (see :data:`FIELDS`)."""
+        return int(self._header[_F[key]])
+
+    def set_field(self, key: str, value: int) -> None:
+        """Store one header field: only its owner does (see the module's rules)."""
+        self._header[_F[key]] = value
 
     def __enter__(self) -> ShmRing:
         return self

@@ -1,0 +1,359 @@
+"""The audio host: the process that owns the sound, and starts (and restarts) the engine.
+
+``riffengine run`` to a live output (JACK or a sound card) runs this: it imports no torch. It
+opens the output stream, the recorder and the shared-memory ring, then starts the engine as a
+child process (``riffengine run ... --attach-host RING``), which renders and writes into the
+ring. The host's callback plays the ring, and where the ring has nothing (the engine died, hangs,
+restarts, or fell behind) the loops the engine held on the bar grid (:mod:`riffengine.host.hold`):
+the music goes on, in time, with no gap. Gain, mute and panic come over the control channel
+(:mod:`riffengine.host.channel`) and are applied in the host's callback: heard within a period,
+however long the ring's look-ahead.
+
+The engine is restarted when it exits without saying goodbye (a crash, a signal, the OOM
+killer), or when its heartbeat stops for :data:`HANG_SECONDS` (it is killed first). It starts
+from the state the previous one saved (:mod:`riffengine.host.resume`). An engine that fails at
+once with a user error (exit status 2: a bad config) is not restarted: the host ends with it.
+
+Signals: SIGINT/SIGTERM end the engine, fade the output out and end the host (exit 0); SIGHUP
+is passed on to the engine (reload). Under systemd the host is the service's main process: it
+sends ``READY=1`` once the first loop plays, ``WATCHDOG=1`` from its supervising loop, and the
+engine's ``NOTIFY_SOCKET`` is withheld (one voice to systemd).
+
+Threads: the main thread supervises (child, heartbeat, header figures, signals); one thread
+receives control messages; the output's callback thread plays. The callback's rules are those
+of :mod:`riffengine.audio.output`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from riffengine.audio.jackoutput import JackOutput
+from riffengine.audio.output import MAX_BLOCK, open_output
+from riffengine.audio.panic import PanicRequest
+from riffengine.audio.recorder import Recorder
+from riffengine.eventlog import EventLog
+from riffengine.events import Event
+from riffengine.host import channel
+from riffengine.host.hold import Held, HoldSource
+from riffengine.host.shmring import ShmRing
+from riffengine.sdnotify import Notifier
+
+log = logging.getLogger(__name__)
+
+CHANNELS = 2
+HANG_SECONDS = 10.0
+"""An engine whose heartbeat is older than this is taken as hung: killed and restarted."""
+FIRST_BEAT_SECONDS = 600.0
+"""The longest an engine may take to send its first heartbeat (loading a model)."""
+RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)
+"""Waits before restarting an engine that died, by deaths in a row (the last one repeats)."""
+STABLE_SECONDS = 30.0
+"""An engine that lived this long resets the count of deaths in a row."""
+STOP_WAIT_SECONDS = 5.0
+FADE_OUT_SECONDS = 0.1
+TICK_SECONDS = 0.01
+
+
+@dataclass
+class HostStatus:
+    """What the supervisor knows (main thread writes, anyone reads)."""
+
+    engine_pid: int | None = None
+    restarts: int = 0
+    deaths_in_a_row: int = 0
+    last_exit: str = ""
+    ended: bool = False
+    code: int = 0
+    holds: int = 0
+    messages: int = 0
+    bad_messages: int = 0
+    saw_bye: bool = False
+    history: list[str] = field(default_factory=list)
+
+
+class _NoSource:
+    """Stands in for the source until the output's rate is known (never played)."""
+
+    channels = CHANNELS
+    frames_read = frames_output = underruns = 0
+
+    def read_into(self, out) -> int:
+        out.fill(0.0)
+        return 0
+
+
+def ring_name() -> str:
+    return f"riffengine-host-{os.getpid()}"
+
+
+class Host:
+    """Owns the output and the ring; runs the engine command ``engine_argv`` as its child."""
+
+    def __init__(self, settings, engine_argv: list[str], state_file: str,
+                 notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.engine_argv = engine_argv
+        self.state_file = state_file
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.status = HostStatus()
+        self.name = ring_name()
+        self.ring: ShmRing | None = None
+        self.source: HoldSource | None = None
+        self.output = None
+        self.recorder: Recorder | None = None
+        self.child: subprocess.Popen | None = None
+        self._receiver: channel.Receiver | None = None
+        self._stop = threading.Event()
+        self._child_started = 0.0
+        self._ready_sent = False
+        self.events_log: EventLog | None = None
+        self._xruns_seen = 0
+
+    def publish(self, kind: str, **data: object) -> None:
+        """An event of the host's own, into the events log the engine writes too (appending)."""
+        if self.events_log is not None:
+            self.events_log(Event(kind, data))
+
+    # --- opening ---------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the output (silent), the ring and the control channel; UserError for a bad target."""
+        audio = self.settings.audio
+        if audio.events:
+            EventLog(audio.events).close()  # a new log (UserError if it cannot be written) ...
+            self.events_log = EventLog(audio.events, append=True)  # ... host and engines append
+        if audio.record:
+            self.recorder = Recorder(audio.record, sample_rate=audio.sample_rate, channels=CHANNELS,
+                                     on_error=lambda exc: log.error("recording: %s", exc))
+        target = audio.output
+        placeholder = _NoSource()
+        if isinstance(target, str) and target.lower() == "jack":
+            self.output = JackOutput(placeholder, audio.jack_client_name)
+        else:
+            self.output = open_output(target, placeholder, sample_rate=audio.sample_rate,
+                                      client_name=audio.jack_client_name)
+        rate = self.output.sample_rate
+        if self.recorder is not None:
+            self.recorder.sample_rate = rate
+        capacity = max(8 * 512, int(audio.ring_buffer_seconds * rate))
+        self.ring = ShmRing.create(self.name, capacity, CHANNELS, rate)
+        self.source = HoldSource(self.ring, MAX_BLOCK)
+        self.output.ring = self.source
+        self._receiver = channel.Receiver(self.name)
+        threading.Thread(target=self._receive, name="riffengine-host-control", daemon=True).start()
+
+    def start(self) -> None:
+        self.output.start()
+        log.info("audio host playing at %d Hz to %s (ring %s)", self.output.sample_rate,
+                 self.settings.audio.output, self.name)
+
+    # --- the control channel (its own thread) ------------------------------------------------------
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                message = self._receiver.receive(0.2)
+            except ValueError as exc:
+                self.status.bad_messages += 1
+                log.warning("audio host: %s", exc)
+                continue
+            except OSError:
+                return
+            if message is None:
+                continue
+            self.status.messages += 1
+            try:
+                self.apply(message)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                self.status.bad_messages += 1
+                log.warning("audio host: message %r not applied: %s", message.get("kind"), exc)
+
+    def apply(self, message: dict) -> None:
+        """Act on one control message (control thread)."""
+        kind = message["kind"]
+        if kind == "gain":
+            self.output.live.set(float(message["gain"]))
+        elif kind == "panic":
+            frames = channel.take_frames(message["path"], CHANNELS)
+            self.output.panic.request = PanicRequest(frames, origin=int(message["origin"]),
+                                                     until=int(message["until"]))
+        elif kind == "hold":
+            path = message.get("path")
+            frames = None if path is None else channel.take_frames(path, CHANNELS)
+            self.source.held.add(Held(int(message["start"]), frames, str(message.get("clip_id", ""))))
+            self.status.holds += 1
+            if self.status.holds == 1 and self.recorder is not None:
+                self.recorder.start()  # the recording starts with the music
+                self.output.recorder = self.recorder
+        elif kind == "bye":
+            self.status.saw_bye = True
+            self.status.code = int(message.get("code", 0))
+
+    # --- the engine child ----------------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        argv = [*self.engine_argv, "--attach-host", self.name, "--state-file", self.state_file]
+        self.status.saw_bye = False
+        self.child = subprocess.Popen(argv, env=env)
+        self._child_started = time.monotonic()
+        self.status.engine_pid = self.child.pid
+        self.status.history.append(f"engine {self.child.pid} started")
+        log.info("audio host: engine started (pid %d)", self.child.pid)
+
+    def _engine_beat_age(self) -> float:
+        beat = self.ring.field("engine_heartbeat_ns")
+        pid = self.ring.field("engine_pid")
+        if pid != self.child.pid or beat == 0:
+            return time.monotonic() - self._child_started - (FIRST_BEAT_SECONDS - HANG_SECONDS)
+        return time.monotonic() - beat / 1e9
+
+    def _end_child(self, sig: int = signal.SIGTERM, wait: float = STOP_WAIT_SECONDS) -> int | None:
+        child = self.child
+        if child is None or child.poll() is not None:
+            return None if child is None else child.returncode
+        child.send_signal(sig)
+        try:
+            return child.wait(wait)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            return child.wait()
+
+    def supervise(self) -> int:
+        """Run until asked to stop or the engine ends on purpose; the exit status."""
+        self.spawn()
+        while not self._stop.is_set():
+            self._publish_figures()
+            self._notify()
+            code = self.child.poll()
+            if code is None and self._engine_beat_age() > HANG_SECONDS:
+                log.error("audio host: the engine (pid %d) stopped answering; restarting it", self.child.pid)
+                self.child.kill()
+                code = self.child.wait()
+            if code is not None:
+                if not self._after_exit(code):
+                    break
+            self._stop.wait(TICK_SECONDS)
+        return self.status.code
+
+    def _after_exit(self, code: int) -> bool:
+        """The engine ended with ``code``: True when it is restarted, False when the host ends."""
+        lived = time.monotonic() - self._child_started
+        self.status.last_exit = f"exit status {code}" if code >= 0 else f"signal {-code}"
+        self.status.history.append(f"engine {self.child.pid} ended: {self.status.last_exit}")
+        self.publish("engine_ended", pid=self.child.pid, status=code, seconds=round(lived, 3),
+                     on_purpose=self.status.saw_bye and code == 0, frame=self.source.position)
+        if self.status.saw_bye and code == 0:
+            self.status.code = 0
+            return False
+        if code == 2 and self.status.holds == 0:
+            log.error("audio host: the engine refused to start (exit status 2); see its message above")
+            self.status.code = 2
+            return False
+        self.status.deaths_in_a_row = 1 if lived > STABLE_SECONDS else self.status.deaths_in_a_row + 1
+        delay = RESTART_DELAYS[min(self.status.deaths_in_a_row, len(RESTART_DELAYS)) - 1]
+        log.error("audio host: the engine ended (%s); playing the held loops, restarting it in %.1f s",
+                  self.status.last_exit, delay)
+        self.notifier.status(f"engine {self.status.last_exit}; restarting it")
+        if self._stop.wait(delay):
+            return False
+        self.status.restarts += 1
+        self.ring.set_field("engine_restarts", self.status.restarts)
+        self.spawn()
+        self.publish("engine_restarted", pid=self.child.pid, restarts=self.status.restarts,
+                     frame=self.source.position)
+        return True
+
+    def _publish_figures(self) -> None:
+        """Header fields the engine reports: xruns, the DAC clock, how much was held."""
+        out, ring = self.output, self.ring
+        ring.set_field("xruns", int(getattr(out, "xruns", 0)))
+        ring.set_field("held_frames", self.source.held_frames)
+        for _ in range(3):  # the callback writes the frame, then the time: re-read a torn pair
+            when, frame = getattr(out, "last_dac_time", 0.0), getattr(out, "last_dac_frame", 0)
+            if when and getattr(out, "last_dac_time", 0.0) == when:
+                ring.set_dac(int(frame), int(when * 1e9))
+                break
+
+    def _notify(self) -> None:
+        if not self._ready_sent and self.status.holds:
+            self._ready_sent = True
+            self.notifier.ready(f"playing at {self.output.sample_rate} Hz to {self.settings.audio.output}")
+        self.notifier.watchdog()
+
+    # --- stopping ----------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Signal handlers call this: end the engine, fade out, end."""
+        self._stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: the engine reloads its config."""
+        self.notifier.reloading()
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGHUP)
+        self.notifier.ready()
+
+    def close(self) -> None:
+        """End the engine, fade the output out, close everything; each step runs regardless."""
+        self._stop.set()
+        self.notifier.stopping("stopping")
+        steps = [self._end_child, self._fade_out]
+        if self.output is not None:
+            steps += [self.output.stop, self.output.close]
+        if self.recorder is not None:
+            steps.append(self.recorder.close)
+        if self.events_log is not None:
+            steps.append(self.events_log.close)
+        if self._receiver is not None:
+            steps.append(self._receiver.close)
+        if self.ring is not None:
+            steps += [self.ring.unlink]
+        for step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - close the rest
+                log.exception("audio host: while stopping, %r failed", step)
+
+    def _fade_out(self) -> None:
+        if self.output is None or self.output.live is None:
+            return
+        self.output.live.set(0.0)
+        time.sleep(FADE_OUT_SECONDS + 0.05)
+
+
+def serve(settings, engine_argv: list[str], state_file: str) -> int:
+    """``riffengine run`` under the host: open, play, supervise, close; the exit status."""
+    host = Host(settings, engine_argv, state_file)
+    try:
+        host.open()
+    except BaseException:
+        host.close()
+        raise
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, lambda *_: host.request_stop())
+    signal.signal(signal.SIGTERM, lambda *_: host.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: host.reload())
+    try:
+        host.start()
+        return host.supervise()
+    finally:
+        host.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if host.status.restarts:
+            log.info("audio host: the engine was restarted %d times", host.status.restarts)
+
+
+def engine_command(argv: list[str]) -> list[str]:
+    """The child's command line: this riffengine, the same arguments."""
+    return [sys.executable, "-m", "riffengine.cli", *argv]
+

@@ -1,0 +1,184 @@
+"""The audio host: the sound goes on when the engine dies, and a new engine takes over.
+
+Pure parts first (held loops, the host's source over a real shared-memory ring), then
+``riffengine run`` to a JACK dummy server with a capture client of the test's own: the engine
+process is killed mid-loop while the capture and the recording show continuous audio; a new
+engine is started by the host and comes back with the state the old one had; gain set over
+OSC is applied by the host; a stalled host is reported as xruns.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+
+import numpy as np
+import psutil
+import pytest
+import soundfile
+from engine_fixtures import EngineProcess
+from surface_fixtures import wait_until
+from jack_fixtures import JackCapture, jack_server  # noqa: F401
+
+from riffengine.host.hold import Held, HeldLoops, HoldSource, fill_from, held_at
+from riffengine.host.shmring import ShmRing
+
+RATE = 44100
+CLIENT = "riffengine-host-test"
+
+
+def ramp_loop(length: int, offset: float = 0.0) -> np.ndarray:
+    ramp = np.arange(length, dtype=np.float32) + offset
+    return np.stack([ramp, -ramp], axis=1)
+
+
+# --- held loops (pure) ---------------------------------------------------------------------------
+
+
+def test_the_loop_in_force_is_the_last_one_started():
+    a, b = Held(0, ramp_loop(10)), Held(40, ramp_loop(7))
+    assert held_at((a, b), 39) is a and held_at((a, b), 40) is b and held_at((b,), 3) is None
+
+
+def test_a_held_loop_plays_in_the_phase_of_the_bar_grid():
+    out = np.zeros((6, 2), np.float32)
+    fill_from(Held(100, ramp_loop(4)), 105, out)  # frame 105 is sample 1 of the loop started at 100
+    assert out[:, 0].tolist() == [1, 2, 3, 0, 1, 2]
+    fill_from(Held(0, None), 5, out)
+    assert not out.any()
+
+
+def test_a_block_switches_loop_where_the_next_one_starts():
+    held = HeldLoops()
+    held.add(Held(0, ramp_loop(100)))
+    held.add(Held(50, ramp_loop(10, offset=1000)))
+    out = np.zeros((8, 2), np.float32)
+    held.fill(46, out)
+    assert out[:, 0].tolist() == [46, 47, 48, 49, 1000, 1001, 1002, 1003]
+    held.add(Held(48, None))  # a stop announced later replaces what starts after it
+    held.fill(46, out)
+    assert out[:, 0].tolist() == [46, 47, 0, 0, 0, 0, 0, 0]
+
+
+@pytest.fixture
+def shm_ring():
+    ring = ShmRing.create(f"riffengine-test-{os.getpid()}-{uuid.uuid4().hex[:8]}", 64, 2, RATE, fences=False)
+    yield ring
+    ring.unlink()
+    ring.close()
+
+
+def test_the_host_plays_the_ring_then_the_held_loop_in_phase_then_fades_back(shm_ring):
+    source = HoldSource(shm_ring, 64)
+    writer = ShmRing.attach(shm_ring.name, fences=False)
+    loop = ramp_loop(20)
+    source.held.add(Held(0, loop))
+    writer.write(np.tile(loop, (2, 1))[:30])  # the engine wrote 30 frames of the loop, then died
+    out = np.zeros((16, 2), np.float32)
+    played = []
+    for _ in range(3):
+        source.read_into(out)
+        played += out[:, 0].tolist()
+    expected = [k % 20 for k in range(48)]
+    assert played == expected  # the ring's frames, then the held loop: no seam at frame 30
+    assert source.held_frames == 48 - 30 and shm_ring.frames_read == 48
+    # a new engine rejoins ahead of the host with other music: the return is crossfaded
+    writer.restart_at(56)
+    writer.write(np.full((40, 2), 500.0, np.float32))
+    source.read_into(out)  # frames 48..63: held until 56, then fading to the ring's frames
+    assert out[:8, 0].tolist() == [k % 20 for k in range(48, 56)]
+    assert 0 < out[8, 0] < 500 and out[8, 0] != (56 % 20)
+    writer.close()
+
+
+# --- the host and its engine, on a JACK server -----------------------------------------------
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def silent_windows(audio: np.ndarray, window: int = 1024) -> list[int]:
+    """Start frames of the windows between the first and last sound that are silent."""
+    loud = np.flatnonzero(np.abs(audio).max(axis=1) > 1e-4)
+    if len(loud) == 0:
+        return [0]
+    body = audio[loud[0] : loud[-1] - 8192]  # the last frames are the stop's fade
+    n = len(body) // window
+    rms = np.sqrt((body[: n * window].reshape(n, window, -1) ** 2).mean(axis=(1, 2)))
+    return [int(loud[0] + i * window) for i in np.flatnonzero(rms < 1e-3)]
+
+
+def engine_child(proc: EngineProcess) -> int:
+    children = psutil.Process(proc.proc.pid).children()
+    assert len(children) == 1, children
+    return children[0].pid
+
+
+def test_a_killed_engine_is_not_heard_and_the_next_one_comes_back_with_its_state(jack_server, tmp_path):
+    from pythonosc.udp_client import SimpleUDPClient
+
+    port = free_udp_port()
+    rec = tmp_path / "rec.wav"
+    proc = EngineProcess(tmp_path, "--fake-renderer", "--output", "jack", "--record", str(rec),
+                         "--osc-port", str(port), "--bpm", "240", "--bars", "1",
+                         "--set", f"audio.jack_client_name={CLIENT}", "--set", "audio.ring_buffer_seconds=0.5",
+                         env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"})
+    osc = SimpleUDPClient("127.0.0.1", port)
+    try:
+        with JackCapture(jack_server.name, seconds=60, name="host-capture") as capture:
+            proc.wait_event("started")
+            capture.connect_from([f"{CLIENT}:out_0", f"{CLIENT}:out_1"])
+            proc.loops_after(2)
+            level_before = float(np.sqrt((capture.recorded()[-RATE // 2 :] ** 2).mean()))
+            osc.send_message("/riff/prompt_a/0", "after the crash")
+            osc.send_message("/riff/gain", -6.0)
+            proc.wait_event("loop_scheduled", lambda e: e.get("prompt") == "after the crash")
+            proc.loops_after(2)
+            first = engine_child(proc)
+            os.kill(first, signal.SIGKILL)  # mid-loop, with no warning
+            ended = proc.wait_event("engine_ended", timeout=30)
+            proc.wait_event("engine_restarted", timeout=30)
+            second = engine_child(proc)
+            resumed = proc.wait_event("loop_scheduled", lambda e: e["time"] > ended["time"], timeout=60)
+            proc.loops_after(3)
+            level_after = float(np.sqrt((capture.recorded()[-RATE // 2 :] ** 2).mean()))
+            code = proc.terminate()
+            captured = capture.recorded().copy()
+    finally:
+        proc.close()
+    assert code == 0, proc.output()
+    assert ended["status"] == -signal.SIGKILL and ended["on_purpose"] is False and second != first
+    assert resumed["prompt"] == "after the crash"  # the new engine started from the saved state
+    assert level_after == pytest.approx(level_before * 10 ** (-6 / 20), rel=0.15)  # the gain too
+    assert silent_windows(captured) == []  # heard: no gap from the first sound to the stop
+    recorded, rate = soundfile.read(str(rec), dtype="float32", always_2d=True)
+    assert rate == RATE and silent_windows(recorded) == []  # the recording is whole
+    assert len(recorded) > 4 * RATE
+
+
+def test_a_stalled_host_is_reported_as_xruns(jack_server, tmp_path):
+    proc = EngineProcess(tmp_path, "--fake-renderer", "--no-osc", "--output", "jack",
+                         "--set", f"audio.jack_client_name={CLIENT}-xrun",
+                         env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"})
+    try:
+        proc.loops_after(1)
+        host = psutil.Process(proc.proc.pid)
+        for _ in range(3):
+            host.suspend()  # the host's audio thread misses its cycles
+            time.sleep(0.1)
+            host.resume()
+            time.sleep(0.3)
+        xrun = proc.wait_event("xrun", timeout=30)
+        wait_until(lambda: proc.events("loop_started"), 10, "a loop")
+        code = proc.terminate()
+    finally:
+        proc.close()
+    assert code == 0, proc.output()
+    assert xrun["count"] >= 1
+    assert proc.events("stopped")[-1]["xruns"] >= xrun["count"]
