@@ -20,14 +20,16 @@ Loads (``--loads``, default all):
 - ``c``: pure Python spinning in the engine process, competing for the GIL (a renderer or
   surface that never releases it);
 - ``d``: a forced full garbage collection every second in the engine process;
-- ``e``: SIGKILL of the engine every ``--kill-every`` seconds (60; a new one is started at once,
-  as a service manager would): what the audience hears when the engine process dies;
+- ``e``: SIGKILL of the engine process every ``--kill-every`` seconds (60): under the audio host,
+  the host plays on and starts a new engine; with ``--inline`` the one process dies and a new
+  one is started at once, as a service manager would;
 - ``quiet``: the renders alone.
 
 Examples::
 
     .venv/bin/python bench/xruns.py --seconds 45 --fake
     .venv/bin/python bench/xruns.py --seconds 600 --tiny --steps 4
+    .venv/bin/python bench/xruns.py --seconds 45 --fake --inline   # one process, for comparison
 """
 
 from __future__ import annotations
@@ -57,27 +59,28 @@ PERIOD = 256
 CLIENT = "riffengine-bench"
 GAIN_EVERY = 10.0
 
-# Runs in the engine's process: the load that lives there, then the ordinary command line.
-ENGINE = textwrap.dedent(
+# The load that lives in the engine's process: a sitecustomize module that every Python process
+# of the run imports, and that starts the load only in the engine (under the audio host, the
+# child started with --attach-host; with --inline, the one process).
+ENGINE_LOAD = textwrap.dedent(
     """
-    import gc, sys, threading, time
-    load = sys.argv[1]
-    if load == "c":
-        def spin():
-            while True:
-                total = 0
-                for i in range(200_000):  # pure Python: holds the GIL for its whole slice
-                    total += i
-                time.sleep(0.05)
-        threading.Thread(target=spin, daemon=True).start()
-    elif load == "d":
-        def collect():
-            while True:
-                time.sleep(1.0)
-                gc.collect()
-        threading.Thread(target=collect, daemon=True).start()
-    from riffengine.cli import main
-    sys.exit(main(sys.argv[2:]))
+    import gc, os, sys, threading, time
+    load = os.environ.get("RIFFENGINE_BENCH_LOAD", "")
+    if "run" in sys.argv and ("--attach-host" in sys.argv or "--no-host" in sys.argv):
+        if load == "c":
+            def spin():
+                while True:
+                    total = 0
+                    for i in range(200_000):  # pure Python: holds the GIL for its whole slice
+                        total += i
+                    time.sleep(0.05)
+            threading.Thread(target=spin, daemon=True).start()
+        elif load == "d":
+            def collect():
+                while True:
+                    time.sleep(1.0)
+                    gc.collect()
+            threading.Thread(target=collect, daemon=True).start()
     """
 )
 
@@ -172,7 +175,19 @@ def engine_command(args, load: str, model: str | None, port: int, events: Path) 
            "--set", "midi.enabled=false"]
     cli += ["--fake-renderer"] if model is None else ["--model", model, "--device", "cpu",
                                                       "--steps", str(args.steps)]
-    return [sys.executable, "-c", ENGINE, load, *cli]
+    if args.inline:
+        cli.append("--no-host")
+    return [sys.executable, "-m", "riffengine.cli", *cli]
+
+
+def engine_pid(proc: subprocess.Popen, inline: bool) -> int:
+    """The engine's process: the audio host's child, or the one process with --inline."""
+    if inline:
+        return proc.pid
+    import psutil
+
+    children = psutil.Process(proc.pid).children()
+    return children[0].pid if children else proc.pid
 
 
 def silence_seconds(peaks: np.ndarray) -> float:
@@ -224,12 +239,17 @@ def free_udp_port() -> int:
 def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
     server = JackServer(sample_rate=RATE, period=PERIOD)
     server.start()
-    env = dict(os.environ, **server.env, JACK_NO_START_SERVER="1", PYTHONUNBUFFERED="1")
+    (tmp / "sitecustomize.py").write_text(ENGINE_LOAD)
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, **server.env, JACK_NO_START_SERVER="1", PYTHONUNBUFFERED="1",
+               RIFFENGINE_BENCH_LOAD=load,
+               PYTHONPATH=os.pathsep.join([str(tmp), root, os.environ.get("PYTHONPATH", "")]))
     port = free_udp_port()
     listener = Listener(server.name, args.seconds + 120)
     listener.start()
     engines: list[subprocess.Popen] = []
     engine_xruns = engine_underruns = 0
+    kills = 0
     sender = None
     gains: list[float] = []
     logs = tmp / f"engine-{load}.log"
@@ -267,9 +287,13 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
                 gain(0.0)
                 next_gain += GAIN_EVERY
             if load == "e" and now >= next_kill:
-                engines[-1].send_signal(signal.SIGKILL)
-                engines[-1].wait()
-                engines.append(start_engine(len(engines)))
+                if args.inline:  # one process: a service manager starts a new one
+                    engines[-1].send_signal(signal.SIGKILL)
+                    engines[-1].wait()
+                    engines.append(start_engine(len(engines)))
+                else:  # the engine under the host: the host starts a new one
+                    os.kill(engine_pid(engines[-1], False), signal.SIGKILL)
+                    kills += 1
                 next_kill += args.kill_every
             listener.connect()  # a restarted engine has new ports
             time.sleep(0.05)
@@ -303,7 +327,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
         "silence s": round(silence_seconds(peaks), 3),
         "gain heard ms (median, max)": (
             f"{1000 * float(np.median(latencies)):.1f}, {1000 * max(latencies):.1f}" if latencies else "n/a"),
-        "engines started": len(engines),
+        "engines started": len(engines) + kills,
     }
 
 
@@ -317,6 +341,8 @@ def main() -> int:
     parser.add_argument("--loads", default="a,b,c,d,e", help="comma list of a,b,c,d,e,quiet")
     parser.add_argument("--warm-up", type=float, default=180.0, help="seconds allowed to start")
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between kills (load e)")
+    parser.add_argument("--inline", action="store_true",
+                        help="the engine in one process (--no-host), as before the audio host")
     args = parser.parse_args()
     random.seed(1)
     with tempfile.TemporaryDirectory(prefix="riffengine-xruns-") as folder:

@@ -398,7 +398,15 @@ class Engine:
             "safe_loop": self.safe.name if self.safe is not None else "",
             "degraded": self.degraded,
             "state_version": self.store.state.version,
+            **self._host_figures(),
         }
+
+    def _host_figures(self) -> dict[str, object]:
+        """Under the audio host: engines it restarted, and the seconds it played on its own."""
+        if not isinstance(self.output, HostOutput):
+            return {"audio_host": False}
+        return {"audio_host": True, "engine_restarts": self.output.shm.field("engine_restarts"),
+                "held_seconds": round(self.output.shm.field("held_frames") / self.sample_rate, 3)}
 
     # --- the program ---------------------------------------------------------------------------
 

@@ -115,7 +115,7 @@ class Host:
         self._child_started = 0.0
         self._ready_sent = False
         self.events_log: EventLog | None = None
-        self._xruns_seen = 0
+        self._next_watchdog = 0.0
 
     def publish(self, kind: str, **data: object) -> None:
         """An event of the host's own, into the events log the engine writes too (appending)."""
@@ -287,7 +287,11 @@ class Host:
         if not self._ready_sent and self.status.holds:
             self._ready_sent = True
             self.notifier.ready(f"playing at {self.output.sample_rate} Hz to {self.settings.audio.output}")
-        self.notifier.watchdog()
+        interval = self.notifier.watchdog_interval
+        now = time.monotonic()
+        if interval is not None and now >= self._next_watchdog:
+            self._next_watchdog = now + interval
+            self.notifier.watchdog()
 
     # --- stopping ----------------------------------------------------------------------------------
 

@@ -17,8 +17,16 @@ frames of ``channels`` interleaved float32 samples. The producer's counters and 
 are 64 bytes (a cache line) apart. See :data:`FIELDS`.
 
 Counters only grow: ``frames_written - frames_read`` is the fill (0..capacity), frame ``k`` is at
-``k % capacity``. Each counter has one writer: the engine writes ``frames_written`` and its
-heartbeat; the host writes everything else.
+``k % capacity``. Each counter has one writer: the engine writes ``frames_written``,
+``valid_from`` and its heartbeat; the host writes everything else.
+
+Two ways to consume. :meth:`read_into` takes what there is and pauses the stream on a
+shortage. :meth:`read_at` is the audio host's: its stream never waits, so ``frames_read`` is
+the stream position and may pass ``frames_written`` (the engine stalled or died); the host plays
+something else there, and the engine rejoins ahead of it with :meth:`restart_at`, which moves
+``valid_from`` (the first frame the ring offers) and ``frames_written`` together. The engine
+stores ``valid_from`` before the count (with the fence below on arm64) and the host loads the
+count first, so the host never takes stale slots for new frames.
 
 Memory ordering. Each counter is an aligned int64 in a numpy view of the header; numpy stores
 an aligned native int64 element with one C assignment, which compiles to one 8-byte store, and
