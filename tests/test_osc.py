@@ -26,6 +26,7 @@ osc:
   port: 0
 paths:
   spectrograms: spectrograms
+  scenes: scenes
 scenes:
   verse:
     prompt_a/0: "dusty boom bap"
@@ -107,6 +108,28 @@ def test_scene_recall_and_missing_scene(engine, client):
     assert fail.params[0] == "/riff/scene" and "scene 5 does not exist" in fail.params[1]
     assert "0=verse, 1=chorus" in fail.params[1]
     assert engine.store.state.version == version
+
+
+def test_a_scene_saved_over_osc_is_a_file_and_recalls_after_the_configured_ones(engine, client, tmp_path):
+    client.send("/riff/prompt_a/0", "saved groove")
+    client.send("/riff/alpha", 0.375)
+    client.send("/riff/gain", -12.0)  # live controls are not part of a scene
+    wait_until(lambda: engine.values["alpha"] == 0.375, what="alpha")
+    reply = client.request("/riff/scene_save", "after hours", reply="/riff/scene_save.reply")
+    assert reply.params == ["after hours", 2]  # after verse and chorus
+    saved = tmp_path / "scenes" / "after hours.yaml"
+    assert "saved groove" in saved.read_text() and "gain" not in saved.read_text()
+    unnamed = client.request("/riff/scene_save", reply="/riff/scene_save.reply")
+    assert unnamed.params == ["scene 3", 3]
+    client.send("/riff/scene", 0)
+    wait_until(lambda: engine.values["prompt_a"][0] == "dusty boom bap", what="scene 0")
+    client.send("/riff/scene", 2)
+    wait_until(lambda: engine.values["scene"] == 2, what="scene 2")
+    assert engine.values["prompt_a"][0] == "saved groove" and engine.values["alpha"] == 0.375
+    version = engine.store.state.version
+    fail = client.request("/riff/scene_save", "../escape", reply="/riff/fail")
+    assert fail.params[0] == "/riff/scene_save" and "is not valid" in fail.params[1]
+    assert not (tmp_path / "escape.yaml").exists() and engine.store.state.version == version
 
 
 def _bundle_nested(depth: int) -> bytes:

@@ -56,7 +56,7 @@ def free_port() -> int:
 def settings(tmp_path, port: int, alpha: float):
     path = tmp_path / f"web-{alpha}.yaml"
     path.write_text(f"osc: {{port: 0}}\nhttp: {{enabled: true, port: {port}}}\n"
-                    f"paths: {{spectrograms: spectrograms}}\ninitial: {{alpha: {alpha}}}\n"
+                    f"paths: {{spectrograms: spectrograms, scenes: scenes}}\ninitial: {{alpha: {alpha}}}\n"
                     "scenes: {verse: {alpha: 0.1}, chorus: {alpha: 0.9}}\n")
     return load_config(path)
 
@@ -200,6 +200,12 @@ def test_seed_picker_and_scene_recall(tmp_path, browser):
         browser.find_element(By.CSS_SELECTOR, '[data-action="/riff/scene"]').click()
         wait_until(lambda: engine.values["alpha"] == 0.9 and engine.values["scene"] == 1,
                    what="scene 1 (chorus) recalled")
+        control(browser, "/riff/scene_save").send_keys("from the page")
+        browser.find_element(By.CSS_SELECTOR, '[data-action="/riff/scene_save"]').click()
+        saved = tmp_path / "scenes" / "from the page.yaml"
+        wait_until(saved.exists, what="the scene saved from the page")
+        assert "alpha: 0.9" in saved.read_text()
+        assert engine.surfaces.controls.scenes.names == ["verse", "chorus", "from the page"]
         browser.set_window_size(390, 844)  # a phone: one column, nothing wider than the screen
         wait_until(lambda: browser.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth"), what="a phone-wide page")

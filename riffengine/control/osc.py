@@ -27,6 +27,8 @@ Address space (the parameter table, :mod:`riffengine.control.params`, makes the 
                                 mappings file); ``/riff/learned`` tells when
 ``/riff/panic [1]``             crossfade at once to the bank's safe loop (``riffengine
                                 bank``); ``/riff/panic 0`` (a button's release) does nothing
+``/riff/scene_save [NAME]``     save what plays as a scene (``paths.scenes``; no name: the
+                                next number); answered ``/riff/scene_save.reply NAME N``
 ==============================  ==========================================================
 
 Replies go back to the sender's address and port, unless the sender named a ``PORT`` in
@@ -120,9 +122,10 @@ STATUS = f"{params.PREFIX}/status"
 NOTIFY = f"{params.PREFIX}/notify"
 LEARN = f"{params.PREFIX}/learn"
 PANIC = f"{params.PREFIX}/panic"
+SCENE_SAVE = f"{params.PREFIX}/scene_save"
 FAIL = f"{params.PREFIX}/fail"
 NORM = "norm"
-_CONTROL_HANDLERS = ("_on_value", "_on_whole", "_on_norm", "_on_panic", "_on_unknown")
+_CONTROL_HANDLERS = ("_on_value", "_on_whole", "_on_norm", "_on_panic", "_on_scene_save", "_on_unknown")
 """The handlers :meth:`OscServer.apply_message` may run."""
 
 
@@ -450,6 +453,7 @@ class OscServer:
         d.map(NOTIFY, self._on_notify, needs_reply_address=True)
         d.map(LEARN, self._on_learn, needs_reply_address=True)
         d.map(PANIC, self._on_panic, needs_reply_address=True)
+        d.map(SCENE_SAVE, self._on_scene_save, needs_reply_address=True)
         d.set_default_handler(self._on_unknown, needs_reply_address=True)
         return d
 
@@ -546,6 +550,15 @@ class OscServer:
         if self.panic is None:
             raise UserError("panic: this engine has no safe loop to fall back to")
         self.panic()
+
+    def _on_scene_save(self, sender: Address | str, address: str, *args: object) -> None:
+        if len(args) > 1 or (args and not isinstance(args[0], str)):
+            raise UserError("scene_save: send no argument (the next number) or one name, e.g. "
+                            "/riff/scene_save \"chorus\"")
+        name, number = self.controls.save_scene(args[0] if args else None)
+        self.bus.publish("scene_saved", name=name, number=number, source=self._source(sender))
+        if not isinstance(sender, str):
+            self.send(self.route(sender), f"{SCENE_SAVE}.reply", name, number)
 
     def _on_unknown(self, sender: Address, address: str, *args: object) -> None:
         raise UserError(unknown_reason(address))

@@ -227,8 +227,9 @@ PARAMS: tuple[Param, ...] = (
         "scene",
         "int",
         0,
-        "Recall a scene by its number (its position in the config's `scenes`, from 0); "
-        "the State keeps the number last recalled.",
+        "Recall a scene by its number: the config's `scenes` from 0 in file order, then the "
+        "scenes saved into `paths.scenes` (`/riff/scene_save`); the State keeps the number last "
+        "recalled.",
         minimum=0,
         maximum=127,
         effect="action",

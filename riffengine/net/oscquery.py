@@ -12,7 +12,8 @@ space of :mod:`riffengine.control.osc`:
   image, chosen from ``/seeds/``);
 - a per-slot parameter is a method taking every slot at once (``TYPE`` ``ssss``) and a container
   of one method per slot: ``/riff/prompt_a/0`` ...;
-- ``/riff/panic`` (write-only, ``i``): the one command that is not a parameter but is a control.
+- ``/riff/panic`` (write-only, ``i``) and ``/riff/scene_save`` (write-only, ``s``, a scene name):
+  the commands that are not parameters but are controls.
 
 Attribute queries (``/riff/alpha?VALUE``) answer ``{"VALUE": [...]}``; ``?HOST_INFO`` answers the
 server's description wherever it is asked.
@@ -26,7 +27,7 @@ from typing import Any
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from riffengine.control import params
-from riffengine.control.osc import PANIC, PATH_PARAMS
+from riffengine.control.osc import PANIC, PATH_PARAMS, SCENE_SAVE
 from riffengine.state import State
 
 NAME = "riffengine"
@@ -114,10 +115,21 @@ def panic_node() -> dict:
     }
 
 
+def scene_save_node() -> dict:
+    return {
+        "FULL_PATH": SCENE_SAVE,
+        "TYPE": "s",
+        "ACCESS": 2,
+        "DESCRIPTION": "Save what plays as a scene under this name (empty: the next number); "
+                       "recall it with /riff/scene.",
+    }
+
+
 def namespace(state: State) -> dict:
     """The whole tree from ``/``, every value taken from ``state``."""
     riff: dict[str, Any] = {p.name: param_node(p, state) for p in params.PARAMS}
     riff[PANIC.rsplit("/", 1)[1]] = panic_node()
+    riff[SCENE_SAVE.rsplit("/", 1)[1]] = scene_save_node()
     return {
         "FULL_PATH": "/",
         "ACCESS": 0,

@@ -112,6 +112,21 @@ function control(node) {
     controls.set(path, {node, input, show});
     return row;
   }
+  if (!(node.ACCESS & 1) && tag === "s") {          // write-only with a text: scene_save
+    const name = document.createElement("input");
+    name.type = "text";
+    name.placeholder = "name (empty: next number)";
+    name.maxLength = 40;
+    name.dataset.path = path;
+    const go = document.createElement("button");
+    go.textContent = "save";
+    go.className = "command";
+    go.dataset.action = path;
+    go.onclick = () => send(OSC.encode(path, name.value.trim() ? [["s", name.value.trim()]] : []));
+    row.appendChild(name);
+    row.appendChild(go);
+    return row;
+  }
   if (!(node.ACCESS & 1)) {                          // write-only: a command button (panic)
     input = document.createElement("button");
     input.textContent = path.split("/").pop();
