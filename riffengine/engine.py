@@ -405,7 +405,8 @@ class Engine:
         """Under the audio host: engines it restarted, and the seconds it played on its own."""
         if not isinstance(self.output, HostOutput):
             return {"audio_host": False}
-        return {"audio_host": True, "engine_restarts": self.output.shm.field("engine_restarts"),
+        return {"audio_host": True, "outputs_lost": self.output.shm.field("outputs_lost"),
+                "engine_restarts": self.output.shm.field("engine_restarts"),
                 "held_seconds": round(self.output.shm.field("held_frames") / self.sample_rate, 3)}
 
     # --- the program ---------------------------------------------------------------------------
@@ -494,6 +495,7 @@ class Engine:
         self.output = HostOutput(self._host)
         self.ring = self.output.ring
         self._beat_task = asyncio.ensure_future(self._beat())
+        self._loop.add_reader(self.output.fileno(), self._from_host)
         self.realtime = True
         self.sample_rate = self.output.sample_rate
         self.output.live.reset(self._gain_target)
@@ -510,6 +512,13 @@ class Engine:
         self.planner = Planner(self.sample_rate, margin_seconds=margin)
         if self.duration is not None:
             self._end_frame = start + max(1, round(self.duration * self.sample_rate))
+
+    def _from_host(self) -> None:
+        """Loop thread: what the audio host tells us (a recording that failed)."""
+        for message in self.output.messages():
+            if message["kind"] == "record_failed":
+                self._report_recording_error(Exception(str(message.get("reason", ""))),
+                                             str(message.get("path", "")))
 
     async def _beat(self) -> None:
         """Under the host: the heartbeat it watches (a hung engine is restarted), and the state
@@ -734,7 +743,8 @@ class Engine:
         """Under the host: if its stream has passed what we wrote (we were stalled, or we join a
         stream that was playing), skip the timeline to just ahead of it. The host played the
         held loop meanwhile, in the phase the timeline has, so the music goes on unbroken."""
-        ahead = self.ring.frames_read + round(SKIP_AHEAD_SECONDS * self.sample_rate)
+        margin = round(SKIP_AHEAD_SECONDS * self.sample_rate) if self.ring.host_started else 0
+        ahead = self.ring.frames_read + margin
         timeline = self.timeline
         target = ahead if self.ring.behind(0) else timeline.cursor
         if timeline.current_clip_id is None and not timeline.stopped:
@@ -1140,8 +1150,9 @@ class Engine:
             return
         if self._host is not None:  # the host fades out (or plays on) by itself
             self._publish_heard()
+            stats = dict(self._stats, outputs_lost=self.output.shm.field("outputs_lost"))
             self.bus.publish("stopped", frame=self.heard_frame(), underruns=self.ring.underruns,
-                             xruns=int(self.output.xruns), **dict(self._stats))
+                             xruns=int(self.output.xruns), **stats)
             return
         fade = self._fade_frames()
         end = None
@@ -1183,6 +1194,9 @@ class Engine:
                     await task
         self._watchdog = self._reconnect = self._model_retry = self._beat_task = None
         self._save_state()
+        if isinstance(self.output, HostOutput):
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self.output.fileno())
         steps: list[Callable[[], object]] = []
         if self.surfaces is not None:
             steps.append(self.surfaces.close)
@@ -1443,9 +1457,10 @@ class Engine:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._report_recording_error, exc)
 
-    def _report_recording_error(self, exc: Exception) -> None:
+    def _report_recording_error(self, exc: Exception, path: str | None = None) -> None:
         """Loop thread: a recording that failed is reported (log, events, OSC ``/riff/fail``)."""
-        path = self.recorder.path if self.recorder is not None else ""
+        if path is None:
+            path = self.recorder.path if self.recorder is not None else ""
         self.bus.publish("error", message=f"recording: {exc}")
         self.bus.publish("fail", address=f"{PREFIX}/record", reason=f"recording to {path} failed: {exc}; "
                                                                      "the audio goes on")

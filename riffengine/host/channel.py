@@ -15,6 +15,11 @@ Messages (``kind`` and fields):
 - ``hold``: ``start``, ``path`` (None: silence from ``start``), ``clip_id`` — a loop starts at
   stream frame ``start``; the host plays it by itself whenever the ring has nothing;
 - ``bye``: ``code`` — the engine ends on purpose (the host ends too, instead of restarting it).
+
+And from the host to the engine (best effort: an engine that is away misses it):
+
+- ``record_failed``: ``path``, ``reason`` — the recording failed (the audio goes on); the engine
+  reports it (events log, ``/riff/fail /riff/record``).
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ import numpy as np
 from riffengine.host.shmring import SHM_DIR
 
 MAX_DATAGRAM = 4096
-KINDS = ("gain", "panic", "hold", "bye")
+KINDS = ("gain", "panic", "hold", "bye", "record_failed")
+HOST, ENGINE = "control", "engine"
 
 
-def address(ring_name: str) -> str:
-    """The abstract socket address of the host that owns ring ``ring_name``."""
-    return f"\0{ring_name}.control"
+def address(ring_name: str, end: str = HOST) -> str:
+    """The abstract socket address of the host that owns ring ``ring_name`` (``end`` HOST),
+    or of its engine (ENGINE)."""
+    return f"\0{ring_name}.{end}"
 
 
 def encode(kind: str, **fields: object) -> bytes:
@@ -60,15 +67,15 @@ def decode(data: bytes) -> dict:
 class Sender:
     """The engine's end: sends messages, and loop audio through files in ``/dev/shm``."""
 
-    def __init__(self, ring_name: str) -> None:
+    def __init__(self, ring_name: str, to: str = HOST) -> None:
         self.ring_name = ring_name
+        self._to = address(ring_name, to)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.connect(address(ring_name))
         self._files = count()
 
     def send(self, kind: str, **fields: object) -> None:
-        """Send one message; OSError if the host is gone."""
-        self._sock.send(encode(kind, **fields))
+        """Send one message; OSError if nobody listens there (the host, or an engine, is gone)."""
+        self._sock.sendto(encode(kind, **fields), self._to)
 
     def put_frames(self, frames: np.ndarray) -> str:
         """Write ``frames`` (float32 [n, channels]) to a new file the host will read; its path."""
@@ -81,18 +88,22 @@ class Sender:
 
 
 class Receiver:
-    """The host's end: a bound socket; :meth:`receive` blocks up to ``timeout`` seconds."""
+    """A bound socket (the host's, or with ``end`` ENGINE the engine's); :meth:`receive` blocks up
+    to ``timeout`` seconds (0: not at all)."""
 
-    def __init__(self, ring_name: str) -> None:
+    def __init__(self, ring_name: str, end: str = HOST) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(address(ring_name))
+        self._sock.bind(address(ring_name, end))
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
 
     def receive(self, timeout: float) -> dict | None:
         """The next message, or None after ``timeout``; ValueError for a malformed one."""
         self._sock.settimeout(timeout)
         try:
             data = self._sock.recv(MAX_DATAGRAM)
-        except (TimeoutError, socket.timeout):
+        except (TimeoutError, socket.timeout, BlockingIOError):
             return None
         return decode(data)
 

@@ -22,7 +22,7 @@ import logging
 import numpy as np
 
 from riffengine.audio.panic import PanicRequest
-from riffengine.host.channel import Sender
+from riffengine.host.channel import ENGINE, Receiver, Sender
 from riffengine.host.shmring import ShmRing
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,11 @@ class RingWriter:
 
     def write(self, frames: np.ndarray) -> int:
         return self.ring.write(np.ascontiguousarray(frames, dtype=np.float32))
+
+    @property
+    def host_started(self) -> bool:
+        """False while the host's stream waits for its first frames (a fresh start)."""
+        return bool(self.ring.field("host_started"))
 
     def behind(self, margin: int) -> bool:
         """True when the host plays at or past what the engine has written (plus ``margin``)."""
@@ -128,6 +133,8 @@ class HostOutput:
         self.sample_rate = ring.sample_rate
         self.channels = ring.channels
         self.sender = Sender(ring_name)
+        self.inbox = Receiver(ring_name, ENGINE)
+        """What the host tells the engine (``record_failed``): read it when :meth:`fileno` is ready."""
         self.live = _RemoteGain(self.send)
         self.panic = _RemotePanic(self)
         self.recorder = None
@@ -185,6 +192,22 @@ class HostOutput:
         """The engine's heartbeat (the host restarts an engine whose heart stops)."""
         self.shm.engine_beat()
 
+    def fileno(self) -> int:
+        return self.inbox.fileno()
+
+    def messages(self) -> list[dict]:
+        """The host's messages waiting now (never blocks); malformed ones are logged and left out."""
+        out = []
+        while True:
+            try:
+                message = self.inbox.receive(0)
+            except ValueError as exc:
+                log.warning("from the audio host: %s", exc)
+                continue
+            if message is None:
+                return out
+            out.append(message)
+
     def bye(self, code: int = 0) -> None:
         self.send("bye", code=int(code))
 
@@ -204,6 +227,7 @@ class HostOutput:
 
     def close(self) -> None:
         self.sender.close()
+        self.inbox.close()
         try:
             self.shm.close()
         except (BufferError, ValueError):

@@ -98,8 +98,10 @@ class HoldSource:
 
     Offers what an output needs of a :class:`~riffengine.audio.ringbuffer.RingBuffer` on the
     consumer side (``read_into``, ``frames_read``, ``frames_output``, ``underruns``,
-    ``channels``). The stream position advances with every block, whatever is played, so the
-    bar grid goes on while the engine is away; it is the ring's ``frames_read``.
+    ``channels``). Once the first frames came, the stream position advances with every block,
+    whatever is played, so the bar grid goes on while the engine is away; it is the ring's
+    ``frames_read``. Before that it waits at 0 (the engine's frame 0 is the first sound, as
+    with one process, and the recording's frame ``k`` is stream frame ``k``).
     """
 
     def __init__(self, ring: ShmRing, max_block: int) -> None:
@@ -109,8 +111,10 @@ class HoldSource:
         self.position = ring.frames_read
         self.held_frames = 0
         """Frames played from the held loops (the engine was away)."""
+        self.started = False
+        """True from the first frame the engine gave (the stream's frame 0 is its first sound)."""
         self.silent_frames = 0
-        """Frames of silence before the first loop."""
+        """Frames of silence played before that."""
         self.underruns = 0
         self._hold = np.zeros((max_block, ring.channels), dtype=np.float32)
         fade = max(1, round(RETURN_FADE_SECONDS * ring.sample_rate))
@@ -136,6 +140,13 @@ class HoldSource:
         try:
             n = len(out)
             position = self.position
+            if not self.started:
+                if self.ring.frames_written <= position and not self.held.loops:
+                    out.fill(0.0)  # nothing has played yet: the stream waits at its frame 0
+                    self.silent_frames += n
+                    return 0
+                self.started = True
+                self.ring.set_field("host_started", 1)
             offset, count = self.ring.read_at(position, out)
             self.position = position + n
             if count == n and not self._holding and self._fading < 0:
@@ -173,7 +184,7 @@ class HoldSource:
         if missing <= 0:
             return
         if not self.held.loops:
-            self.silent_frames += missing  # nothing has played yet: not an underrun
+            self.silent_frames += missing
         elif self.held.latest().frames is None:
             pass  # the transport is stopped: silence is what should play
         else:

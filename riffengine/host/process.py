@@ -35,7 +35,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from riffengine.audio.jackoutput import JackOutput
+from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
 from riffengine.audio.output import MAX_BLOCK, open_output
 from riffengine.audio.panic import PanicRequest
 from riffengine.audio.recorder import Recorder
@@ -57,6 +57,8 @@ RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)
 """Waits before restarting an engine that died, by deaths in a row (the last one repeats)."""
 STABLE_SECONDS = 30.0
 """An engine that lived this long resets the count of deaths in a row."""
+RECONNECT_SECONDS = 0.5
+"""How often a lost output (the JACK server went away) is tried again."""
 STOP_WAIT_SECONDS = 5.0
 FADE_OUT_SECONDS = 0.1
 TICK_SECONDS = 0.01
@@ -90,6 +92,20 @@ class _NoSource:
         return 0
 
 
+class _FromFirstSound:
+    """The recorder as the output's callback sees it: taps from the stream's first frame on,
+    so the recording's frame ``k`` is the stream frame ``k`` the events name."""
+
+    def __init__(self, recorder: Recorder, source: HoldSource) -> None:
+        self.recorder = recorder
+        self.source = source
+
+    def tap(self, frames) -> int:
+        if not self.source.started:
+            return 0
+        return self.recorder.tap(frames)
+
+
 def ring_name() -> str:
     return f"riffengine-host-{os.getpid()}"
 
@@ -111,11 +127,16 @@ class Host:
         self.recorder: Recorder | None = None
         self.child: subprocess.Popen | None = None
         self._receiver: channel.Receiver | None = None
+        self._to_engine: channel.Sender | None = None
         self._stop = threading.Event()
         self._child_started = 0.0
         self._ready_sent = False
         self.events_log: EventLog | None = None
         self._next_watchdog = 0.0
+        self.outputs_lost = 0
+        self._lost_at: float | None = None
+        self._reconnect_tries = 0
+        self._next_reconnect = 0.0
 
     def publish(self, kind: str, **data: object) -> None:
         """An event of the host's own, into the events log the engine writes too (appending)."""
@@ -132,7 +153,7 @@ class Host:
             self.events_log = EventLog(audio.events, append=True)  # ... host and engines append
         if audio.record:
             self.recorder = Recorder(audio.record, sample_rate=audio.sample_rate, channels=CHANNELS,
-                                     on_error=lambda exc: log.error("recording: %s", exc))
+                                     on_error=self._recording_failed)
         target = audio.output
         placeholder = _NoSource()
         if isinstance(target, str) and target.lower() == "jack":
@@ -147,13 +168,25 @@ class Host:
         self.ring = ShmRing.create(self.name, capacity, CHANNELS, rate)
         self.source = HoldSource(self.ring, MAX_BLOCK)
         self.output.ring = self.source
+        if self.recorder is not None:
+            self.recorder.start()
+            self.output.recorder = _FromFirstSound(self.recorder, self.source)
         self._receiver = channel.Receiver(self.name)
+        self._to_engine = channel.Sender(self.name, to=channel.ENGINE)
         threading.Thread(target=self._receive, name="riffengine-host-control", daemon=True).start()
 
     def start(self) -> None:
         self.output.start()
         log.info("audio host playing at %d Hz to %s (ring %s)", self.output.sample_rate,
                  self.settings.audio.output, self.name)
+
+    def _recording_failed(self, exc: Exception) -> None:
+        """The recorder's writer thread: the audio goes on; the engine reports it."""
+        log.error("recording to %s failed: %s; the audio goes on", self.settings.audio.record, exc)
+        try:
+            self._to_engine.send("record_failed", path=str(self.settings.audio.record), reason=str(exc)[:500])
+        except OSError:
+            pass  # no engine right now: the log has it
 
     # --- the control channel (its own thread) ------------------------------------------------------
 
@@ -190,9 +223,6 @@ class Host:
             frames = None if path is None else channel.take_frames(path, CHANNELS)
             self.source.held.add(Held(int(message["start"]), frames, str(message.get("clip_id", ""))))
             self.status.holds += 1
-            if self.status.holds == 1 and self.recorder is not None:
-                self.recorder.start()  # the recording starts with the music
-                self.output.recorder = self.recorder
         elif kind == "bye":
             self.status.saw_bye = True
             self.status.code = int(message.get("code", 0))
@@ -233,6 +263,7 @@ class Host:
         while not self._stop.is_set():
             self._publish_figures()
             self._notify()
+            self._watch_output()
             code = self.child.poll()
             if code is None and self._engine_beat_age() > HANG_SECONDS:
                 log.error("audio host: the engine (pid %d) stopped answering; restarting it", self.child.pid)
@@ -282,6 +313,46 @@ class Host:
             if when and getattr(out, "last_dac_time", 0.0) == when:
                 ring.set_dac(int(frame), int(when * 1e9))
                 break
+
+    def _watch_output(self) -> None:
+        """Notice a lost output (the JACK server gone, a device unplugged) and reopen it every
+        :data:`RECONNECT_SECONDS`; the ring, the held loops and the recorder resume with it."""
+        out = self.output
+        now = time.monotonic()
+        if self._lost_at is None:
+            if not getattr(out, "lost", False):
+                return
+            self._lost_at, self._reconnect_tries = now, 0
+            self._next_reconnect = now + RECONNECT_SECONDS
+            self.outputs_lost += 1
+            self.ring.set_field("outputs_lost", self.outputs_lost)
+            forget_portaudio_at_exit()
+            reason = getattr(out, "lost_reason", "") or "the server went away"
+            self.publish("output_lost", reason=reason, frame=self.source.position)
+            if "JACK" in getattr(out, "host_api", ""):
+                log.error("audio output lost (%s). PortAudio's JACK streams cannot come back: restart "
+                          "riffengine, and use audio.output: jack, which reconnects by itself", reason)
+            else:
+                log.error("audio output lost (%s); reopening it when it is back", reason)
+            self.notifier.status("audio output lost; waiting for it to come back")
+            return
+        if now < self._next_reconnect:
+            return
+        self._next_reconnect = now + RECONNECT_SECONDS
+        self._reconnect_tries += 1
+        try:
+            ok = out.reopen()
+        except Exception as exc:  # noqa: BLE001 - keep trying; report once
+            if self._reconnect_tries == 1:
+                log.warning("reconnecting the audio output: %s", exc)
+            ok = False
+        if ok:
+            seconds = round(now - self._lost_at, 3)
+            self._lost_at = None
+            self.publish("output_restored", seconds=seconds, tries=self._reconnect_tries,
+                         frame=self.source.position)
+            log.warning("audio output back after %.1f s", seconds)
+            self.notifier.status(f"playing at {out.sample_rate} Hz to {self.settings.audio.output}")
 
     def _notify(self) -> None:
         if not self._ready_sent and self.status.holds:

@@ -91,7 +91,7 @@ FIELDS = {
     # the host's line
     "frames_read": 16, "frames_output": 17, "underruns": 18, "underrun_frames": 19, "xruns": 20,
     "host_heartbeat_ns": 21, "dac_seq": 22, "dac_frame": 23, "dac_time_ns": 24,
-    "engine_restarts": 25, "held_frames": 26,
+    "engine_restarts": 25, "held_frames": 26, "outputs_lost": 27, "host_started": 28,
 }
 """Header slot (int64 index) of each field. Heartbeats and DAC time are ``time.monotonic_ns()``."""
 
@@ -129,6 +129,8 @@ class Header:
     dac_time_ns: int
     engine_restarts: int
     held_frames: int
+    outputs_lost: int
+    host_started: int
 
 
 class _Membarrier:
