@@ -43,6 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from browsers import open_browsers  # noqa: E402  (bench/ is on sys.path when run as a script)
 from riffengine.config import Settings, merge_overrides, parse_override  # noqa: E402
 from riffengine.engine import Engine, build_renderer  # noqa: E402
 from riffengine.render.fake import FakeRenderer  # noqa: E402
@@ -103,21 +104,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def open_browsers(count: int, url: str, folder: str, nice: bool = False) -> list[subprocess.Popen]:
-    """``count`` headless Chromium processes showing ``url``, each with a fresh profile; the page
-    keeps reconnecting until the engine's server is up."""
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    procs = []
-    for i in range(count):
-        procs.append(subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,900",
-             f"--user-data-dir={folder}/browser-{i}", url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=(lambda: os.nice(19)) if nice else None))
-    return procs
 
 
 def percentile(values, q):

@@ -30,6 +30,7 @@ Examples::
     .venv/bin/python bench/xruns.py --seconds 45 --fake
     .venv/bin/python bench/xruns.py --seconds 600 --tiny --steps 4
     .venv/bin/python bench/xruns.py --seconds 45 --fake --inline   # one process, for comparison
+    .venv/bin/python bench/xruns.py --seconds 60 --fake --loads quiet --browsers 2
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from browsers import open_browsers  # noqa: E402  (bench/ is on sys.path when run as a script)
 from riffengine.audio.jackserver import JackServer  # noqa: E402
 
 RATE = 44100
@@ -169,7 +171,8 @@ class Listener:
         self.client.close()
 
 
-def engine_command(args, load: str, model: str | None, port: int, events: Path) -> list[str]:
+def engine_command(args, load: str, model: str | None, port: int, events: Path,
+                   http_port: int | None = None) -> list[str]:
     cli = ["run", "--output", "jack", "--osc-port", str(port), "--events", str(events),
            "--bpm", "120", "--bars", "2", "--set", f"audio.jack_client_name={CLIENT}",
            "--set", "midi.enabled=false"]
@@ -177,6 +180,8 @@ def engine_command(args, load: str, model: str | None, port: int, events: Path) 
                                                       "--steps", str(args.steps)]
     if args.inline:
         cli.append("--no-host")
+    if http_port is not None:
+        cli += ["--http-port", str(http_port)]
     return [sys.executable, "-m", "riffengine.cli", *cli]
 
 
@@ -236,6 +241,12 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
     server = JackServer(sample_rate=RATE, period=PERIOD)
     server.start()
@@ -245,19 +256,21 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
                RIFFENGINE_BENCH_LOAD=load,
                PYTHONPATH=os.pathsep.join([str(tmp), root, os.environ.get("PYTHONPATH", "")]))
     port = free_udp_port()
+    http_port = free_tcp_port() if args.browsers else None
     listener = Listener(server.name, args.seconds + 120)
     listener.start()
     engines: list[subprocess.Popen] = []
     engine_xruns = engine_underruns = 0
     kills = 0
     sender = None
+    browsers: list[subprocess.Popen] = []
     gains: list[float] = []
     logs = tmp / f"engine-{load}.log"
     try:
         def start_engine(i: int) -> subprocess.Popen:
             events = tmp / f"events-{load}-{i}.jsonl"
             with open(logs, "a") as log:
-                return subprocess.Popen(engine_command(args, load, model, port, events), env=env,
+                return subprocess.Popen(engine_command(args, load, model, port, events, http_port), env=env,
                                         stdout=log, stderr=subprocess.STDOUT)
 
         engines.append(start_engine(0))
@@ -266,6 +279,9 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
             if time.monotonic() > deadline or engines[0].poll() is not None:
                 raise RuntimeError(f"the engine did not start playing; see {logs}")
             time.sleep(0.2)
+        if args.browsers:  # pages on the web surface for the whole measured run
+            browsers = open_browsers(args.browsers, f"http://127.0.0.1:{http_port}/ui/", str(tmp), nice=False)
+            time.sleep(5.0)  # the pages load and connect
         first = listener.cycles
         xruns0 = listener.xruns
         sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), load], env=env)
@@ -308,6 +324,13 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
         if sender is not None:
             sender.kill()
             sender.wait()
+        for browser in browsers:
+            browser.terminate()
+            try:
+                browser.wait(10)
+            except subprocess.TimeoutExpired:
+                browser.kill()
+                browser.wait()
         for proc in engines:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -328,6 +351,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
         "gain heard ms (median, max)": (
             f"{1000 * float(np.median(latencies)):.1f}, {1000 * max(latencies):.1f}" if latencies else "n/a"),
         "engines started": len(engines) + kills,
+        "browsers": args.browsers,
     }
 
 
@@ -341,6 +365,8 @@ def main() -> int:
     parser.add_argument("--loads", default="a,b,c,d,e", help="comma list of a,b,c,d,e,quiet")
     parser.add_argument("--warm-up", type=float, default=180.0, help="seconds allowed to start")
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between kills (load e)")
+    parser.add_argument("--browsers", type=int, default=0,
+                        help="headless Chromium pages on the web surface during each load")
     parser.add_argument("--inline", action="store_true",
                         help="the engine in one process (--no-host), as before the audio host")
     args = parser.parse_args()
