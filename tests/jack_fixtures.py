@@ -56,7 +56,10 @@ class JackCapture:
         self.ports = [self.client.inports.register(f"in_{i + 1}") for i in range(channels)]
         self.data = np.zeros((int(seconds * self.client.samplerate), channels), dtype=np.float32)
         self.frames = 0
+        self.xrun_frames: list[int] = []
+        """``frames`` when the server reported an xrun (a cycle lost: the capture may skip)."""
         self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(lambda delay: self.xrun_frames.append(self.frames))
 
     def _process(self, nframes: int) -> None:
         n = min(nframes, len(self.data) - self.frames)
