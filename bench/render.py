@@ -47,18 +47,18 @@ from riffengine.render.model import (
     write_tiny_tokenizer,
 )
 from riffengine.render.renderer import Renderer, make_scheduler
-from riffengine.render.adapters import AdapterSpec, load_adapters, random_lora, save_lora
-from riffengine.render.request import (
+from riffengine.config import (
+    COMPILE_MODES,
     FAST_SCHEDULER,
     FAST_STEPS,
     INSTANT_GUIDANCE,
     INSTANT_SCHEDULER,
     INSTANT_STEPS,
-    PromptSlot,
-    RenderRequest,
-    Side,
+    AdapterSpec,
 )
-from riffengine.render.speed import COMPILE_MODES, describe_levers, resolve_levers
+from riffengine.render.adapters import load_adapters, random_lora, save_lora
+from riffengine.render.request import PromptSlot, RenderRequest, Side
+from riffengine.render.speed import describe_levers, resolve_levers
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_SEED = ROOT.parent / "shared" / "golden" / "seed_images" / "og_beat.png"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from riffengine.audio.output import resample_clip
+from riffengine.render.frames import resample_clip, to_frames
 from riffengine.render.renderer import SAMPLE_RATE as MODEL_RATE
 from riffengine.render.request import RenderRequest
 
@@ -75,17 +75,6 @@ def check_audio(audio: np.ndarray) -> None:
     peak = float(np.abs(audio).max())
     if peak < SILENCE_PEAK:
         raise BadAudio("silent", f"the render returned silence (peak {peak:.2e})")
-
-
-def to_frames(audio: np.ndarray, channels: int) -> np.ndarray:
-    """``[channels, frames]`` (or mono ``[frames]``) -> float32 ``[frames, channels]``."""
-    data = np.asarray(audio, dtype=np.float32)
-    if data.ndim == 1:
-        data = data[None, :]
-    data = data.T
-    if data.shape[1] == 1 and channels > 1:
-        data = np.repeat(data, channels, axis=1)
-    return np.ascontiguousarray(data[:, :channels])
 
 
 class ClipMaker:

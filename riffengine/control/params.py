@@ -51,6 +51,8 @@ EFFECTS = ("render", "stretch", "walk", "live", "action")
 EVOLVE_MODES = ("seed", "pingpong", "toward_b")
 TRANSPORT = ("play", "stop")
 CURVES = ("linear", "log")
+TEMPO_SOURCES = ("internal", "link", "midi")
+"""Where the tempo comes from: riffengine itself, an Ableton Link session, MIDI clock in."""
 
 
 class InvalidValue(ValueError):
@@ -93,6 +95,13 @@ class Param:
     def rerenders(self) -> bool:
         """True if a change needs a new clip (a render or a stretch), not just a live change."""
         return self.effect in ("render", "stretch")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(minimum, maximum)`` of a number parameter as floats."""
+        if self.minimum is None or self.maximum is None:
+            raise ValueError(f"{self.name} is a {self.type} parameter; it has no range")
+        return float(self.minimum), float(self.maximum)
 
     def slot_default(self, slot: int) -> object:
         """The default of one slot of a per-slot parameter."""
@@ -216,7 +225,7 @@ PARAMS: tuple[Param, ...] = (
           choices=TRANSPORT, effect="live"),
     Param("tempo_source", "enum", "internal",
           "Where the tempo comes from: riffengine itself, an Ableton Link session, or MIDI clock in.",
-          choices=("internal", "link", "midi"), effect="live"),
+          choices=TEMPO_SOURCES, effect="live"),
     Param("crossfade_ms", "float", 50.0, "Equal-power crossfade at the seam between clips.",
           minimum=0.0, maximum=2000.0, unit="ms", effect="live"),
     Param("gain", "float", 0.0, "Output gain, heard within one audio period.", minimum=-60.0,
@@ -404,7 +413,7 @@ def to_normalized(name: str, value: object, slot: int | None = None) -> float:
         return p.choices.index(value) / max(len(p.choices) - 1, 1)  # type: ignore[arg-type]
     if p.type == "str":
         raise UserError(f"{p.name} is text; it has no knob position")
-    lo, hi = float(p.minimum), float(p.maximum)  # type: ignore[arg-type]
+    lo, hi = p.bounds
     if hi == lo:
         return 0.0
     if p.curve == "log":
@@ -424,7 +433,7 @@ def from_normalized(name: str, x: float) -> object:
         return p.choices[min(int(x * len(p.choices)), len(p.choices) - 1)]
     if p.type == "str":
         raise UserError(f"{p.name} is text; a knob cannot set it")
-    lo, hi = float(p.minimum), float(p.maximum)  # type: ignore[arg-type]
+    lo, hi = p.bounds
     raw = lo * (hi / lo) ** x if p.curve == "log" else lo + x * (hi - lo)
     if p.type == "int":
         return min(max(round(raw), int(lo)), int(hi))

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from riffengine.errors import UserError
-from riffengine.render.speed import COMPILE_MODES, persist_compile_cache
+from riffengine.config import COMPILE_MODES
+from riffengine.render.speed import persist_compile_cache
 
 log = logging.getLogger(__name__)
 
