@@ -97,8 +97,8 @@ class ClipMaker:
         thread, between clips). The next clip is rendered afresh, never stretched."""
         self._replacement = renderer
 
-    def render(self, spec: ClipSpec, num_frames: int | None = None) -> MadeClip:
-        """Make the clip for ``spec`` (``num_frames`` is unused: the spec holds the lengths)."""
+    def render(self, spec: ClipSpec) -> MadeClip:
+        """Make the clip for ``spec`` (it holds the lengths at the model's and the output's rate)."""
         start = time.perf_counter()
         if self._replacement is not None:
             self.renderer, self._replacement = self._replacement, None

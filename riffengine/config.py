@@ -21,6 +21,7 @@ given, that is relative to the working folder.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import numbers
 import os
 import re
@@ -34,6 +35,8 @@ import yaml
 from riffengine.control import params
 from riffengine.errors import UserError
 from riffengine.yamlfile import read_yaml
+
+log = logging.getLogger(__name__)
 
 #: The default settings, shipped inside the package (``configs/`` in a checkout links here), so a
 #: plain ``pip install`` finds it as well as an editable one.
@@ -292,7 +295,6 @@ class AudioSettings:
         path=True,
     )
     sample_rate: int = _setting(44100, _integer(8000, 192000))
-    block_size: int = _setting(512, _integer(16, 8192))
     jack_client_name: str = _setting("riffengine", _text("a JACK client name", max_length=63))
     ring_buffer_seconds: float = _setting(2.0, _number(0.05, 60.0))
     record: str | None = _setting(None, _optional(_text("a .wav path or null")), path=True)
@@ -436,6 +438,13 @@ class PathsSettings:
     seeds: str = _setting("seeds", _text("a folder path"), path=True)
 
 
+RETIRED: dict[str, str] = {
+    "audio.block_size": "the audio period is the JACK server's (jackd -p) or the sound "
+                        "card's, never set here",
+}
+"""Settings that are no longer used, and why. A file that still sets one loads, with a
+warning naming the file, the line and the key."""
+
 SECTIONS: dict[str, type] = {
     "model": ModelSettings,
     "audio": AudioSettings,
@@ -499,7 +508,7 @@ class Settings:
 # --- building Settings from plain data ---------------------------------------------------
 
 Errors = list[tuple[str, str]]
-"""(key path, message) pairs collected while checking."""
+"""(key path, message) pairs collected while checking; warnings are collected the same way."""
 
 
 def _resolve(value: object, base_dir: str | None, kind: object) -> object:
@@ -518,7 +527,8 @@ def _unknown(key: object, known) -> str:
             f"(valid keys here: {', '.join(known)})")
 
 
-def _section(cls: type, raw: object, name: str, base_dir: str | None, errors: Errors) -> object:
+def _section(cls: type, raw: object, name: str, base_dir: str | None, errors: Errors,
+             warnings: Errors) -> object:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -529,6 +539,9 @@ def _section(cls: type, raw: object, name: str, base_dir: str | None, errors: Er
     values = {}
     for key, value in raw.items():
         path = f"{name}.{key}"
+        if path in RETIRED:
+            warnings.append((path, f"is no longer used ({RETIRED[path]}); remove it"))
+            continue
         if key not in rows:
             errors.append((path, _unknown(key, rows)))
             continue
@@ -608,18 +621,19 @@ def _cross_checks(settings: Settings, errors: Errors) -> None:
                                               "comes in on, since tempo.source is midi"))
 
 
-def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors) -> Settings:
+def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors,
+           warnings: Errors) -> Settings:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         errors.append(("", f"{_show(raw)} is not a config; the file must be a mapping of "
                            f"sections ({', '.join(_ALL_SECTIONS)})"))
         return Settings(source=source)
-    values: dict[str, object] = {name: _section(cls, None, name, base_dir, errors)
+    values: dict[str, object] = {name: _section(cls, None, name, base_dir, errors, warnings)
                                  for name, cls in SECTIONS.items()}
     for name, section in raw.items():
         if name in SECTIONS:
-            values[name] = _section(SECTIONS[name], section, name, base_dir, errors)
+            values[name] = _section(SECTIONS[name], section, name, base_dir, errors, warnings)
         elif name == "initial":
             values[name] = _param_values(section, "initial", errors, "starting values")
         elif name == "scenes":
@@ -636,13 +650,23 @@ _ALL_SECTIONS = ("model", "audio", "tempo", "loop", "render", "initial", "scenes
                  "http", "midi", "logging", "paths", "cache")
 
 
-def _report(source: str, errors: Errors, lines: Mapping[str, int]) -> UserError:
-    """One UserError, one line per error: ``FILE:LINE: key.path: message``."""
+def _lines(source: str, errors: Errors, lines: Mapping[str, int]) -> str:
+    """One line per error: ``FILE:LINE: key.path: message``."""
     out = []
     for path, message in errors:
         where = f"{source}:{lines[path]}" if path in lines else source
         out.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
-    return UserError("\n".join(out))
+    return "\n".join(out)
+
+
+def _report(source: str, errors: Errors, lines: Mapping[str, int]) -> UserError:
+    """One UserError listing every error, one per line."""
+    return UserError(_lines(source, errors, lines))
+
+
+def _warn(source: str, warnings: Errors, lines: Mapping[str, int]) -> None:
+    if warnings:
+        log.warning("%s", _lines(source, warnings, lines))
 
 
 # --- reading YAML ----------------------------------------------------------------------------
@@ -679,9 +703,11 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     path = os.fspath(path)
     data, lines, errors = _read_yaml(path)
     base_dir = os.path.dirname(os.path.abspath(path))
-    settings = _build(data, base_dir, path, errors)
+    warnings: Errors = []
+    settings = _build(data, base_dir, path, errors, warnings)
     if errors:
         raise _report(path, errors, lines)
+    _warn(path, warnings, lines)
     return settings
 
 
@@ -727,9 +753,11 @@ def merge_overrides(settings: Settings, overrides: Mapping[str, object]) -> Sett
             errors.append((dotted, "is not a setting; use SECTION.KEY, e.g. loop.bars"))
             continue
         node[leaf] = value
-    merged = _build(raw, None, source, errors)
+    warnings: Errors = []
+    merged = _build(raw, None, source, errors, warnings)
     if errors:
         raise _report("override", errors, {})
+    _warn("override", warnings, {})
     return merged
 
 
