@@ -40,13 +40,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from riffengine.render.model import (
-    RiffusionModel,
-    optimize_model,
-    tiny_configs,
-    write_tiny_tokenizer,
-)
-from riffengine.render.renderer import Renderer, make_scheduler
 from riffengine.config import (
     COMPILE_MODES,
     FAST_SCHEDULER,
@@ -57,6 +50,13 @@ from riffengine.config import (
     AdapterSpec,
 )
 from riffengine.render.adapters import load_adapters, random_lora, save_lora
+from riffengine.render.model import (
+    RiffusionModel,
+    optimize_model,
+    tiny_configs,
+    write_tiny_tokenizer,
+)
+from riffengine.render.renderer import Renderer, make_scheduler
 from riffengine.render.request import PromptSlot, RenderRequest, Side
 from riffengine.render.speed import describe_levers, resolve_levers
 
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             ("c", "(c) riffengine fast preset", req_c)]
     for key, name, request in rows:
         if key in args.variants:
-            figures[key], clip = timed(lambda: renderer.render(request), device, args.repeat,
+            figures[key], clip = timed(lambda request=request: renderer.render(request), device, args.repeat,
                                        args.warmup)
             print(line(name, figures[key], clip_seconds, clip), flush=True)
     for key in ("b", "c"):

@@ -259,8 +259,7 @@ def test_params_command_writes_the_docs_page(only_check, tmp_path):
 
 
 def test_fast_preset_caps_steps_and_picks_its_scheduler() -> None:
-    from riffengine.config import initial_values
-    from riffengine.config import FAST_SCHEDULER, FAST_STEPS
+    from riffengine.config import FAST_SCHEDULER, FAST_STEPS, initial_values
 
     values = dict(initial_values(merge_overrides(Settings(), {"render.fast": True, "render.steps": 50})))
     assert values["steps"] == FAST_STEPS and values["scheduler"] == FAST_SCHEDULER

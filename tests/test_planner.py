@@ -14,6 +14,7 @@ from riffengine.planner import (
     ready_frame,
 )
 
+
 @pytest.fixture
 def s0() -> st.State:
     return st.initial_state()

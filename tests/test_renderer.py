@@ -6,9 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from golden import GOLDEN
+from PIL import Image
 
 from riffengine.errors import UserError
 from riffengine.render.model import load_model

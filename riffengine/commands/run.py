@@ -112,10 +112,9 @@ def check_duration(duration: float | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from riffengine.engine import Engine, WarmUpFailed
+    from riffengine.logs import setup_logging
     from riffengine.render.fake import FakeRenderer
     from riffengine.script import load_script
-
-    from riffengine.logs import setup_logging
 
     settings = settings_from_args(args)
     setup_logging("DEBUG" if args.verbose else settings.logging.level)

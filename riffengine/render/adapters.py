@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from riffengine.config import AdapterSpec

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from riffengine.errors import UserError
 from riffengine.config import COMPILE_MODES
+from riffengine.errors import UserError
 from riffengine.render.speed import persist_compile_cache
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from riffengine.state import State
 
+
 @dataclass(frozen=True)
 class PromptSlot:
     """One prompt in a blend: its text and its weight in embedding space."""

@@ -265,8 +265,8 @@ class TempoSync:
     """Holds the one active tempo source and feeds what it follows into the store.
 
     Call :meth:`poll` from the loop regularly (every 50-200 ms): it writes a followed tempo that
-    moved by at least :data:`BPM_STEP` (or the source's ``bpm_step``) to the store with the source's name as the change's
-    source, and returns the reading for the planner to align loops with
+    moved by at least :data:`BPM_STEP` (or the source's ``bpm_step``) to the store with the
+    source's name as the change's source, and returns the reading for the planner to align loops with
     (:func:`loop_bpm_to_align`). A ``bpm`` change from anyone else (OSC, MIDI CC) is published to
     a Link session; with MIDI clock in, the clock wins again on the next poll.
 
