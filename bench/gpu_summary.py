@@ -91,7 +91,8 @@ def codec_lines(out: Path, tiny: bool) -> list[str]:
 
 
 def live_lines(out: Path) -> list[str]:
-    patterns = r"live run:|renderer built|^median:|render times|GPU memory|audio callback|memory \(RSS\)|^engine:|SKIPPED|TIMED OUT|Error"
+    patterns = (r"live run:|renderer built|^median:|render times|GPU memory|audio callback|memory \(RSS\)"
+                r"|^engine:|SKIPPED|TIMED OUT|Error")
     return [f"  {line}" for line in grep(out / "live.log", patterns)]
 
 
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "figures.json").write_text(json.dumps(
         {"eager": eager, "compiled": compiled, "restart": restart}, indent=2, default=str))
     sections = [
-        f"riffengine GPU figures ({'tiny model on the CPU: a dry run, no targets' if tiny else 'full-size random SD 1.5'})",
+        "riffengine GPU figures ("
+        + ("tiny model on the CPU: a dry run, no targets" if tiny else "full-size random SD 1.5") + ")",
         "render (riffusion-app defaults: img2img 50 steps x 0.75, guidance 7, 512x512, to audio):",
         *render_lines(eager, compiled, restart, tiny),
         *[f"  {line}" for line in grep(args.out / "compile.log", r"compile cache after|restart with the warm")],

@@ -31,8 +31,8 @@ import asyncio
 import os
 import shutil
 import socket
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading

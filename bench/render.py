@@ -40,6 +40,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from riffengine.config import (
+    COMPILE_MODES,
+    FAST_SCHEDULER,
+    FAST_STEPS,
+    INSTANT_GUIDANCE,
+    INSTANT_SCHEDULER,
+    INSTANT_STEPS,
+    AdapterSpec,
+)
+from riffengine.render.adapters import load_adapters, random_lora, save_lora
 from riffengine.render.model import (
     RiffusionModel,
     optimize_model,
@@ -47,18 +57,8 @@ from riffengine.render.model import (
     write_tiny_tokenizer,
 )
 from riffengine.render.renderer import Renderer, make_scheduler
-from riffengine.render.adapters import AdapterSpec, load_adapters, random_lora, save_lora
-from riffengine.render.request import (
-    FAST_SCHEDULER,
-    FAST_STEPS,
-    INSTANT_GUIDANCE,
-    INSTANT_SCHEDULER,
-    INSTANT_STEPS,
-    PromptSlot,
-    RenderRequest,
-    Side,
-)
-from riffengine.render.speed import COMPILE_MODES, describe_levers, resolve_levers
+from riffengine.render.request import PromptSlot, RenderRequest, Side
+from riffengine.render.speed import describe_levers, resolve_levers
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_SEED = ROOT.parent / "shared" / "golden" / "seed_images" / "og_beat.png"
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             ("c", "(c) riffengine fast preset", req_c)]
     for key, name, request in rows:
         if key in args.variants:
-            figures[key], clip = timed(lambda: renderer.render(request), device, args.repeat,
+            figures[key], clip = timed(lambda request=request: renderer.render(request), device, args.repeat,
                                        args.warmup)
             print(line(name, figures[key], clip_seconds, clip), flush=True)
     for key in ("b", "c"):

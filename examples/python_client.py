@@ -29,7 +29,7 @@ def receive(sock: socket.socket, timeout: float) -> OscMessage | None:
     sock.settimeout(timeout)
     try:
         return OscMessage(sock.recv(65535))
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return None
 
 

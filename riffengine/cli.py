@@ -15,6 +15,7 @@ COMMANDS = (
     "decode",
     "check",
     "params",
+    "events",
     "render",
     "tiny_model",
     "run",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from riffengine.audio.output import resample_clip
+from riffengine.render.frames import resample_clip, to_frames
 from riffengine.render.renderer import SAMPLE_RATE as MODEL_RATE
 from riffengine.render.request import RenderRequest
 
@@ -77,17 +77,6 @@ def check_audio(audio: np.ndarray) -> None:
         raise BadAudio("silent", f"the render returned silence (peak {peak:.2e})")
 
 
-def to_frames(audio: np.ndarray, channels: int) -> np.ndarray:
-    """``[channels, frames]`` (or mono ``[frames]``) -> float32 ``[frames, channels]``."""
-    data = np.asarray(audio, dtype=np.float32)
-    if data.ndim == 1:
-        data = data[None, :]
-    data = data.T
-    if data.shape[1] == 1 and channels > 1:
-        data = np.repeat(data, channels, axis=1)
-    return np.ascontiguousarray(data[:, :channels])
-
-
 class ClipMaker:
     """Makes :class:`MadeClip` objects with one renderer; see the module docstring."""
 
@@ -108,8 +97,8 @@ class ClipMaker:
         thread, between clips). The next clip is rendered afresh, never stretched."""
         self._replacement = renderer
 
-    def render(self, spec: ClipSpec, num_frames: int | None = None) -> MadeClip:
-        """Make the clip for ``spec`` (``num_frames`` is unused: the spec holds the lengths)."""
+    def render(self, spec: ClipSpec) -> MadeClip:
+        """Make the clip for ``spec`` (it holds the lengths at the model's and the output's rate)."""
         start = time.perf_counter()
         if self._replacement is not None:
             self.renderer, self._replacement = self._replacement, None

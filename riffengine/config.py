@@ -21,6 +21,7 @@ given, that is relative to the working folder.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import numbers
 import os
 import re
@@ -33,14 +34,63 @@ import yaml
 
 from riffengine.control import params
 from riffengine.errors import UserError
-from riffengine.render.adapters import AdapterSpec, has_few_step
-from riffengine.render.request import PRESETS, preset_values
-from riffengine.render.speed import COMPILE_MODES
 from riffengine.yamlfile import read_yaml
+
+log = logging.getLogger(__name__)
 
 #: The default settings, shipped inside the package (``configs/`` in a checkout links here), so a
 #: plain ``pip install`` finds it as well as an editable one.
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``model.compile``: torch.compile modes for the UNet and the VAE decoder ("max-autotune" adds
+CUDA graphs)."""
+
+#: The fast preset (``render.fast``): DPM-Solver++ at 20 steps, about 2.5x fewer UNet calls
+#: than Riffusion's 50-step default at a small cost in detail.
+FAST_STEPS = 20
+FAST_SCHEDULER = "dpm"
+
+#: The instant preset: a few-step adapter (LCM-LoRA and the like) with the LCM scheduler at 4
+#: steps and guidance 1 (such adapters are distilled for low guidance; at 1 or below the
+#: renderer also skips the unconditional half of the UNet batch, unless compiled).
+INSTANT_STEPS = 4
+INSTANT_SCHEDULER = "lcm"
+INSTANT_GUIDANCE = 1.0
+
+#: ``render.preset`` names.
+PRESETS = ("quality", "fast", "instant")
+
+
+def preset_values(preset: str, steps: int, scheduler: str,
+                  guidance: float) -> tuple[int, str, float]:
+    """Steps, scheduler and guidance a preset makes of the configured ones.
+
+    ``quality`` keeps them; ``fast`` caps steps at :data:`FAST_STEPS` with DPM-Solver++;
+    ``instant`` caps them at :data:`INSTANT_STEPS` with LCM at :data:`INSTANT_GUIDANCE`.
+    """
+    if preset == "fast":
+        return min(steps, FAST_STEPS), FAST_SCHEDULER, guidance
+    if preset == "instant":
+        return min(steps, INSTANT_STEPS), INSTANT_SCHEDULER, INSTANT_GUIDANCE
+    if preset != "quality":
+        raise ValueError(f"preset {preset!r} is unknown: use one of {', '.join(PRESETS)}")
+    return steps, scheduler, guidance
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """One configured adapter: a file or folder, its weight, and whether it is few-step."""
+
+    path: str
+    weight: float = 1.0
+    few_step: bool = False
+
+
+def has_few_step(specs) -> bool:
+    """True when one of the adapter specs is marked ``few_step``."""
+    return any(spec.few_step for spec in specs)
 
 
 class _Invalid(Exception):
@@ -245,7 +295,6 @@ class AudioSettings:
         path=True,
     )
     sample_rate: int = _setting(44100, _integer(8000, 192000))
-    block_size: int = _setting(512, _integer(16, 8192))
     jack_client_name: str = _setting("riffengine", _text("a JACK client name", max_length=63))
     ring_buffer_seconds: float = _setting(2.0, _number(0.05, 60.0))
     host: bool = _setting(True, _boolean)
@@ -261,7 +310,7 @@ class TempoSettings:
 
     bpm: float = _setting(params.param("bpm").default, _param("bpm"))
     beats_per_bar: int = _setting(params.param("beats_per_bar").default, _param("beats_per_bar"))
-    source: str = _setting("internal", _choice("internal", "link", "midi"))
+    source: str = _setting("internal", _choice(*params.TEMPO_SOURCES))
     midi_clock_in: str | None = _setting(None, _optional(_text("a MIDI port name or null")))
     midi_clock_out: str | None = _setting(None, _optional(_text("a MIDI port name or null")))
     transport_sync: bool = _setting(True, _boolean)
@@ -392,6 +441,13 @@ class PathsSettings:
     seeds: str = _setting("seeds", _text("a folder path"), path=True)
 
 
+RETIRED: dict[str, str] = {
+    "audio.block_size": "the audio period is the JACK server's (jackd -p) or the sound "
+                        "card's, never set here",
+}
+"""Settings that are no longer used, and why. A file that still sets one loads, with a
+warning naming the file, the line and the key."""
+
 SECTIONS: dict[str, type] = {
     "model": ModelSettings,
     "audio": AudioSettings,
@@ -437,6 +493,10 @@ class Settings:
     cache: CacheSettings = CacheSettings()
     source: str | None = None
 
+    def initial_values(self) -> tuple[tuple[str, object], ...]:
+        """The starting parameter values: :func:`initial_values`."""
+        return initial_values(self)
+
     def scene(self, which: int | str) -> ParamValues:
         """A scene by number (its position, from 0) or by name; UserError if there is none."""
         names = list(self.scenes)
@@ -451,7 +511,7 @@ class Settings:
 # --- building Settings from plain data ---------------------------------------------------
 
 Errors = list[tuple[str, str]]
-"""(key path, message) pairs collected while checking."""
+"""(key path, message) pairs collected while checking; warnings are collected the same way."""
 
 
 def _resolve(value: object, base_dir: str | None, kind: object) -> object:
@@ -470,7 +530,8 @@ def _unknown(key: object, known) -> str:
             f"(valid keys here: {', '.join(known)})")
 
 
-def _section(cls: type, raw: object, name: str, base_dir: str | None, errors: Errors) -> object:
+def _section(cls: type, raw: object, name: str, base_dir: str | None, errors: Errors,
+             warnings: Errors) -> object:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -481,6 +542,9 @@ def _section(cls: type, raw: object, name: str, base_dir: str | None, errors: Er
     values = {}
     for key, value in raw.items():
         path = f"{name}.{key}"
+        if path in RETIRED:
+            warnings.append((path, f"is no longer used ({RETIRED[path]}); remove it"))
+            continue
         if key not in rows:
             errors.append((path, _unknown(key, rows)))
             continue
@@ -560,18 +624,19 @@ def _cross_checks(settings: Settings, errors: Errors) -> None:
                                               "comes in on, since tempo.source is midi"))
 
 
-def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors) -> Settings:
+def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors,
+           warnings: Errors) -> Settings:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         errors.append(("", f"{_show(raw)} is not a config; the file must be a mapping of "
                            f"sections ({', '.join(_ALL_SECTIONS)})"))
         return Settings(source=source)
-    values: dict[str, object] = {name: _section(cls, None, name, base_dir, errors)
+    values: dict[str, object] = {name: _section(cls, None, name, base_dir, errors, warnings)
                                  for name, cls in SECTIONS.items()}
     for name, section in raw.items():
         if name in SECTIONS:
-            values[name] = _section(SECTIONS[name], section, name, base_dir, errors)
+            values[name] = _section(SECTIONS[name], section, name, base_dir, errors, warnings)
         elif name == "initial":
             values[name] = _param_values(section, "initial", errors, "starting values")
         elif name == "scenes":
@@ -588,13 +653,23 @@ _ALL_SECTIONS = ("model", "audio", "tempo", "loop", "render", "initial", "scenes
                  "http", "midi", "logging", "paths", "cache")
 
 
-def _report(source: str, errors: Errors, lines: Mapping[str, int]) -> UserError:
-    """One UserError, one line per error: ``FILE:LINE: key.path: message``."""
+def _lines(source: str, errors: Errors, lines: Mapping[str, int]) -> str:
+    """One line per error: ``FILE:LINE: key.path: message``."""
     out = []
     for path, message in errors:
         where = f"{source}:{lines[path]}" if path in lines else source
         out.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
-    return UserError("\n".join(out))
+    return "\n".join(out)
+
+
+def _report(source: str, errors: Errors, lines: Mapping[str, int]) -> UserError:
+    """One UserError listing every error, one per line."""
+    return UserError(_lines(source, errors, lines))
+
+
+def _warn(source: str, warnings: Errors, lines: Mapping[str, int]) -> None:
+    if warnings:
+        log.warning("%s", _lines(source, warnings, lines))
 
 
 # --- reading YAML ----------------------------------------------------------------------------
@@ -631,9 +706,11 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     path = os.fspath(path)
     data, lines, errors = _read_yaml(path)
     base_dir = os.path.dirname(os.path.abspath(path))
-    settings = _build(data, base_dir, path, errors)
+    warnings: Errors = []
+    settings = _build(data, base_dir, path, errors, warnings)
     if errors:
         raise _report(path, errors, lines)
+    _warn(path, warnings, lines)
     return settings
 
 
@@ -679,9 +756,11 @@ def merge_overrides(settings: Settings, overrides: Mapping[str, object]) -> Sett
             errors.append((dotted, "is not a setting; use SECTION.KEY, e.g. loop.bars"))
             continue
         node[leaf] = value
-    merged = _build(raw, None, source, errors)
+    warnings: Errors = []
+    merged = _build(raw, None, source, errors, warnings)
     if errors:
         raise _report("override", errors, {})
+    _warn("override", warnings, {})
     return merged
 
 

@@ -32,8 +32,8 @@ import hashlib
 import math
 from dataclasses import dataclass, replace
 
-from riffengine.render.request import PromptSlot, RenderRequest, Side
-from riffengine.state import State, to_render_request
+from riffengine.render.request import PromptSlot, RenderRequest, Side, to_render_request
+from riffengine.state import State
 
 SEED_LIMIT = 2**32
 """Seeds wrap around at this (the parameter's range)."""

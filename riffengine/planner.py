@@ -27,8 +27,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from riffengine.render.request import RenderRequest
-from riffengine.state import State, to_render_request
+from riffengine.render.request import RenderRequest, to_render_request
+from riffengine.state import State
 
 ClipKey = tuple[RenderRequest, float, int]
 """What a clip depends on: the render request, the tempo and the bars."""

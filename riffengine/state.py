@@ -5,7 +5,8 @@ A :class:`State` holds the current value of every row of
 Nothing changes a State; :func:`apply` and friends return a new one, validated through the
 parameter table, whose version is one higher if, and only if, a value changed. Readers
 downstream (planner, renderer, status replies) can therefore hold a snapshot as long as they
-like and compare versions or :func:`render_key` values to see whether anything moved.
+like and compare versions to see whether anything moved. This module and the parameter
+table are the core: they import nothing else of riffengine but its errors.
 
 Keys name a parameter (``"bars"``) or one slot of a per-slot parameter (``"prompt_a/2"``),
 as in the config file and in OSC addresses.
@@ -16,20 +17,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from riffengine.control import params
 from riffengine.errors import UserError
-from riffengine.render.request import PromptSlot, RenderRequest, Side
-
-if TYPE_CHECKING:
-    from riffengine.config import Settings
 
 Changes = Mapping[str, object] | Iterable[tuple[str, object]]
 """Parameter changes: a mapping or pairs of key (``name`` or ``name/slot``) and value."""
 
-RenderKey = tuple[RenderRequest, tuple[tuple[str, object], ...]]
-"""What a clip depends on: the render request plus the values that set the clip's length."""
+
+class StartValues(Protocol):
+    """What gives the starting values: :class:`riffengine.config.Settings`."""
+
+    def initial_values(self) -> Iterable[tuple[str, object]]: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class State:
     )
     version: int = 0
 
-    __hash__ = None  # type: ignore[assignment]  # the mapping is not hashable; use render_key
+    __hash__ = None  # type: ignore[assignment]  # the mapping is not hashable
 
 
 def _with(state: State, updates: dict[str, object]) -> State:
@@ -106,13 +106,11 @@ def recall_scene(state: State, scene: Changes, number: int | None = None) -> Sta
     return apply_many(state, changes)
 
 
-def initial_state(settings: Settings | None = None) -> State:
+def initial_state(settings: StartValues | None = None) -> State:
     """The State at start-up: the table's defaults, then the values the settings give."""
     state = State()
     if settings is not None:
-        from riffengine.config import initial_values
-
-        state = apply_many(state, initial_values(settings))
+        state = apply_many(state, settings.initial_values())
     return State(state.values, 0)
 
 
@@ -124,57 +122,6 @@ def get(state: State, name: str, slot: int | None = None) -> object:
     if slot is None:
         return value
     return value[params.check_slot(p, slot)]  # type: ignore[index]
-
-
-def _side(state: State, side: str) -> Side:
-    texts = state.values[f"prompt_{side}"]
-    weights = state.values[f"weight_{side}"]
-    prompts = tuple(
-        PromptSlot(text, weight)
-        for text, weight in zip(texts, weights)  # type: ignore[call-overload]
-        if text.strip() and weight > 0
-    )
-    return Side(
-        prompts=prompts,
-        seed=state.values[f"seed_{side}"],  # type: ignore[arg-type]
-        denoise=state.values[f"denoise_{side}"],  # type: ignore[arg-type]
-        guidance=state.values[f"guidance_{side}"],  # type: ignore[arg-type]
-    )
-
-
-def to_render_request(state: State) -> RenderRequest:
-    """The render request for this State.
-
-    Empty and zero-weight prompt slots are left out. Side ``b`` is ``None`` when it has no
-    prompt left or when ``alpha`` is 0 (side A alone is heard either way), so changes to an
-    unheard side B do not cause a render. An empty ``seed_image`` means text-to-image.
-    """
-    a = _side(state, "a")
-    b = _side(state, "b")
-    alpha = state.values["alpha"]
-    if not b.prompts or alpha == 0.0:
-        b, alpha = None, 0.0
-    return RenderRequest(
-        a=a,
-        b=b,
-        alpha=alpha,  # type: ignore[arg-type]
-        negative=state.values["negative"],  # type: ignore[arg-type]
-        steps=state.values["steps"],  # type: ignore[arg-type]
-        scheduler=state.values["scheduler"],  # type: ignore[arg-type]
-        seed_image=state.values["seed_image"] or None,  # type: ignore[arg-type]
-    )
-
-
-def render_key(state: State) -> RenderKey:
-    """A hashable key of everything the next clip depends on, and nothing else.
-
-    Two States with equal keys give the same clip: live parameters (gain, crossfade) and the
-    scene number are not part of it, and neither are prompt slots the request leaves out.
-    """
-    clip = tuple(
-        (p.name, state.values[p.name]) for p in params.PARAMS if p.effect == "stretch"
-    )
-    return to_render_request(state), clip
 
 
 def as_pairs(state: State) -> tuple[tuple[str, object], ...]:

@@ -316,7 +316,8 @@ def loop_events(loop: Loop) -> list[tuple[int, int, mido.Message]]:
             end = round((note.start + note.length) * TICKS_PER_BEAT)
             for name in note.pitches.split():
                 pitch = note_number(name)
-                events.append((start, 2, mido.Message("note_on", channel=part.channel, note=pitch, velocity=note.velocity)))
+                on = mido.Message("note_on", channel=part.channel, note=pitch, velocity=note.velocity)
+                events.append((start, 2, on))
                 events.append((end, 1, mido.Message("note_off", channel=part.channel, note=pitch)))
     return events
 

@@ -123,7 +123,7 @@ class OscClient:
         while True:
             try:
                 data = self.sock.recv(65535)
-            except (TimeoutError, socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 return
             self.received.append(OscMessage(data))
 

@@ -8,10 +8,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from riffengine.config import Settings, initial_values, merge_overrides
+from riffengine.config import (
+    INSTANT_GUIDANCE,
+    INSTANT_SCHEDULER,
+    INSTANT_STEPS,
+    AdapterSpec,
+    Settings,
+    initial_values,
+    merge_overrides,
+)
 from riffengine.errors import UserError
 from riffengine.render.adapters import (
-    AdapterSpec,
     load_adapters,
     random_lora,
     save_lora,
@@ -20,14 +27,7 @@ from riffengine.render.adapters import (
 from riffengine.render.cache import model_identity
 from riffengine.render.model import load_model, optimize_model
 from riffengine.render.renderer import Renderer
-from riffengine.render.request import (
-    INSTANT_GUIDANCE,
-    INSTANT_SCHEDULER,
-    INSTANT_STEPS,
-    PromptSlot,
-    RenderRequest,
-    Side,
-)
+from riffengine.render.request import PromptSlot, RenderRequest, Side
 
 REQUEST = RenderRequest(a=Side((PromptSlot("lofi beat"),), seed=3), steps=2, width=64)
 

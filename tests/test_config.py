@@ -81,6 +81,24 @@ def test_unknown_key_names_the_path_and_suggests(tmp_path):
     ]
 
 
+def test_a_retired_setting_loads_with_a_warning_naming_file_line_and_key(tmp_path, caplog):
+    path = write(tmp_path, "audio:\n  sample_rate: 48000\n  block_size: 256\n")
+    with caplog.at_level("WARNING", logger="riffengine.config"):
+        settings = load_config(path)
+    assert settings.audio.sample_rate == 48000
+    assert not hasattr(settings.audio, "block_size")
+    [record] = caplog.records
+    assert record.getMessage().startswith(f"{path}:3: audio.block_size: is no longer used (")
+    assert record.getMessage().endswith("); remove it")
+
+
+def test_a_retired_setting_given_as_an_override_is_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="riffengine.config"):
+        merge_overrides(Settings(), {"audio.block_size": 256})
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        "override: audio.block_size: is no longer used"]
+
+
 def test_unknown_section_suggests(tmp_path):
     [line] = errors_of(write(tmp_path, "loops:\n  bars: 4\n"))
     assert ":1: loops: unknown section; did you mean 'loop'?" in line
@@ -241,8 +259,7 @@ def test_params_command_writes_the_docs_page(only_check, tmp_path):
 
 
 def test_fast_preset_caps_steps_and_picks_its_scheduler() -> None:
-    from riffengine.config import initial_values
-    from riffengine.render.request import FAST_SCHEDULER, FAST_STEPS
+    from riffengine.config import FAST_SCHEDULER, FAST_STEPS, initial_values
 
     values = dict(initial_values(merge_overrides(Settings(), {"render.fast": True, "render.steps": 50})))
     assert values["steps"] == FAST_STEPS and values["scheduler"] == FAST_SCHEDULER

@@ -6,7 +6,7 @@ import pytest
 
 from riffengine import evolve as ev
 from riffengine import state as st
-from riffengine.render.request import PromptSlot, RenderRequest, Side
+from riffengine.render.request import PromptSlot, RenderRequest, Side, to_render_request
 
 
 def walk(state, loops):
@@ -53,7 +53,7 @@ def test_pingpong_goes_to_b_and_back_and_toward_b_holds():
 def test_evolve_off_is_the_states_own_request_and_does_not_walk():
     state = st.apply_many(st.initial_state(), {"prompt_b/0": "jazz", "alpha": 0.3})
     loop = ev.first_loop(state)
-    assert loop.request == st.to_render_request(state)
+    assert loop.request == to_render_request(state)
     assert not ev.walking(loop, state)
 
 
@@ -67,7 +67,7 @@ def test_glide_of_four_loops_gives_three_loops_between():
     assert [l.request.alpha for l in loops] == [0.25, 0.5, 0.75, 0.0]
     for l in loops[:3]:
         assert l.request.a == heard.request.a and l.request.b.prompts == (PromptSlot("jazz"),)
-    assert loops[-1].request == st.to_render_request(new)  # the target itself
+    assert loops[-1].request == to_render_request(new)  # the target itself
     assert [l.glide.done for l in loops] == [1, 2, 3, 4]
 
 
@@ -120,4 +120,4 @@ def test_switching_evolve_on_starts_the_walk_one_step_after_the_heard_loop():
     r = ev.restart(ev.first_loop(old), old, new)
     assert (r.position, r.request.alpha, r.request.a.seed, r.request.b.seed) == (0.25, 0.25, 42, 43)
     off = st.apply(new, "evolve", 0.0)
-    assert ev.restart(r, new, off).request == st.to_render_request(off)  # off: back to the state
+    assert ev.restart(r, new, off).request == to_render_request(off)  # off: back to the state

@@ -297,7 +297,8 @@ def test_scene_names_are_checked_when_known():
 
 def test_file_errors_name_file_line_and_entry(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("# my desk\n- cc: 0\n  param: alpha\n\n- cc: 1\n  param: alpah\n- note: 3\n  scene: x\n  latch: true\n")
+    path.write_text("# my desk\n- cc: 0\n  param: alpha\n\n- cc: 1\n  param: alpah\n"
+                    "- note: 3\n  scene: x\n  latch: true\n")
     with pytest.raises(UserError) as exc:
         mapping.load_mappings(path)
     lines = str(exc.value).splitlines()

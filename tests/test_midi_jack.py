@@ -14,12 +14,12 @@ import uuid
 import mido
 import pytest
 import yaml
-
 from jack_fixtures import jack_server  # noqa: F401  (module-scoped JACK dummy server)
+from surface_fixtures import OscClient, RunningSurfaces, wait_until
+
 from riffengine.config import load_config
 from riffengine.control import mapping
 from riffengine.control.jackmidi import JackMidiInput
-from surface_fixtures import OscClient, RunningSurfaces, wait_until
 
 BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 

@@ -17,8 +17,8 @@ import threading
 import time
 
 import pytest
-
 from jack_fixtures import jack_server  # noqa: F401  (a module-scoped JACK dummy server)
+
 from riffengine.timing.midiclock import (
     PPQN,
     TEMPO_WINDOW,
@@ -103,7 +103,8 @@ def test_start_songpos_continue_set_the_bar_phase():
         t += period
     bpm, bar_start, known = follower.estimate()
     assert known and bpm == pytest.approx(120.0, abs=0.01)
-    assert (bar_start - bar0) % 2.0 == pytest.approx(0.0, abs=1e-6) or (bar_start - bar0) % 2.0 == pytest.approx(2.0, abs=1e-6)
+    phase = (bar_start - bar0) % 2.0
+    assert phase == pytest.approx(0.0, abs=1e-6) or phase == pytest.approx(2.0, abs=1e-6)
     follower.handle("stop", t)
     follower.handle("songpos", t, pos=4)  # a quarter of a 4/4 bar: 16ths -> beat 1
     follower.handle("continue", t)
@@ -172,7 +173,7 @@ def test_clock_in_follows_120_then_128_through_jack():
     def check(after: float, before: float, bpm: float):
         window = [(t, r, m) for t, r, m in checks if after < t - marks[0][0] < before]
         assert window, "no readings in the window"
-        for t, r, m in window:
+        for _t, r, m in window:
             assert r.locked and r.phase_known
             assert r.bpm == pytest.approx(bpm, abs=0.5)
             ref = m[-1][0]  # the sender's last bar start before this reading

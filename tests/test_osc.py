@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
+from surface_fixtures import OscClient, RunningSurfaces, wait_until
 
 from riffengine.config import Settings, load_config
 from riffengine.control import params
 from riffengine.state import as_pairs
-from surface_fixtures import OscClient, RunningSurfaces, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pythonosc.osc_message_builder import OscMessageBuilder
+from surface_fixtures import TIMEOUT, OscClient, RunningSurfaces, wait_until
+from test_osc import settings_in
 
 from riffengine.control import osc, params
 from riffengine.state import initial_state
-from surface_fixtures import TIMEOUT, OscClient, RunningSurfaces, wait_until
-from test_osc import settings_in
 
 CONTROL = Path(__file__).resolve().parents[1] / "riffengine" / "control"
 
@@ -141,7 +141,7 @@ def test_nothing_received_is_evaluated(engine, client, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for i, text in enumerate(CODE):
         client.send(f"/riff/prompt_a/{i % 4}", text)
-        wait_until(lambda: engine.values["prompt_a"][i % 4] == text, what="prompt stored as text")
+        wait_until(lambda i=i, text=text: engine.values["prompt_a"][i % 4] == text, what="prompt stored as text")
     client.send("/riff/negative", CODE[0])
     client.send("/riff/learn", CODE[0])
     client.wait_for("/riff/fail")

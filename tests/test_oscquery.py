@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
+from surface_fixtures import OscClient, RunningSurfaces, wait_until
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from riffengine.config import load_config
 from riffengine.control import params
-from surface_fixtures import OscClient, RunningSurfaces, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 

@@ -32,7 +32,7 @@ def test_row_is_well_formed(p):
         assert p.minimum is not None and p.maximum is not None
         assert math.isfinite(p.minimum) and math.isfinite(p.maximum)
         assert p.minimum < p.maximum
-        if p.curve == "log":
+        if p.curve != "linear":
             assert p.minimum > 0
     if p.type == "enum":
         assert p.choices and len(set(p.choices)) == len(p.choices)

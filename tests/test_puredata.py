@@ -8,9 +8,9 @@ import subprocess
 import threading
 
 import pytest
+from surface_fixtures import RunningSurfaces, wait_until
 
 from riffengine.config import load_config
-from surface_fixtures import RunningSurfaces, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATCH = os.path.join(ROOT, "examples", "puredata", "riffengine.pd")

@@ -28,9 +28,9 @@ from riffengine.render.cache import (
 )
 from riffengine.render.model import load_model
 from riffengine.render.renderer import Renderer, pixels_to_image
-from riffengine.render.request import PromptSlot, RenderRequest, Side
+from riffengine.render.request import PromptSlot, RenderRequest, Side, to_render_request
 from riffengine.spectrogram.params import SpectrogramParams
-from riffengine.state import apply, initial_state, to_render_request
+from riffengine.state import apply, initial_state
 
 REQUEST = RenderRequest(a=Side((PromptSlot("lofi beat"),), seed=7), steps=2)
 MODEL = "m" * 64

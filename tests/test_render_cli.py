@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 import soundfile
-from PIL import Image
-
 from golden import GOLDEN
+from PIL import Image
 
 from riffengine.cli import main
 from riffengine.render.model import PARTS

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from golden import CLIPS, GOLDEN, reference_metric
 from PIL import Image
 
-from golden import CLIPS, GOLDEN, reference_metric
 from riffengine.spectrogram import Codec, LoopInfo, SpectrogramParams, decode, encode, image_loop, pixels_from_image
 from riffengine.spectrogram.audio_io import load_audio
 from riffengine.spectrogram.image import channel_pixels

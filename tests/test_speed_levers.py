@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from golden import GOLDEN
+
 from riffengine.errors import UserError
 from riffengine.render.model import load_model, optimize_model
 from riffengine.render.renderer import Renderer, resolve_mix

@@ -1,4 +1,4 @@
-"""State: immutable snapshots, versioned changes, render requests and keys, scenes."""
+"""State: immutable snapshots, versioned changes, render requests, scenes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from riffengine import state as st
 from riffengine.config import Settings, merge_overrides
 from riffengine.control import params
 from riffengine.errors import UserError
-from riffengine.render.request import PromptSlot, RenderRequest, Side
+from riffengine.render.request import PromptSlot, RenderRequest, Side, to_render_request
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_apply_many_is_one_version_and_all_or_nothing(s0):
 
 
 def test_to_render_request_defaults(s0):
-    request = st.to_render_request(s0)
+    request = to_render_request(s0)
     assert request == RenderRequest(
         a=Side((PromptSlot("lo-fi hip hop beat", 1.0),), seed=42, denoise=0.75, guidance=7.0),
         b=None,
@@ -94,7 +94,7 @@ def test_to_render_request_blend_and_b_side(s0):
         ("alpha", 0.25), ("negative", "vocals"), ("steps", 20), ("scheduler", "ddim"),
         ("seed_image", ""),
     ])
-    request = st.to_render_request(s)
+    request = to_render_request(s)
     assert request.a.prompts == (PromptSlot("lo-fi hip hop beat", 1.0), PromptSlot("techno", 0.5))
     assert request.b == Side((PromptSlot("jazz", 1.0),), seed=7, denoise=0.5, guidance=9.0)
     assert (request.alpha, request.negative, request.steps, request.scheduler) == (
@@ -104,27 +104,10 @@ def test_to_render_request_blend_and_b_side(s0):
 
 def test_b_side_is_left_out_when_unheard(s0):
     s = st.apply(s0, "prompt_b/0", "jazz")
-    assert st.to_render_request(s).b is None  # alpha is 0
+    assert to_render_request(s).b is None  # alpha is 0
     s = st.apply_many(s0, {"alpha": 0.5})
-    assert st.to_render_request(s).b is None  # B has no prompt
-    assert st.to_render_request(s).alpha == 0.0
-
-
-def test_render_key_ignores_live_parameters(s0):
-    key = st.render_key(s0)
-    hash(key)
-    for name, value in [("gain", -6.0), ("crossfade_ms", 200.0), ("scene", 3),
-                        ("weight_a/1", 0.3), ("prompt_b/0", "jazz")]:
-        changed = st.apply(s0, name, value)
-        assert changed.version == 1
-        assert st.render_key(changed) == key, name
-
-
-def test_render_key_follows_render_and_length_parameters(s0):
-    key = st.render_key(s0)
-    for name, value in [("seed_a", 1), ("prompt_a/0", "jazz"), ("steps", 10), ("bpm", 90),
-                        ("bars", 4), ("beats_per_bar", 3), ("seed_image", "")]:
-        assert st.render_key(st.apply(s0, name, value)) != key, name
+    assert to_render_request(s).b is None  # B has no prompt
+    assert to_render_request(s).alpha == 0.0
 
 
 def test_as_pairs_expands_slots_in_table_order(s0):

@@ -204,7 +204,7 @@ def test_unknown_source_is_a_user_error():
 
 def test_midi_source_without_a_port_names_the_setting():
     from riffengine.config import Settings
-    from riffengine.timing.sources import default_factory
+    from riffengine.timing.follow import default_factory
 
     factory = default_factory(Settings(), FrameClock.free_running(SR))
     with pytest.raises(UserError, match="tempo.midi_clock_in"):

@@ -66,10 +66,10 @@ def test_transport_follows_the_reference_and_sends_our_changes_without_echo():
 
 def test_start_stop_follows_a_second_link_peer_and_goes_back_to_it():
     pytest.importorskip("aalink")
+    from link_fixtures import Peer, wait_for
+
     from riffengine.timing.link import LinkFollower
     from riffengine.timing.sources import FrameClock, TempoSync
-
-    from link_fixtures import Peer, wait_for
 
     peer = Peer(120.0, start_stop_sync=True)
     ask = peer.ask

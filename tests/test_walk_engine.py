@@ -115,11 +115,12 @@ def test_stop_lands_on_a_bar_line_and_play_resumes_on_one(tmp_path):
     ({"glide": 3}, {"prompt_a/0": "jazz"}),
 ])
 def test_offline_render_is_what_run_plays(tmp_path, values, change):
+    from test_engine import settings_for
+
     from riffengine import offline
     from riffengine.evolve import prompts_hash
     from riffengine.render.fake import FakeRenderer
     from riffengine.state import apply_many, initial_state
-    from test_engine import settings_for
 
     script = [step(0, 0.5, **change)] if change else []
     audio, events, _, _ = session(tmp_path, script, duration=6.0, **{f"initial.{k}": v for k, v in values.items()})

@@ -8,18 +8,16 @@ also saves the screenshot for the README.
 
 from __future__ import annotations
 
-import base64
 import io
 import os
-import shutil
 import socket
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from surface_fixtures import OscClient, RunningSurfaces, wait_until
 
 from riffengine.config import load_config
-from surface_fixtures import OscClient, RunningSurfaces, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

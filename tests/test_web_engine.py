@@ -10,15 +10,15 @@ import shutil
 import subprocess
 
 import pytest
-from PIL import Image
-from websockets.sync.client import connect
-
 from engine_fixtures import LiveEngine
 from jack_fixtures import jack_server  # noqa: F401  (module-scoped JACK dummy server)
+from PIL import Image
+from surface_fixtures import OscClient
+from websockets.sync.client import connect
+
 from riffengine.config import Settings, merge_overrides
 from riffengine.engine import Engine
 from riffengine.render.fake import FakeRenderer
-from surface_fixtures import OscClient
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 

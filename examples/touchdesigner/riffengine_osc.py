@@ -25,7 +25,7 @@ def send(address, *values):
 
 
 def set_prompt(text, side='a', slot=0):
-    send('/riff/prompt_{}/{}'.format(side, slot), str(text))
+    send(f'/riff/prompt_{side}/{slot}', str(text))
 
 
 def set_alpha(value):
@@ -33,12 +33,12 @@ def set_alpha(value):
 
 
 def set_seed(seed, side='a'):
-    send('/riff/seed_{}'.format(side), int(seed))
+    send(f'/riff/seed_{side}', int(seed))
 
 
 def set_norm(param, position):
     """A 0..1 slider onto a parameter's whole range, e.g. set_norm('guidance_a', 0.3)."""
-    send('/riff/{}/norm'.format(param), float(position))
+    send(f'/riff/{param}/norm', float(position))
 
 
 def set_evolve(step):
@@ -98,5 +98,5 @@ def onReceiveOSC(dat, rowIndex, message, byteData, timeStamp, address, args, pee
         index, alpha, seed_a, seed_b, prompts, step, glide = args
         op('riffwalk').appendRow([index, alpha, seed_a, seed_b, prompts, step, glide])
     elif address == '/riff/fail':
-        debug('riffengine refused {}: {}'.format(args[0], args[1]))
+        debug(f'riffengine refused {args[0]}: {args[1]}')
     return

@@ -14,7 +14,7 @@ Rules:
   the timeline never goes silent.
 - The newest submitted clip wins; a clip still waiting when a newer one arrives is dropped
   (reported as :class:`ClipDropped`).
-- Crossfade (equal power, ``cos``/``sin`` gains, ``crossfade_ms`` long, 30 ms by default) lies
+- Crossfade (equal power, ``cos``/``sin`` gains, the ``crossfade_ms`` parameter long) lies
   entirely *before* the seam, in the tail of the outgoing loop: over ``[seam - X, seam)`` the
   outgoing clip's last X frames fade out while the incoming clip's last X frames fade in (its
   "pre-roll", as if it had already been looping); at the seam the incoming clip plays from its

@@ -56,17 +56,14 @@ from types import MappingProxyType
 import yaml
 
 from riffengine.control import params
+from riffengine.control.params import CURVES, curve_position, curve_value
 from riffengine.errors import UserError
 from riffengine.yamlfile import read_yaml
 
-CURVES = ("linear", "exponential", "log")
 MODES = ("absolute", "twos_complement", "offset_64", "sign_magnitude")
 KINDS = ("cc", "note", "program")
 ENTRY_KEYS = ("cc", "note", "program", "channel", "param", "scene", "set", "range", "curve",
               "smoothing", "pickup", "mode", "step", "bits", "latch")
-
-EXP_RATIO = 100.0
-"""Ratio of the exponential and log curves on a range that touches or crosses zero."""
 
 PICKUP_WINDOW = 2 / 127
 """A knob this close (in travel) to the current value picks it up at once."""
@@ -142,39 +139,6 @@ class Binding:
         if row.type in ("bool", "enum"):
             return params.to_normalized(row.name, value, slot)
         return min(max(curve_position(self.curve, float(value), self.low, self.high), 0.0), 1.0)  # type: ignore[arg-type]
-
-
-def _ratio(lo: float, hi: float) -> float:
-    if lo * hi > 0 and lo != hi:
-        return hi / lo
-    return EXP_RATIO
-
-
-def curve_value(curve: str, x: float, lo: float, hi: float) -> float:
-    """The value at knob travel ``x`` (0..1) on ``curve`` from ``lo`` to ``hi``."""
-    if curve == "linear" or lo == hi:
-        return lo + x * (hi - lo)
-    r = _ratio(lo, hi)
-    if curve == "exponential":
-        y = (r**x - 1) / (r - 1)
-    else:  # log: the exponential curve mirrored
-        y = 1 - (r ** (1 - x) - 1) / (r - 1)
-    return lo + y * (hi - lo)
-
-
-def curve_position(curve: str, value: float, lo: float, hi: float) -> float:
-    """The knob travel at which ``curve`` from ``lo`` to ``hi`` gives ``value`` (inverse)."""
-    if lo == hi:
-        return 0.0
-    y = (value - lo) / (hi - lo)
-    if curve == "linear":
-        return y
-    r = _ratio(lo, hi)
-    if curve == "exponential":
-        inner = 1 + y * (r - 1)
-        return math.log(inner) / math.log(r) if inner > 0 else (0.0 if y < 0.5 else 1.0)
-    inner = 1 + (1 - y) * (r - 1)
-    return 1 - math.log(inner) / math.log(r) if inner > 0 else (1.0 if y > 0.5 else 0.0)
 
 
 def relative_delta(mode: str, value: int) -> int:
@@ -379,8 +343,7 @@ def _knob(entry: Mapping, common: dict, kind: str, bits: int) -> Binding:
     low, high = float(row.minimum or 0), float(row.maximum or 1)
     if "range" in entry:
         low, high = _range(entry["range"], row, slot)
-    default_curve = "exponential" if row.curve == "log" else "linear"
-    curve = _choice(entry, "curve", CURVES) if "curve" in entry else default_curve
+    curve = _choice(entry, "curve", CURVES) if "curve" in entry else row.curve
     mode = _choice(entry, "mode", MODES) if "mode" in entry else "absolute"
     if mode != "absolute" and bits == 14:
         raise _Bad("mode: relative encoders send 7-bit steps; remove bits: 14")

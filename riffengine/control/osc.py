@@ -712,7 +712,8 @@ def unknown_reason(address: str) -> str:
         else:
             if p.slots and slot is None:
                 return f"{p.name}: a knob sets one slot; use {p.address}/<slot>/{NORM}"
-            return f"{p.name} is {'an action' if p.effect == 'action' else p.type}; only numbers and choices have a /{NORM} form"
+            kind = "an action" if p.effect == "action" else p.type
+            return f"{p.name} is {kind}; only numbers and choices have a /{NORM} form"
     try:
         params.lookup_address(address)
     except UserError as exc:

@@ -50,7 +50,14 @@ TYPES = ("float", "int", "str", "bool", "enum")
 EFFECTS = ("render", "stretch", "walk", "live", "action")
 EVOLVE_MODES = ("seed", "pingpong", "toward_b")
 TRANSPORT = ("play", "stop")
-CURVES = ("linear", "log")
+CURVES = ("linear", "exponential", "log")
+"""How a 0..1 knob travels over a range, for a parameter's own knob and a MIDI mapping alike:
+``exponential`` gives equal ratios for equal steps (fine control at the low end), ``log`` is
+its mirror image (fine control at the high end)."""
+EXP_RATIO = 100.0
+"""Ratio of the exponential and log curves on a range that touches or crosses zero."""
+TEMPO_SOURCES = ("internal", "link", "midi")
+"""Where the tempo comes from: riffengine itself, an Ableton Link session, MIDI clock in."""
 
 
 class InvalidValue(ValueError):
@@ -63,8 +70,8 @@ class Param:
 
     ``slots`` is 0 for a single value and N for a per-slot parameter, whose ``default`` is then
     a tuple of N values. ``minimum``/``maximum`` bound numbers, ``choices`` lists the values of
-    an ``enum``, ``max_length`` bounds a ``str``. ``curve`` maps a 0..1 knob to the range:
-    ``linear`` or ``log`` (equal knob steps give equal ratios; needs ``minimum > 0``).
+    an ``enum``, ``max_length`` bounds a ``str``. ``curve`` (one of :data:`CURVES`) maps a
+    0..1 knob to the range; it is also the curve a MIDI mapping of the parameter uses by default.
     """
 
     name: str
@@ -93,6 +100,13 @@ class Param:
     def rerenders(self) -> bool:
         """True if a change needs a new clip (a render or a stretch), not just a live change."""
         return self.effect in ("render", "stretch")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(minimum, maximum)`` of a number parameter as floats."""
+        if self.minimum is None or self.maximum is None:
+            raise ValueError(f"{self.name} is a {self.type} parameter; it has no range")
+        return float(self.minimum), float(self.maximum)
 
     def slot_default(self, slot: int) -> object:
         """The default of one slot of a per-slot parameter."""
@@ -181,7 +195,7 @@ PARAMS: tuple[Param, ...] = (
     Param("negative", "str", "", "Negative prompt: what the clip should not sound like.",
           max_length=1000),
     Param("steps", "int", 50, "Diffusion steps per render: fewer is faster and rougher.",
-          minimum=1, maximum=150, curve="log"),
+          minimum=1, maximum=150, curve="exponential"),
     Param("scheduler", "enum", "default", "Diffusion scheduler.", choices=SCHEDULERS),
     Param(
         "seed_image",
@@ -216,7 +230,7 @@ PARAMS: tuple[Param, ...] = (
           choices=TRANSPORT, effect="live"),
     Param("tempo_source", "enum", "internal",
           "Where the tempo comes from: riffengine itself, an Ableton Link session, or MIDI clock in.",
-          choices=("internal", "link", "midi"), effect="live"),
+          choices=TEMPO_SOURCES, effect="live"),
     Param("crossfade_ms", "float", 50.0, "Equal-power crossfade at the seam between clips.",
           minimum=0.0, maximum=2000.0, unit="ms", effect="live"),
     Param("gain", "float", 0.0, "Output gain, heard within one audio period.", minimum=-60.0,
@@ -405,12 +419,10 @@ def to_normalized(name: str, value: object, slot: int | None = None) -> float:
         return p.choices.index(value) / max(len(p.choices) - 1, 1)  # type: ignore[arg-type]
     if p.type == "str":
         raise UserError(f"{p.name} is text; it has no knob position")
-    lo, hi = float(p.minimum), float(p.maximum)  # type: ignore[arg-type]
+    lo, hi = p.bounds
     if hi == lo:
         return 0.0
-    if p.curve == "log":
-        return math.log(value / lo) / math.log(hi / lo)  # type: ignore[operator]
-    return (value - lo) / (hi - lo)  # type: ignore[operator]
+    return curve_position(p.curve, float(value), lo, hi)  # type: ignore[arg-type]
 
 
 def from_normalized(name: str, x: float) -> object:
@@ -425,11 +437,44 @@ def from_normalized(name: str, x: float) -> object:
         return p.choices[min(int(x * len(p.choices)), len(p.choices) - 1)]
     if p.type == "str":
         raise UserError(f"{p.name} is text; a knob cannot set it")
-    lo, hi = float(p.minimum), float(p.maximum)  # type: ignore[arg-type]
-    raw = lo * (hi / lo) ** x if p.curve == "log" else lo + x * (hi - lo)
+    lo, hi = p.bounds
+    raw = curve_value(p.curve, x, lo, hi)
     if p.type == "int":
         return min(max(round(raw), int(lo)), int(hi))
     return min(max(raw, lo), hi)
+
+
+def _ratio(lo: float, hi: float) -> float:
+    if lo * hi > 0 and lo != hi:
+        return hi / lo
+    return EXP_RATIO
+
+
+def curve_value(curve: str, x: float, lo: float, hi: float) -> float:
+    """The value at knob travel ``x`` (0..1) on ``curve`` from ``lo`` to ``hi``."""
+    if curve == "linear" or lo == hi:
+        return lo + x * (hi - lo)
+    r = _ratio(lo, hi)
+    if curve == "exponential":
+        y = (r**x - 1) / (r - 1)
+    else:  # log: the exponential curve mirrored
+        y = 1 - (r ** (1 - x) - 1) / (r - 1)
+    return lo + y * (hi - lo)
+
+
+def curve_position(curve: str, value: float, lo: float, hi: float) -> float:
+    """The knob travel at which ``curve`` from ``lo`` to ``hi`` gives ``value`` (inverse)."""
+    if lo == hi:
+        return 0.0
+    y = (value - lo) / (hi - lo)
+    if curve == "linear":
+        return y
+    r = _ratio(lo, hi)
+    if curve == "exponential":
+        inner = 1 + y * (r - 1)
+        return math.log(inner) / math.log(r) if inner > 0 else (0.0 if y < 0.5 else 1.0)
+    inner = 1 + (1 - y) * (r - 1)
+    return 1 - math.log(inner) / math.log(r) if inner > 0 else (1.0 if y > 0.5 else 0.0)
 
 
 def _range_text(p: Param) -> str:

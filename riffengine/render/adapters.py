@@ -18,9 +18,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
+from riffengine.config import AdapterSpec
 from riffengine.errors import UserError
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
@@ -28,15 +28,6 @@ LORA_MARKERS = ("lora_A", "lora_B", "lora_down", "lora_up", "lora.down", "lora.u
 PARTS = ("unet", "text_encoder")
 FETCH_HINT = ("download it once before the show (README: 'Few-step and style adapters') and "
               "give its local path")
-
-
-@dataclass(frozen=True)
-class AdapterSpec:
-    """One configured adapter: a file or folder, its weight, and whether it is few-step."""
-
-    path: str
-    weight: float = 1.0
-    few_step: bool = False
 
 
 def adapter_name(index: int, path: str) -> str:
@@ -219,11 +210,6 @@ def unload_adapters(model):
     remove_lora_layers(model)
     model.adapters = ()
     return model
-
-
-def has_few_step(specs) -> bool:
-    """True when one of the adapter specs is marked ``few_step``."""
-    return any(spec.few_step for spec in specs)
 
 
 def describe_adapters(specs, fused: bool = False) -> str:

@@ -27,15 +27,15 @@ import numpy as np
 from riffengine.config import Settings
 from riffengine.control import params
 from riffengine.errors import UserError
-from riffengine.render.cache import CachedClip, CachedRenderer, RenderCache
+from riffengine.render.cache import SAFE_FILE, CachedClip, CachedRenderer, RenderCache
+from riffengine.render.frames import resample_clip, to_frames
 from riffengine.render.renderer import SAMPLE_RATE as MODEL_RATE
-from riffengine.render.request import RenderRequest
-from riffengine.state import State, apply, as_pairs, initial_state, recall_scene, to_render_request
+from riffengine.render.request import RenderRequest, to_render_request
+from riffengine.state import State, apply, as_pairs, initial_state, recall_scene
 from riffengine.timing.tempo import loop_frames
 
 log = logging.getLogger(__name__)
 
-SAFE_FILE = "safe.json"
 INITIAL = "initial"
 
 
@@ -137,23 +137,6 @@ def write_safe(cache: RenderCache, item: BankItem, key: str) -> Path:
     return path
 
 
-def _read_safe(cache: RenderCache) -> dict | None:
-    try:
-        data = json.loads((cache.folder / SAFE_FILE).read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("safe loop file in %s is unreadable (%s)", cache.folder, exc)
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("key"), str) else None
-
-
-def pinned_keys(cache: RenderCache) -> set[str]:
-    """Keys the cache must never evict (the safe loop's)."""
-    data = _read_safe(cache)
-    return {data["key"]} if data else set()
-
-
 @dataclass(frozen=True, eq=False)
 class SafeLoop:
     """The safe loop: its clip, the tempo and length it was rendered for, and its values.
@@ -172,9 +155,6 @@ class SafeLoop:
     def frames(self, output_rate: int, channels: int, out_frames: int | None = None) -> np.ndarray:
         """The audio as float32 ``[frames, channels]`` at ``output_rate``, ``out_frames`` long
         (default: the loop at its own tempo). Producer side only: it allocates."""
-        from riffengine.audio.output import resample_clip
-        from riffengine.clipmaker import to_frames
-
         if out_frames is None:
             out_frames = loop_frames(self.bars, self.bpm, output_rate, self.beats_per_bar)
         return resample_clip(to_frames(self.clip.audio, channels), self.clip.sample_rate,
@@ -186,7 +166,7 @@ def safe_loop(cache: RenderCache) -> SafeLoop | None:
 
     Needs no model: the entry is read by the key ``safe.json`` names, whatever model is loaded.
     """
-    data = _read_safe(cache)
+    data = cache.read_safe()
     if data is None:
         return None
     clip = cache.get(data["key"])

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 """Version of the entry layout and key recipe; a change makes every old entry a miss."""
 IMAGE, AUDIO, META = "image.png", "audio.npy", "meta.json"
+SAFE_FILE = "safe.json"
+"""The safe-loop marker in the cache folder (written by :mod:`riffengine.render.bank`): its
+``key`` names the entry that is never evicted."""
 TEMP_PREFIX = ".tmp-"
 STALE_TEMP_SECONDS = 3600.0
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -328,11 +331,21 @@ class RenderCache:
     def size_bytes(self) -> int:
         return sum(size for _, _, size in self.entries())
 
+    def read_safe(self) -> dict | None:
+        """The safe-loop marker (:data:`SAFE_FILE`), or None when absent or unreadable."""
+        try:
+            data = json.loads((self.folder / SAFE_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("safe loop file in %s is unreadable (%s)", self.folder, exc)
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("key"), str) else None
+
     def pinned(self) -> set[str]:
         """Keys that are never evicted: the bank's safe loop."""
-        from riffengine.render.bank import pinned_keys
-
-        return pinned_keys(self)
+        data = self.read_safe()
+        return {data["key"]} if data else set()
 
     def evict(self) -> list[str]:
         """Remove least recently used entries until the total is within ``max_bytes``."""

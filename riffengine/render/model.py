@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
+from riffengine.config import COMPILE_MODES
 from riffengine.errors import UserError
-from riffengine.render.speed import COMPILE_MODES, persist_compile_cache
+from riffengine.render.speed import persist_compile_cache
 
 log = logging.getLogger(__name__)
 

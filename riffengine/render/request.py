@@ -1,43 +1,15 @@
 """The render request: one immutable value that says everything a clip depends on.
 
 Two requests that compare equal render the same image on the same device, so a request (plus
-the model's identity) is also the key of any render cache.
+the model's identity) is also the key of any render cache. :func:`to_render_request` makes
+the request a :class:`~riffengine.state.State` asks for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: The fast preset (``render.fast``): DPM-Solver++ at 20 steps, about 2.5x fewer UNet calls
-#: than Riffusion's 50-step default at a small cost in detail.
-FAST_STEPS = 20
-FAST_SCHEDULER = "dpm"
-
-#: The instant preset: a few-step adapter (LCM-LoRA and the like) with the LCM scheduler at 4
-#: steps and guidance 1 (such adapters are distilled for low guidance; at 1 or below the
-#: renderer also skips the unconditional half of the UNet batch, unless compiled).
-INSTANT_STEPS = 4
-INSTANT_SCHEDULER = "lcm"
-INSTANT_GUIDANCE = 1.0
-
-#: ``render.preset`` names.
-PRESETS = ("quality", "fast", "instant")
-
-
-def preset_values(preset: str, steps: int, scheduler: str,
-                  guidance: float) -> tuple[int, str, float]:
-    """Steps, scheduler and guidance a preset makes of the configured ones.
-
-    ``quality`` keeps them; ``fast`` caps steps at :data:`FAST_STEPS` with DPM-Solver++;
-    ``instant`` caps them at :data:`INSTANT_STEPS` with LCM at :data:`INSTANT_GUIDANCE`.
-    """
-    if preset == "fast":
-        return min(steps, FAST_STEPS), FAST_SCHEDULER, guidance
-    if preset == "instant":
-        return min(steps, INSTANT_STEPS), INSTANT_SCHEDULER, INSTANT_GUIDANCE
-    if preset != "quality":
-        raise ValueError(f"preset {preset!r} is unknown: use one of {', '.join(PRESETS)}")
-    return steps, scheduler, guidance
+from riffengine.state import State
 
 
 @dataclass(frozen=True)
@@ -77,3 +49,42 @@ class RenderRequest:
     mask: str | None = None
     width: int = 512
     tags: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+
+def _side(state: State, side: str) -> Side:
+    texts = state.values[f"prompt_{side}"]
+    weights = state.values[f"weight_{side}"]
+    prompts = tuple(
+        PromptSlot(text, weight)
+        for text, weight in zip(texts, weights)  # type: ignore[call-overload]
+        if text.strip() and weight > 0
+    )
+    return Side(
+        prompts=prompts,
+        seed=state.values[f"seed_{side}"],  # type: ignore[arg-type]
+        denoise=state.values[f"denoise_{side}"],  # type: ignore[arg-type]
+        guidance=state.values[f"guidance_{side}"],  # type: ignore[arg-type]
+    )
+
+
+def to_render_request(state: State) -> RenderRequest:
+    """The render request for this State.
+
+    Empty and zero-weight prompt slots are left out. Side ``b`` is ``None`` when it has no
+    prompt left or when ``alpha`` is 0 (side A alone is heard either way), so changes to an
+    unheard side B do not cause a render. An empty ``seed_image`` means text-to-image.
+    """
+    a = _side(state, "a")
+    b = _side(state, "b")
+    alpha = state.values["alpha"]
+    if not b.prompts or alpha == 0.0:
+        b, alpha = None, 0.0
+    return RenderRequest(
+        a=a,
+        b=b,
+        alpha=alpha,  # type: ignore[arg-type]
+        negative=state.values["negative"],  # type: ignore[arg-type]
+        steps=state.values["steps"],  # type: ignore[arg-type]
+        scheduler=state.values["scheduler"],  # type: ignore[arg-type]
+        seed_image=state.values["seed_image"] or None,  # type: ignore[arg-type]
+    )

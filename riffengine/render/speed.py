@@ -11,9 +11,6 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# torch.compile modes accepted for the UNet and the VAE decoder ("max-autotune" adds CUDA graphs).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
 
 @dataclass(frozen=True)
 class Levers:

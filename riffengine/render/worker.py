@@ -21,16 +21,13 @@ Thread rules:
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from riffengine.errors import UserError
-from riffengine.render.renderer import Clip, Renderer
-from riffengine.render.request import RenderRequest
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +37,27 @@ class RenderCancelled(Exception):
     rendered ahead that a control change overtook). Its result carries it; it is not logged."""
 
 
+class Maker(Protocol):
+    """What the worker runs: ``render(spec)`` makes one clip (the engine's
+    :class:`~riffengine.clipmaker.ClipMaker`, whose specs are :class:`~riffengine.clipmaker.ClipSpec`)."""
+
+    def render(self, spec: Any) -> Any: ...
+
+
 @dataclass(frozen=True)
 class RenderJob:
-    """A request to render, the audio length wanted (frames, or None) and a caller's tag."""
+    """What to make (a spec the maker takes: the engine's ``ClipSpec``) and a caller's tag."""
 
-    request: RenderRequest
-    num_frames: int | None = None
+    spec: Any
     tag: object = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class RenderResult:
-    """What came of a job: a clip or an error, and the seconds the render took."""
+    """What came of a job: the maker's clip or an error, and the seconds the render took."""
 
     job: RenderJob
-    clip: Clip | None
+    clip: Any
     error: BaseException | None
     seconds: float
 
@@ -66,11 +69,10 @@ class RenderResult:
 class RenderWorker:
     """Runs jobs one at a time on its own thread; see the module docstring for the rules."""
 
-    def __init__(self, renderer: Renderer, on_result: Callable[[RenderResult], None],
-                 history: int = 32, name: str = "riffengine-render"):
+    def __init__(self, renderer: Maker, on_result: Callable[[RenderResult], None],
+                 name: str = "riffengine-render"):
         self.renderer = renderer
         self.on_result = on_result
-        self._durations: deque[float] = deque(maxlen=history)
         self._cond = threading.Condition()
         self._pending: RenderJob | None = None
         self._running: RenderJob | None = None
@@ -120,18 +122,6 @@ class RenderWorker:
         with self._cond:
             return self._pending is None and self._running is None
 
-    def durations(self) -> tuple[float, ...]:
-        """Measured seconds of the most recent successful renders, oldest first."""
-        with self._cond:
-            return tuple(self._durations)
-
-    def expected_seconds(self, default: float) -> float:
-        """A cautious render-time estimate: the slowest of the last few renders, else ``default``."""
-        recent = self.durations()[-5:]
-        if not recent:
-            return default
-        return max(max(recent), statistics.median(recent))
-
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until nothing is running or waiting (tests and tools; never in the loop)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -158,9 +148,6 @@ class RenderWorker:
     def _run(self) -> None:
         while (job := self._next_job()) is not None:
             result = self._render(job)
-            with self._cond:
-                if result.ok:
-                    self._durations.append(result.seconds)
             try:
                 self.on_result(result)
             except Exception:  # noqa: BLE001 - a bad callback must not kill the worker
@@ -172,7 +159,7 @@ class RenderWorker:
     def _render(self, job: RenderJob) -> RenderResult:
         start = time.perf_counter()
         try:
-            clip = self.renderer.render(job.request, num_frames=job.num_frames)
+            clip = self.renderer.render(job.spec)
             self._last_failure = None
             return RenderResult(job, clip, None, time.perf_counter() - start)
         except RenderCancelled as exc:

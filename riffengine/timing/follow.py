@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from riffengine.control.params import TEMPO_SOURCES
 from riffengine.errors import UserError
 from riffengine.timing.sources import (
     FrameClock,
+    SourceFactory,
     SyncReading,
+    TempoSource,
     TempoSync,
-    default_factory,
     loop_bpm_to_align,
     reference_bar_near,
 )
@@ -65,6 +67,31 @@ def needs_realign(reading: SyncReading | None, seam: int, loop_frames: int, samp
         return False
     tolerance = ALIGN_TOLERANCE_SECONDS * sample_rate
     return any(abs(phase_error(reading, frame)) > tolerance for frame in (seam, seam + loop_frames))
+
+
+def default_factory(settings, frame_clock: FrameClock) -> SourceFactory:
+    """Builds the Link and MIDI clock followers from the config (``tempo`` and ``midi``)."""
+
+    def make(name: str) -> TempoSource:
+        tempo = settings.tempo
+        if name == "link":
+            from riffengine.timing.link import LinkFollower
+
+            return LinkFollower(tempo.bpm, tempo.beats_per_bar, frame_clock,
+                                start_stop_sync=tempo.transport_sync)
+        if name == "midi":
+            from riffengine.timing.midiclock import MidiClockIn
+
+            if not tempo.midi_clock_in:
+                raise UserError(
+                    "tempo.source is midi but tempo.midi_clock_in is not set: name the port that "
+                    "sends MIDI clock (see `riffengine devices`), or virtual:NAME to create one"
+                )
+            return MidiClockIn(tempo.midi_clock_in, tempo.beats_per_bar, frame_clock,
+                               backend=settings.midi.mido_backend)
+        raise UserError(f"tempo.source must be one of {', '.join(TEMPO_SOURCES)}, got {name!r}")
+
+    return make
 
 
 class Follower:

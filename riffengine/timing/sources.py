@@ -25,16 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from riffengine.control.params import TEMPO_SOURCES, param
 from riffengine.errors import UserError
 from riffengine.timing.tempo import TempoMap, bar_frames_for
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("internal", "link", "midi")
 BPM_STEP = 0.01
 """A followed tempo that moved by less than this (BPM) is not written to the store again
 (a source may set its own ``bpm_step``)."""
-STATE_BPM_RANGE = (40.0, 240.0)
+STATE_BPM_RANGE = param("bpm").bounds
 """The ``bpm`` parameter's range: followed tempos outside it are clamped, with a warning."""
 
 
@@ -265,8 +265,8 @@ class TempoSync:
     """Holds the one active tempo source and feeds what it follows into the store.
 
     Call :meth:`poll` from the loop regularly (every 50-200 ms): it writes a followed tempo that
-    moved by at least :data:`BPM_STEP` (or the source's ``bpm_step``) to the store with the source's name as the change's
-    source, and returns the reading for the planner to align loops with
+    moved by at least :data:`BPM_STEP` (or the source's ``bpm_step``) to the store with the
+    source's name as the change's source, and returns the reading for the planner to align loops with
     (:func:`loop_bpm_to_align`). A ``bpm`` change from anyone else (OSC, MIDI CC) is published to
     a Link session; with MIDI clock in, the clock wins again on the next poll.
 
@@ -312,8 +312,8 @@ class TempoSync:
     def switch(self, name: str) -> None:
         """Make ``name`` (internal | link | midi) the tempo source, live; UserError if unknown
         or if it cannot start (the previous source then stays)."""
-        if name not in SOURCES:
-            raise UserError(f"tempo.source must be one of {', '.join(SOURCES)}, got {name!r}")
+        if name not in TEMPO_SOURCES:
+            raise UserError(f"tempo.source must be one of {', '.join(TEMPO_SOURCES)}, got {name!r}")
         if name == self._source.name:
             return
         new = InternalSource() if name == "internal" else self._factory(name)
@@ -341,7 +341,7 @@ class TempoSync:
         return reading
 
     def _on_state(self, old, new, source: str) -> None:
-        if source == self.source or source in SOURCES[1:]:
+        if source == self.source or source in TEMPO_SOURCES[1:]:
             return
         bpm = new.values.get("bpm")
         if bpm is not None and bpm != old.values.get("bpm"):
@@ -351,28 +351,3 @@ class TempoSync:
         self._unsubscribe()
         self._source.close()
         self._source = InternalSource()
-
-
-def default_factory(settings, frame_clock: FrameClock) -> SourceFactory:
-    """Builds the Link and MIDI clock followers from the config (``tempo`` and ``midi``)."""
-
-    def make(name: str) -> TempoSource:
-        tempo = settings.tempo
-        if name == "link":
-            from riffengine.timing.link import LinkFollower
-
-            return LinkFollower(tempo.bpm, tempo.beats_per_bar, frame_clock,
-                                start_stop_sync=tempo.transport_sync)
-        if name == "midi":
-            from riffengine.timing.midiclock import MidiClockIn
-
-            if not tempo.midi_clock_in:
-                raise UserError(
-                    "tempo.source is midi but tempo.midi_clock_in is not set: name the port that "
-                    "sends MIDI clock (see `riffengine devices`), or virtual:NAME to create one"
-                )
-            return MidiClockIn(tempo.midi_clock_in, tempo.beats_per_bar, frame_clock,
-                               backend=settings.midi.mido_backend)
-        raise UserError(f"tempo.source must be one of {', '.join(SOURCES)}, got {name!r}")
-
-    return make
