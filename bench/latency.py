@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from browsers import open_browsers  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from riffengine.config import Settings, merge_overrides, parse_override  # noqa: E402
 from riffengine.engine import Engine, build_renderer  # noqa: E402
 from riffengine.render.fake import FakeRenderer  # noqa: E402

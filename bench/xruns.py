@@ -53,6 +53,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from browsers import open_browsers  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from riffengine.audio.jackserver import JackServer  # noqa: E402
 
 RATE = 44100

@@ -134,6 +134,13 @@ EVENTS: tuple[EventKind, ...] = (
               "The audio output went away (JACK server gone, device unplugged); reconnecting."),
     EventKind("output_restored", ("seconds", "tries", "frame"),
               "The audio output is back: after how long and how many tries."),
+    EventKind("engine_ended", ("pid", "status", "seconds", "on_purpose", "frame"),
+              "Audio host: the engine process ended (exit status, or minus the signal); unless on "
+              "purpose, the host plays the held loops and starts a new one."),
+    EventKind("engine_restarted", ("pid", "restarts", "frame"),
+              "Audio host: a new engine process started; it takes over from the saved state."),
+    EventKind("scene_saved", ("name", "number", "source"),
+              "`/riff/scene_save` (or the web page): what plays was saved as a scene in paths.scenes."),
     EventKind("midi_port", ("state", "name"),
               "The MIDI input port opened or closed."),
     EventKind("learning", ("key",),

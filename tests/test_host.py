@@ -20,8 +20,8 @@ import psutil
 import pytest
 import soundfile
 from engine_fixtures import EngineProcess
-from surface_fixtures import wait_until
 from jack_fixtures import JackCapture, jack_server  # noqa: F401
+from surface_fixtures import wait_until
 
 from riffengine.host.hold import Held, HeldLoops, HoldSource, fill_from, held_at
 from riffengine.host.shmring import ShmRing

@@ -103,7 +103,7 @@ class Receiver:
         self._sock.settimeout(timeout)
         try:
             data = self._sock.recv(MAX_DATAGRAM)
-        except (TimeoutError, socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             return None
         return decode(data)
 
