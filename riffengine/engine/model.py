@@ -1,0 +1,49 @@
+"""Loading the model the settings name, as the engine's renderer (with the render cache)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from riffengine.config import Settings
+
+log = logging.getLogger("riffengine.engine")
+
+
+def build_renderer(settings: Settings):
+    """The real renderer with the configured model (loads it: slow, call off the loop)."""
+    import torch
+
+    from riffengine.render.adapters import describe_adapters, load_adapters
+    from riffengine.render.model import load_model, optimize_model
+    from riffengine.render.renderer import Renderer
+    from riffengine.render.speed import describe_levers, resolve_levers
+
+    device = settings.model.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = {"auto": None, "fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[settings.model.dtype]
+    model = load_model(settings.model.id, device=device, dtype=dtype)
+    load_adapters(model, settings.model.adapters, settings.model.fuse_adapters)
+    levers = resolve_levers(model.device.type, settings.model.channels_last,
+                            settings.model.fuse_qkv, settings.model.compile)
+    if levers.fuse_qkv and model.adapters and not model.adapters_fused:
+        # a fused projection would bypass the LoRA layers on query, key and value
+        levers = replace(levers, fuse_qkv=False)
+        log.info("fused QKV is off: adapters are loaded unfused (model.fuse_adapters: true "
+                 "allows both)")
+    log.info("model %s on %s (%s); adapters: %s; speed levers: %s", model.source, model.device,
+             str(model.dtype).removeprefix("torch."),
+             describe_adapters(model.adapters, model.adapters_fused), describe_levers(levers))
+    optimize_model(model, levers.channels_last, levers.fuse_qkv, levers.compile_mode)
+    return Renderer(model)
+
+
+def build_cached_renderer(settings: Settings):
+    """The real renderer behind the render cache when ``cache.enabled`` (slow: off the loop)."""
+    renderer = build_renderer(settings)
+    if not settings.cache.enabled:
+        return renderer
+    from riffengine.render.cache import CachedRenderer, RenderCache
+
+    return CachedRenderer(renderer, RenderCache(settings.cache.folder, settings.cache.max_bytes))
