@@ -259,20 +259,3 @@ class Planner:
             seconds += max(0.0, (done - cursor) / self.sample_rate)
         ready = ready_frame(cursor, seconds, self.margin_seconds, self.sample_rate)
         return first_seam_after(ready, next_seam, loop_frames, fade_frames)
-
-
-def landing_seam(cursor: int, next_seam: int, loop_frames: int, fade_frames: int,
-                 min_fade_frames: int, fade_under_way: bool = False) -> int:
-    """The seam a clip submitted to the timeline at ``cursor`` will start at (the timeline's rule).
-
-    With no crossfade: the next seam. Otherwise the next seam if the cursor is at or before
-    the fade start, or still ``min_fade_frames`` before the seam (a shorter fade); else the
-    seam after. While a fade into another clip is under way, the seam after the next.
-    """
-    if fade_under_way:
-        return next_seam + loop_frames
-    if fade_frames == 0:
-        return next_seam
-    if cursor < next_seam and (cursor <= next_seam - fade_frames or next_seam - cursor >= min_fade_frames):
-        return next_seam
-    return next_seam + loop_frames

@@ -10,7 +10,6 @@ from riffengine.planner import (
     clip_key,
     estimate_seconds,
     first_seam_after,
-    landing_seam,
     ready_frame,
 )
 
@@ -57,17 +56,6 @@ def test_ready_frame_and_estimate():
     assert estimate_seconds([], 5.0) == 5.0
     assert estimate_seconds([1, 9, 2, 2, 2, 2, 2], 5.0) == 2  # only the last five count
     assert estimate_seconds([1.0, 3.0, 2.0], 5.0) == 3.0
-
-
-def test_landing_seam_follows_the_timeline_rule():
-    seam, loop, fade = 10000, 5000, 2000
-    assert landing_seam(7000, seam, loop, fade, 64) == seam  # before the fade start
-    assert landing_seam(8000, seam, loop, fade, 64) == seam  # at the fade start
-    assert landing_seam(9000, seam, loop, fade, 64) == seam  # shorter fade
-    assert landing_seam(9990, seam, loop, fade, 64) == seam + loop  # too close: next one
-    assert landing_seam(10000, seam, loop, fade, 64) == seam + loop
-    assert landing_seam(7000, seam, loop, fade, 64, fade_under_way=True) == seam + loop
-    assert landing_seam(10000, seam, loop, 0, 0) == seam  # no crossfade: a cut on the seam
 
 
 def changed(state, **values):

@@ -171,6 +171,29 @@ def test_late_clip_gets_a_shorter_fade_or_waits_for_the_next_seam():
     assert events[1].crossfade_frames == x
 
 
+@pytest.mark.parametrize("cursor, crossfade_ms", [
+    (0, 60.0), (BAR - 60, 60.0), (BAR - 30, 60.0), (BAR - 20, 60.0), (BAR - 19, 60.0), (BAR - 1, 60.0),
+    (BAR + 500, 60.0), (BAR - 1, 0.0), (None, 60.0), (BAR - 50, "under way")])
+def test_landing_seam_says_where_render_block_will_start_a_clip(cursor, crossfade_ms):
+    """One seam rule: the planner's prediction is what the timeline then does."""
+    fade = 60.0 if crossfade_ms == "under way" else crossfade_ms
+    tl = Timeline(TempoMap(120.0, sample_rate=RATE), crossfade_ms=fade, min_crossfade_frames=20)
+    if cursor is None:  # nothing plays yet: the next bar line
+        render(tl, 300)
+    else:
+        tl.submit(make(tl, "a", 1))
+        if cursor:
+            render(tl, cursor)
+    if crossfade_ms == "under way":  # a fade into another clip has begun: the seam after
+        tl.submit(make(tl, "other", 3))
+        render(tl, 20)
+    clip = make(tl, "b", 2)
+    predicted = tl.landing_seam(len(clip.audio))
+    tl.submit(clip)
+    _, events = render(tl, 3 * BAR)
+    assert [e.frame for e in events if isinstance(e, LoopStarted) and e.clip_id == "b"][0] == predicted
+
+
 def test_not_before_frame_holds_a_clip_back_to_a_later_seam():
     tl = Timeline(TempoMap(120.0, sample_rate=RATE))
     a, b = make(tl, "a", 1), make(tl, "b", 2)

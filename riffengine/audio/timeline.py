@@ -117,6 +117,12 @@ def equal_power_gains(length: int, start: int = 0, count: int | None = None) -> 
     return np.cos(t).astype(np.float32), np.sin(t).astype(np.float32)
 
 
+def fade_fits(pos: int, seam: int, fade_frames: int, min_fade_frames: int) -> bool:
+    """The seam rule: a fade into a clip can still end on ``seam`` from cursor ``pos`` (at or
+    before the full fade's start, or with at least ``min_fade_frames`` left before the seam)."""
+    return pos < seam and (pos <= seam - fade_frames or seam - pos >= min_fade_frames)
+
+
 class _Playing:
     """The clip being looped and where its current repetition started."""
 
@@ -230,6 +236,24 @@ class Timeline:
             return seam
         return seam - self._fade_length(len(self._playing.clip.audio), clip_frames)
 
+    def landing_seam(self, clip_frames: int) -> int:
+        """The seam a clip of ``clip_frames`` submitted now starts at (what :meth:`render_block`
+        will do with it, by the one rule :func:`fade_fits`): the next seam if its fade still
+        fits, else the seam after; while a fade into another clip is under way, the seam after.
+        With nothing playing, the next bar line."""
+        seam = self.next_seam_frame()
+        playing = self._playing
+        if playing is None:
+            return seam
+        length = len(playing.clip.audio)
+        pending = self._pending
+        if pending is not None and pending.fade_start is not None:
+            return seam + length  # a fade into the queued clip is under way
+        fade = self._fade_length(length, clip_frames)
+        if fade == 0 or fade_fits(self._cursor, seam, fade, self.min_crossfade_frames):
+            return seam
+        return seam + length
+
     # --- input ---------------------------------------------------------------------------------
 
     def make_clip(self, clip_id: str, audio: np.ndarray, bpm: float, bars: int) -> Clip:
@@ -333,10 +357,10 @@ class Timeline:
             if self._stop_at is not None:
                 limit = min(limit, self._stop_at)
             if self._eligible(pending, seam):
-                fade_start = seam - self._fade_length(len(playing.clip.audio), len(pending.clip.audio))
-                if pos < fade_start:
-                    limit = min(limit, fade_start)
-                elif pos == fade_start or seam - pos >= self.min_crossfade_frames:
+                fade = self._fade_length(len(playing.clip.audio), len(pending.clip.audio))
+                if pos < seam - fade:
+                    limit = min(limit, seam - fade)
+                elif fade_fits(pos, seam, fade, self.min_crossfade_frames):
                     pending.fade_start = pos
             if pending is not None and pending.fade_start is not None:
                 self._render_fade(out, start, pos, limit, playing, pending, seam)

@@ -23,7 +23,7 @@ from riffengine.engine.parts import (
     WarmUpFailed,
 )
 from riffengine.errors import UserError
-from riffengine.planner import RENDER, Job, landing_seam
+from riffengine.planner import RENDER, Job
 from riffengine.render.renderer import SAMPLE_RATE as MODEL_RATE
 from riffengine.render.worker import (
     RenderCancelled,
@@ -249,12 +249,8 @@ class RenderRole:
         self._schedule(ready.clip, ready.job, image, self._landing(ready.clip))
 
     def _landing(self, clip) -> int:
-        """The seam ``clip`` lands on if submitted to the timeline now."""
-        seam, length, fade = self._loop_geometry()
-        fade = min(fade, len(clip.audio), length)
-        under_way = self.timeline.pending_clip_id is not None and self._fade_started()
-        return landing_seam(self.timeline.cursor, seam, length, fade,
-                            self.timeline.min_crossfade_frames, under_way)
+        """The seam ``clip`` lands on if submitted to the timeline now (the timeline's rule)."""
+        return self.timeline.landing_seam(len(clip.audio))
 
     def _schedule(self, clip, job: Job, image, lands: int) -> None:
         """Submit ``clip`` (made by ``job``) to the timeline; it lands at seam ``lands``."""
@@ -265,10 +261,6 @@ class RenderRole:
         self.bus.publish("loop_scheduled", clip_id=clip.clip_id, version=job.version, frame=lands,
                          bar=self.timeline.tempo.bar_at(lands), bpm=clip.bpm, bars=job.bars, late=late,
                          frames=len(clip.audio), image=image, **self._walk_fields(clip.clip_id))
-
-    def _fade_started(self) -> bool:
-        seam, _, fade = self._loop_geometry()
-        return self.timeline.cursor > seam - fade
 
     def _register_clip(self, made: MadeClip, version: int) -> str:
         self._clip_count += 1
