@@ -235,6 +235,25 @@ def engine_counts(events: Path) -> tuple[int, int]:
     return xruns, underruns
 
 
+def takeover_seconds(events: Path) -> list[float]:
+    """Under the audio host: for each engine that died, seconds until its successor's stream
+    started (the held loops played meanwhile)."""
+    out: list[float] = []
+    died = None
+    if events.exists():
+        for line in events.read_text().splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if e.get("kind") == "engine_ended" and not e.get("on_purpose"):
+                died = float(e["time"])
+            elif e.get("kind") == "started" and died is not None:
+                out.append(float(e["time"]) - died)
+                died = None
+    return out
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -315,10 +334,12 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
             time.sleep(0.05)
         peaks = listener.peaks[first : listener.cycles]
         xruns = listener.xruns - xruns0
+        takeovers: list[float] = []
         for i in range(len(engines)):
             x, u = engine_counts(tmp / f"events-{load}-{i}.jsonl")
             engine_xruns += x
             engine_underruns += u
+            takeovers += takeover_seconds(tmp / f"events-{load}-{i}.jsonl")
         latencies = gain_latencies(listener, gains)
     finally:
         if sender is not None:
@@ -351,6 +372,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
         "gain heard ms (median, max)": (
             f"{1000 * float(np.median(latencies)):.1f}, {1000 * max(latencies):.1f}" if latencies else "n/a"),
         "engines started": len(engines) + kills,
+        "takeover s (max)": round(max(takeovers), 1) if takeovers else "n/a",
         "browsers": args.browsers,
     }
 

@@ -300,6 +300,8 @@ class AudioSettings:
     host: bool = _setting(True, _boolean)
     """A live output plays from a separate audio process that outlives the engine (see
     docs/daemon.md); false runs everything in one process."""
+    engine_hang_seconds: float = _setting(10.0, _number(1.0, 600.0))
+    """Under the audio host: an engine silent this long (no heartbeat) is killed and restarted."""
     record: str | None = _setting(None, _optional(_text("a .wav path or null")), path=True)
     events: str | None = _setting(None, _optional(_text("a file path or null")), path=True)
 

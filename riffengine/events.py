@@ -137,6 +137,8 @@ EVENTS: tuple[EventKind, ...] = (
     EventKind("engine_ended", ("pid", "status", "seconds", "on_purpose", "frame"),
               "Audio host: the engine process ended (exit status, or minus the signal); unless on "
               "purpose, the host plays the held loops and starts a new one."),
+    EventKind("engine_hung", ("pid", "seconds", "frame"),
+              "Audio host: the engine's heartbeat stopped for this long; it is killed and restarted."),
     EventKind("engine_restarted", ("pid", "restarts", "frame"),
               "Audio host: a new engine process started; it takes over from the saved state."),
     EventKind("scene_saved", ("name", "number", "source"),

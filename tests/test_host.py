@@ -182,3 +182,29 @@ def test_a_stalled_host_is_reported_as_xruns(jack_server, tmp_path):
     assert code == 0, proc.output()
     assert xrun["count"] >= 1
     assert proc.events("stopped")[-1]["xruns"] >= xrun["count"]
+
+
+def test_a_hung_engine_is_killed_and_replaced_while_the_music_goes_on(jack_server, tmp_path):
+    proc = EngineProcess(tmp_path, "--fake-renderer", "--no-osc", "--output", "jack", "--bpm", "240",
+                         "--bars", "1", "--set", f"audio.jack_client_name={CLIENT}-hang",
+                         "--set", "audio.engine_hang_seconds=2",
+                         env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"})
+    try:
+        with JackCapture(jack_server.name, seconds=60, name="hang-capture") as capture:
+            proc.wait_event("started")
+            capture.connect_from([f"{CLIENT}-hang:out_0", f"{CLIENT}-hang:out_1"])
+            proc.loops_after(2)
+            hung = engine_child(proc)
+            os.kill(hung, signal.SIGSTOP)  # alive, but answering nothing
+            event = proc.wait_event("engine_hung", timeout=30)
+            proc.wait_event("engine_restarted", timeout=30)
+            assert not psutil.pid_exists(hung) or psutil.Process(hung).status() == psutil.STATUS_ZOMBIE
+            proc.wait_event("started", lambda e: e["time"] > event["time"], timeout=60)
+            proc.loops_after(2)
+            code = proc.terminate()
+            captured = capture.recorded().copy()
+    finally:
+        proc.close()
+    assert code == 0, proc.output()
+    assert event["pid"] == hung and event["seconds"] >= 2
+    assert silent_windows(captured) == []

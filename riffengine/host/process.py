@@ -10,8 +10,8 @@ the music goes on, in time, with no gap. Gain, mute and panic come over the cont
 however long the ring's look-ahead.
 
 The engine is restarted when it exits without saying goodbye (a crash, a signal, the OOM
-killer), or when its heartbeat stops for :data:`HANG_SECONDS` (it is killed first). It starts
-from the state the previous one saved (:mod:`riffengine.host.resume`). An engine that fails at
+killer), or when its heartbeat stops for ``audio.engine_hang_seconds`` (it is killed first).
+It starts from the state the previous one saved (:mod:`riffengine.host.resume`). An engine that fails at
 once with a user error (exit status 2: a bad config) is not restarted: the host ends with it.
 
 Signals: SIGINT/SIGTERM end the engine, fade the output out and end the host (exit 0); SIGHUP
@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
 from riffengine.audio.output import MAX_BLOCK, open_output
@@ -49,8 +49,6 @@ from riffengine.sdnotify import Notifier
 log = logging.getLogger(__name__)
 
 CHANNELS = 2
-HANG_SECONDS = 10.0
-"""An engine whose heartbeat is older than this is taken as hung: killed and restarted."""
 FIRST_BEAT_SECONDS = 600.0
 """The longest an engine may take to send its first heartbeat (loading a model)."""
 RESTART_DELAYS = (0.0, 0.5, 1.0, 2.0, 5.0)
@@ -72,13 +70,11 @@ class HostStatus:
     restarts: int = 0
     deaths_in_a_row: int = 0
     last_exit: str = ""
-    ended: bool = False
     code: int = 0
     holds: int = 0
     messages: int = 0
     bad_messages: int = 0
     saw_bye: bool = False
-    history: list[str] = field(default_factory=list)
 
 
 class _NoSource:
@@ -120,6 +116,7 @@ class Host:
         self.state_file = state_file
         self.notifier = notifier if notifier is not None else Notifier()
         self.status = HostStatus()
+        self.hang_seconds = float(settings.audio.engine_hang_seconds)
         self.name = ring_name()
         self.ring: ShmRing | None = None
         self.source: HoldSource | None = None
@@ -236,14 +233,13 @@ class Host:
         self.child = subprocess.Popen(argv, env=env)
         self._child_started = time.monotonic()
         self.status.engine_pid = self.child.pid
-        self.status.history.append(f"engine {self.child.pid} started")
         log.info("audio host: engine started (pid %d)", self.child.pid)
 
     def _engine_beat_age(self) -> float:
         beat = self.ring.field("engine_heartbeat_ns")
         pid = self.ring.field("engine_pid")
         if pid != self.child.pid or beat == 0:
-            return time.monotonic() - self._child_started - (FIRST_BEAT_SECONDS - HANG_SECONDS)
+            return time.monotonic() - self._child_started - (FIRST_BEAT_SECONDS - self.hang_seconds)
         return time.monotonic() - beat / 1e9
 
     def _end_child(self, sig: int = signal.SIGTERM, wait: float = STOP_WAIT_SECONDS) -> int | None:
@@ -265,8 +261,9 @@ class Host:
             self._notify()
             self._watch_output()
             code = self.child.poll()
-            if code is None and self._engine_beat_age() > HANG_SECONDS:
+            if code is None and (age := self._engine_beat_age()) > self.hang_seconds:
                 log.error("audio host: the engine (pid %d) stopped answering; restarting it", self.child.pid)
+                self.publish("engine_hung", pid=self.child.pid, seconds=round(age, 1), frame=self.source.position)
                 self.child.kill()
                 code = self.child.wait()
             if code is not None:
@@ -279,7 +276,6 @@ class Host:
         """The engine ended with ``code``: True when it is restarted, False when the host ends."""
         lived = time.monotonic() - self._child_started
         self.status.last_exit = f"exit status {code}" if code >= 0 else f"signal {-code}"
-        self.status.history.append(f"engine {self.child.pid} ended: {self.status.last_exit}")
         self.publish("engine_ended", pid=self.child.pid, status=code, seconds=round(lived, 3),
                      on_purpose=self.status.saw_bye and code == 0, frame=self.source.position)
         if self.status.saw_bye and code == 0:
@@ -390,6 +386,8 @@ class Host:
             steps.append(self.events_log.close)
         if self._receiver is not None:
             steps.append(self._receiver.close)
+        if self._to_engine is not None:
+            steps.append(self._to_engine.close)
         if self.ring is not None:
             steps += [self.ring.unlink]
         for step in steps:
