@@ -387,6 +387,7 @@ def main() -> int:
     parser.add_argument("--loads", default="a,b,c,d,e", help="comma list of a,b,c,d,e,quiet")
     parser.add_argument("--warm-up", type=float, default=180.0, help="seconds allowed to start")
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between kills (load e)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the engines' events logs and output here")
     parser.add_argument("--browsers", type=int, default=0,
                         help="headless Chromium pages on the web surface during each load")
     parser.add_argument("--inline", action="store_true",
@@ -394,7 +395,8 @@ def main() -> int:
     args = parser.parse_args()
     random.seed(1)
     with tempfile.TemporaryDirectory(prefix="riffengine-xruns-") as folder:
-        tmp = Path(folder)
+        tmp = Path(args.keep) if args.keep else Path(folder)
+        tmp.mkdir(parents=True, exist_ok=True)
         model = None
         if args.tiny:
             model = str(tmp / "tiny")
