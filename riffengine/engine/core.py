@@ -391,8 +391,9 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
     def _start_stream(self) -> None:
         """Prefill the ring (live), start the recorder and the output."""
         if self.realtime:
-            if self._host is None:  # no audio callback in this process under the host
-                self._gil_interval = gil.prepare_for_audio()  # short GIL waits for the callback
+            # Short GIL waits: for the audio callback in this process, or under the host for the
+            # loop thread, which passes gain, mute and panic on to the host's callback.
+            self._gil_interval = gil.prepare_for_audio()
             self._feed()
         self._last_beat = -1
         if self.recorder is not None:
