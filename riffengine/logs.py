@@ -159,7 +159,7 @@ def setup_logging(level: str | int = "INFO", stream: IO | None = None,
     for old in [h for h in root.handlers if getattr(h, "_riffengine", False)
                 or (type(h) is logging.StreamHandler and h.stream in (sys.stderr, stream))]:
         root.removeHandler(old)
-    handler = StderrHandler() if stream is None else logging.StreamHandler(stream)
+    handler: logging.Handler = StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(LineFormatter(journald))
     handler._riffengine = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -103,7 +103,7 @@ class SceneBook:
         """Save ``state`` as scene ``name`` (default: ``scene N``, the next number); its name
         and number. UserError for a bad name, a scene limit reached, or a folder not writable."""
         name = f"scene {len(self._scenes)}" if name is None or not str(name).strip() else check_name(name)
-        limit = params.param("scene").maximum
+        limit = int(params.param("scene").maximum or 0)
         if name not in self._scenes and len(self._scenes) > limit:
             raise UserError(f"scene_save: {len(self._scenes)} scenes is the most /riff/scene can "
                             f"recall (0..{limit}); save over an existing scene's name instead")

@@ -197,7 +197,7 @@ class HostOutput:
 
     def messages(self) -> list[dict]:
         """The host's messages waiting now (never blocks); malformed ones are logged and left out."""
-        out = []
+        out: list[dict] = []
         while True:
             try:
                 message = self.inbox.receive(0)

@@ -185,7 +185,7 @@ class HoldSource:
             return
         if not self.held.loops:
             self.silent_frames += missing
-        elif self.held.latest().frames is None:
+        elif (latest := self.held.latest()) is not None and latest.frames is None:
             pass  # the transport is stopped: silence is what should play
         else:
             self.held_frames += missing

@@ -33,7 +33,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
 from riffengine.audio.output import MAX_BLOCK, open_output
@@ -106,78 +110,104 @@ def ring_name() -> str:
     return f"riffengine-host-{os.getpid()}"
 
 
-class Host:
-    """Owns the output and the ring; runs the engine command ``engine_argv`` as its child."""
+@dataclass
+class HostAudio:
+    """What the host plays with, all open: :func:`open_audio` makes it, :meth:`close` ends it."""
 
-    def __init__(self, settings, engine_argv: list[str], state_file: str,
+    output: Any
+    """A :class:`~riffengine.audio.jackoutput.JackOutput` or a PortAudio ``DeviceOutput``."""
+    ring: ShmRing
+    source: HoldSource
+    recorder: Recorder | None
+    events_log: EventLog | None
+
+    def close(self) -> list[Callable[[], object]]:
+        """The steps that close it, in order (the caller runs each whatever the others do)."""
+        steps: list[Callable[[], object]] = [self.output.stop, self.output.close]
+        if self.recorder is not None:
+            steps.append(self.recorder.close)
+        if self.events_log is not None:
+            steps.append(self.events_log.close)
+        return [*steps, self.ring.unlink, self.ring.close]
+
+
+def open_audio(settings, name: str, on_record_error: Callable[[Exception], None]) -> HostAudio:
+    """Open the events log, the recorder, the output (silent until started) and the ring ``name``;
+    UserError for a bad target, nothing left open."""
+    audio = settings.audio
+    events_log: EventLog | None = None
+    recorder: Recorder | None = None
+    output: Any = None
+    try:
+        if audio.events:
+            EventLog(audio.events).close()  # a new log (UserError if it cannot be written) ...
+            events_log = EventLog(audio.events, append=True)  # ... the host and its engines append
+        if audio.record:
+            recorder = Recorder(audio.record, sample_rate=audio.sample_rate, channels=CHANNELS,
+                                on_error=on_record_error)
+        placeholder: Any = _NoSource()
+        target = audio.output
+        if isinstance(target, str) and target.lower() == "jack":
+            output = JackOutput(placeholder, audio.jack_client_name)
+        else:
+            output = open_output(target, placeholder, sample_rate=audio.sample_rate,
+                                 client_name=audio.jack_client_name)
+        rate = output.sample_rate
+        ring = ShmRing.create(name, max(8 * 512, int(audio.ring_buffer_seconds * rate)), CHANNELS, rate)
+    except BaseException:
+        for thing in (output, recorder, events_log):
+            if thing is not None:
+                thing.close()
+        raise
+    source = HoldSource(ring, MAX_BLOCK)
+    output.ring = source
+    if recorder is not None:
+        recorder.sample_rate = rate
+        recorder.start()
+        output.recorder = _FromFirstSound(recorder, source)
+    return HostAudio(output, ring, source, recorder, events_log)
+
+
+class Host:
+    """Supervises the engine command ``engine_argv`` (its child) for the open ``audio``."""
+
+    def __init__(self, settings, audio: HostAudio, engine_argv: list[str], state_file: str,
                  notifier: Notifier | None = None) -> None:
         self.settings = settings
+        self.audio = audio
+        self.output = audio.output
+        self.ring = audio.ring
+        self.source = audio.source
+        self.name = audio.ring.name
         self.engine_argv = engine_argv
         self.state_file = state_file
         self.notifier = notifier if notifier is not None else Notifier()
         self.status = HostStatus()
         self.hang_seconds = float(settings.audio.engine_hang_seconds)
-        self.name = ring_name()
-        self.ring: ShmRing | None = None
-        self.source: HoldSource | None = None
-        self.output = None
-        self.recorder: Recorder | None = None
         self.child: subprocess.Popen | None = None
-        self._receiver: channel.Receiver | None = None
-        self._to_engine: channel.Sender | None = None
+        self._receiver = channel.Receiver(self.name)
+        self._to_engine = channel.Sender(self.name, to=channel.ENGINE)
         self._stop = threading.Event()
         self._child_started = 0.0
         self._ready_sent = False
-        self.events_log: EventLog | None = None
         self._next_watchdog = 0.0
         self.outputs_lost = 0
         self._lost_at: float | None = None
         self._reconnect_tries = 0
         self._next_reconnect = 0.0
+        threading.Thread(target=self._receive, name="riffengine-host-control", daemon=True).start()
 
     def publish(self, kind: str, **data: object) -> None:
         """An event of the host's own, into the events log the engine writes too (appending)."""
-        if self.events_log is not None:
-            self.events_log(Event(kind, data))
-
-    # --- opening ---------------------------------------------------------------------------------
-
-    def open(self) -> None:
-        """Open the output (silent), the ring and the control channel; UserError for a bad target."""
-        audio = self.settings.audio
-        if audio.events:
-            EventLog(audio.events).close()  # a new log (UserError if it cannot be written) ...
-            self.events_log = EventLog(audio.events, append=True)  # ... host and engines append
-        if audio.record:
-            self.recorder = Recorder(audio.record, sample_rate=audio.sample_rate, channels=CHANNELS,
-                                     on_error=self._recording_failed)
-        target = audio.output
-        placeholder = _NoSource()
-        if isinstance(target, str) and target.lower() == "jack":
-            self.output = JackOutput(placeholder, audio.jack_client_name)
-        else:
-            self.output = open_output(target, placeholder, sample_rate=audio.sample_rate,
-                                      client_name=audio.jack_client_name)
-        rate = self.output.sample_rate
-        if self.recorder is not None:
-            self.recorder.sample_rate = rate
-        capacity = max(8 * 512, int(audio.ring_buffer_seconds * rate))
-        self.ring = ShmRing.create(self.name, capacity, CHANNELS, rate)
-        self.source = HoldSource(self.ring, MAX_BLOCK)
-        self.output.ring = self.source
-        if self.recorder is not None:
-            self.recorder.start()
-            self.output.recorder = _FromFirstSound(self.recorder, self.source)
-        self._receiver = channel.Receiver(self.name)
-        self._to_engine = channel.Sender(self.name, to=channel.ENGINE)
-        threading.Thread(target=self._receive, name="riffengine-host-control", daemon=True).start()
+        if self.audio.events_log is not None:
+            self.audio.events_log(Event(kind, data))
 
     def start(self) -> None:
         self.output.start()
         log.info("audio host playing at %d Hz to %s (ring %s)", self.output.sample_rate,
                  self.settings.audio.output, self.name)
 
-    def _recording_failed(self, exc: Exception) -> None:
+    def recording_failed(self, exc: Exception) -> None:
         """The recorder's writer thread: the audio goes on; the engine reports it."""
         log.error("recording to %s failed: %s; the audio goes on", self.settings.audio.record, exc)
         try:
@@ -212,12 +242,12 @@ class Host:
         if kind == "gain":
             self.output.live.set(float(message["gain"]))
         elif kind == "panic":
-            frames = channel.take_frames(message["path"], CHANNELS)
-            self.output.panic.request = PanicRequest(frames, origin=int(message["origin"]),
+            safe = channel.take_frames(message["path"], CHANNELS)
+            self.output.panic.request = PanicRequest(safe, origin=int(message["origin"]),
                                                      until=int(message["until"]))
         elif kind == "hold":
             path = message.get("path")
-            frames = None if path is None else channel.take_frames(path, CHANNELS)
+            frames: np.ndarray | None = None if path is None else channel.take_frames(path, CHANNELS)
             self.source.held.add(Held(int(message["start"]), frames, str(message.get("clip_id", ""))))
             self.status.holds += 1
         elif kind == "bye":
@@ -226,19 +256,21 @@ class Host:
 
     # --- the engine child ----------------------------------------------------------------------------
 
-    def spawn(self) -> None:
+    def spawn(self) -> subprocess.Popen:
+        """Start an engine (without systemd's notify socket: the host alone speaks to it)."""
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         argv = [*self.engine_argv, "--attach-host", self.name, "--state-file", self.state_file]
         self.status.saw_bye = False
-        self.child = subprocess.Popen(argv, env=env)
+        child = self.child = subprocess.Popen(argv, env=env)
         self._child_started = time.monotonic()
-        self.status.engine_pid = self.child.pid
-        log.info("audio host: engine started (pid %d)", self.child.pid)
+        self.status.engine_pid = child.pid
+        log.info("audio host: engine started (pid %d)", child.pid)
+        return child
 
-    def _engine_beat_age(self) -> float:
+    def _engine_beat_age(self, child: subprocess.Popen) -> float:
         beat = self.ring.field("engine_heartbeat_ns")
         pid = self.ring.field("engine_pid")
-        if pid != self.child.pid or beat == 0:
+        if pid != child.pid or beat == 0:
             return time.monotonic() - self._child_started - (FIRST_BEAT_SECONDS - self.hang_seconds)
         return time.monotonic() - beat / 1e9
 
@@ -255,49 +287,51 @@ class Host:
 
     def supervise(self) -> int:
         """Run until asked to stop or the engine ends on purpose; the exit status."""
-        self.spawn()
+        child = self.spawn()
         while not self._stop.is_set():
             self._publish_figures()
             self._notify()
             self._watch_output()
-            code = self.child.poll()
-            if code is None and (age := self._engine_beat_age()) > self.hang_seconds:
-                log.error("audio host: the engine (pid %d) stopped answering; restarting it", self.child.pid)
-                self.publish("engine_hung", pid=self.child.pid, seconds=round(age, 1), frame=self.source.position)
-                self.child.kill()
-                code = self.child.wait()
+            code = child.poll()
+            if code is None and (age := self._engine_beat_age(child)) > self.hang_seconds:
+                log.error("audio host: the engine (pid %d) stopped answering; restarting it", child.pid)
+                self.publish("engine_hung", pid=child.pid, seconds=round(age, 1), frame=self.source.position)
+                child.kill()
+                code = child.wait()
             if code is not None:
-                if not self._after_exit(code):
+                after = self._after_exit(child, code)
+                if after is None:
                     break
+                child = after
             self._stop.wait(TICK_SECONDS)
         return self.status.code
 
-    def _after_exit(self, code: int) -> bool:
-        """The engine ended with ``code``: True when it is restarted, False when the host ends."""
+    def _after_exit(self, child: subprocess.Popen, code: int) -> subprocess.Popen | None:
+        """``child`` ended with ``code``: the engine started in its place, or None when the host
+        ends too."""
         lived = time.monotonic() - self._child_started
         self.status.last_exit = f"exit status {code}" if code >= 0 else f"signal {-code}"
-        self.publish("engine_ended", pid=self.child.pid, status=code, seconds=round(lived, 3),
+        self.publish("engine_ended", pid=child.pid, status=code, seconds=round(lived, 3),
                      on_purpose=self.status.saw_bye and code == 0, frame=self.source.position)
         if self.status.saw_bye and code == 0:
             self.status.code = 0
-            return False
+            return None
         if code == 2 and self.status.holds == 0:
             log.error("audio host: the engine refused to start (exit status 2); see its message above")
             self.status.code = 2
-            return False
+            return None
         self.status.deaths_in_a_row = 1 if lived > STABLE_SECONDS else self.status.deaths_in_a_row + 1
         delay = RESTART_DELAYS[min(self.status.deaths_in_a_row, len(RESTART_DELAYS)) - 1]
         log.error("audio host: the engine ended (%s); playing the held loops, restarting it in %.1f s",
                   self.status.last_exit, delay)
         self.notifier.status(f"engine {self.status.last_exit}; restarting it")
         if self._stop.wait(delay):
-            return False
+            return None
         self.status.restarts += 1
         self.ring.set_field("engine_restarts", self.status.restarts)
-        self.spawn()
-        self.publish("engine_restarted", pid=self.child.pid, restarts=self.status.restarts,
-                     frame=self.source.position)
-        return True
+        new = self.spawn()
+        self.publish("engine_restarted", pid=new.pid, restarts=self.status.restarts, frame=self.source.position)
+        return new
 
     def _publish_figures(self) -> None:
         """Header fields the engine reports: xruns, the DAC clock, how much was held."""
@@ -377,19 +411,8 @@ class Host:
         """End the engine, fade the output out, close everything; each step runs regardless."""
         self._stop.set()
         self.notifier.stopping("stopping")
-        steps = [self._end_child, self._fade_out]
-        if self.output is not None:
-            steps += [self.output.stop, self.output.close]
-        if self.recorder is not None:
-            steps.append(self.recorder.close)
-        if self.events_log is not None:
-            steps.append(self.events_log.close)
-        if self._receiver is not None:
-            steps.append(self._receiver.close)
-        if self._to_engine is not None:
-            steps.append(self._to_engine.close)
-        if self.ring is not None:
-            steps += [self.ring.unlink]
+        steps: list[Callable[[], object]] = [self._end_child, self._fade_out, *self.audio.close(),
+                                             self._receiver.close, self._to_engine.close]
         for step in steps:
             try:
                 step()
@@ -397,7 +420,7 @@ class Host:
                 log.exception("audio host: while stopping, %r failed", step)
 
     def _fade_out(self) -> None:
-        if self.output is None or self.output.live is None:
+        if self.output.live is None:
             return
         self.output.live.set(0.0)
         time.sleep(FADE_OUT_SECONDS + 0.05)
@@ -405,12 +428,15 @@ class Host:
 
 def serve(settings, engine_argv: list[str], state_file: str) -> int:
     """``riffengine run`` under the host: open, play, supervise, close; the exit status."""
-    host = Host(settings, engine_argv, state_file)
+    failed: list[Host] = []  # the recorder reports to the host, made just after the audio
+    audio = open_audio(settings, ring_name(), lambda exc: failed[0].recording_failed(exc) if failed else None)
     try:
-        host.open()
+        host = Host(settings, audio, engine_argv, state_file)
     except BaseException:
-        host.close()
+        for step in audio.close():
+            step()
         raise
+    failed.append(host)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     signal.signal(signal.SIGINT, lambda *_: host.request_stop())
     signal.signal(signal.SIGTERM, lambda *_: host.request_stop())

@@ -72,6 +72,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ class _Membarrier:
 
     def __init__(self) -> None:
         self.nr = _MEMBARRIER_NR.get(platform.machine().lower())
-        self._syscall = None
+        self._syscall: Any = None
         self.available = False
         if self.nr is None:
             return
