@@ -88,73 +88,78 @@ def inverse_mel_matrix(params: SpectrogramParams) -> torch.Tensor:
 
 
 def linear_magnitude(mel: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """Working-grid magnitudes ``[..., bins_used, columns]`` from mel magnitudes.
+    """Working-grid magnitudes ``[..., columns, bins_used]`` (time-major) from mel magnitudes ``[..., n_mels, columns]``.
 
     The DC bin lies in no band, so the pseudo-inverse leaves it silent although the lowest band
     sees it: it takes its neighbour's value, which lets a DC offset or a sub-bass rumble come back.
     """
-    mag = torch.relu(torch.matmul(inverse.to(mel.device), mel))
-    return torch.cat([mag[..., 1:2, :], mag[..., 1:, :]], dim=-2)
+    mag = torch.matmul(mel.transpose(-1, -2), inverse.to(mel.device).T).relu_()
+    mag[..., 0] = mag[..., 1]
+    return mag
 
 
 def log_slopes(mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Central differences of the log magnitude ``[..., bins, columns]`` along bins and along columns."""
-    log_mag = torch.log(mag + 1e-6 * mag.amax(dim=(-2, -1), keepdim=True) + 1e-30)
-    along_bins = torch.zeros_like(log_mag)
-    along_bins[..., 1:-1, :] = (log_mag[..., 2:, :] - log_mag[..., :-2, :]) / 2
+    """Central differences of the log magnitude ``[..., columns, bins]`` along columns and along bins.
+
+    Time-major layout, as every function of the initial phase here: bins are contiguous.
+    """
+    log_mag = torch.log(mag + (1e-6 * mag.amax(dim=(-2, -1), keepdim=True) + 1e-30))
     along_columns = torch.zeros_like(log_mag)
-    along_columns[..., 1:-1] = (log_mag[..., 2:] - log_mag[..., :-2]) / 2
-    return along_bins, along_columns
+    torch.sub(log_mag[..., 2:, :], log_mag[..., :-2, :], out=along_columns[..., 1:-1, :]).mul_(0.5)
+    along_bins = torch.zeros_like(log_mag)
+    torch.sub(log_mag[..., 2:], log_mag[..., :-2], out=along_bins[..., 1:-1]).mul_(0.5)
+    return along_columns, along_bins
 
 
 def cumulative_trapezoid(rate: torch.Tensor, dim: int) -> torch.Tensor:
     """Integral of ``rate`` along ``dim`` from 0 at the first index (trapezoid rule)."""
     count = rate.shape[dim]
-    steps = (rate.narrow(dim, 1, count - 1) + rate.narrow(dim, 0, count - 1)) / 2
-    return torch.cat([torch.zeros_like(rate.narrow(dim, 0, 1)), torch.cumsum(steps, dim=dim)], dim=dim)
+    out = torch.zeros_like(rate)
+    steps = out.narrow(dim, 1, count - 1)
+    torch.add(rate.narrow(dim, 1, count - 1), rate.narrow(dim, 0, count - 1), out=steps).mul_(0.5)
+    return torch.cumsum(out, dim=dim, out=out)
 
 
 def peak_of_each_bin(mag: torch.Tensor, floor: float = 1e-5) -> torch.Tensor:
-    """For every bin of ``[..., bins, columns]``, the index of the louder of its two nearest spectral peaks.
+    """For every bin of ``[..., columns, bins]``, the index of the louder of its two nearest spectral peaks.
 
     A peak is a local maximum along bins above ``floor`` times the loudest value. Bins with no
     peak on either side get -1.
     """
-    bins = mag.shape[-2]
-    lower = torch.nn.functional.pad(mag[..., :-1, :], (0, 0, 1, 0), value=-1.0)
-    upper = torch.nn.functional.pad(mag[..., 1:, :], (0, 0, 0, 1), value=-1.0)
-    peak = (mag >= lower) & (mag > upper) & (mag > floor * mag.amax(dim=(-2, -1), keepdim=True))
-    index = torch.arange(bins, device=mag.device).view(-1, 1).expand_as(mag)
-    below = torch.where(peak, index, -1).cummax(dim=-2).values
-    above = torch.where(peak, index, bins).flip(-2).cummin(dim=-2).values.flip(-2)
-    silent = torch.full_like(mag, -1.0)
-    below_mag = torch.where(below >= 0, mag.gather(-2, below.clamp(min=0)), silent)
-    above_mag = torch.where(above < bins, mag.gather(-2, above.clamp(max=bins - 1)), silent)
+    bins = mag.shape[-1]
+    peak = mag > floor * mag.amax(dim=(-2, -1), keepdim=True)
+    peak[..., 1:] &= mag[..., 1:] >= mag[..., :-1]
+    peak[..., :-1] &= mag[..., :-1] > mag[..., 1:]
+    index = torch.arange(bins, device=mag.device)
+    below = torch.where(peak, index, -1).cummax(dim=-1).values
+    above = torch.where(peak, index, bins).flip(-1).cummin(dim=-1).values.flip(-1)
+    below_mag = mag.gather(-1, below.clamp(min=0)).masked_fill_(below < 0, -1.0)
+    above_mag = mag.gather(-1, above.clamp(max=bins - 1)).masked_fill_(above >= bins, -1.0)
     chosen = torch.where(below_mag >= above_mag, below, above)
-    return torch.where(chosen >= bins, -1, chosen)
+    return chosen.masked_fill_(chosen >= bins, -1)
 
 
 def locked_phase(mag: torch.Tensor, hop: int, n_fft: int, win_length: int) -> torch.Tensor:
-    """Initial phase from phase-gradient integration, locked to the spectral peaks.
+    """Initial phase ``[..., columns, bins]`` from phase-gradient integration, locked to the spectral peaks.
 
-    Both halves of the phase gradient come from the magnitude (exact for a Gaussian window,
-    close for Hann): along time, the instantaneous frequency (bin plus an offset from the
-    log-magnitude slope across bins); along frequency, the group delay (from the slope over
-    time) plus half a turn per bin, because frames are transformed from their start while the
-    window is centred. Each peak's phase is integrated along time; every other bin takes its
-    nearest louder peak's phase plus the frequency-direction integral from that peak, so the
-    bins of one partial or one onset stay coherent with each other and from frame to frame.
+    ``mag`` is time-major, ``[..., columns, bins]``. Both halves of the phase gradient come from
+    the magnitude (exact for a Gaussian window, close for Hann): along time, the instantaneous
+    frequency (bin plus an offset from the log-magnitude slope across bins); along frequency,
+    the group delay (from the slope over time) plus half a turn per bin, because frames are
+    transformed from their start while the window is centred. Each peak's phase is integrated
+    along time; every other bin takes its nearest louder peak's phase plus the
+    frequency-direction integral from that peak, so the bins of one partial or one onset stay
+    coherent with each other and from frame to frame. Returns the phase in radians.
     """
     gamma = HANN_GAMMA * win_length**2
-    along_bins, along_columns = log_slopes(mag)
-    m = torch.arange(mag.shape[-2], device=mag.device, dtype=mag.dtype).unsqueeze(-1)
-    over_time = cumulative_trapezoid(2 * math.pi * hop * m / n_fft + hop * n_fft / gamma * along_bins, dim=-1)
-    over_bins = cumulative_trapezoid(math.pi - gamma / (n_fft * hop) * along_columns, dim=-2)
+    along_columns, along_bins = log_slopes(mag)
+    m = torch.arange(mag.shape[-1], device=mag.device, dtype=mag.dtype)
+    over_time = cumulative_trapezoid(along_bins.mul_(hop * n_fft / gamma).add_(2 * math.pi * hop / n_fft * m), dim=-2)
+    over_bins = cumulative_trapezoid(along_columns.mul_(-gamma / (n_fft * hop)).add_(math.pi), dim=-1)
     peak = peak_of_each_bin(mag)
     source = peak.clamp(min=0)
-    phase = over_time.gather(-2, source) + over_bins - over_bins.gather(-2, source)
-    phase = torch.where(peak >= 0, phase, over_time + math.pi * m)
-    return torch.polar(torch.ones_like(mag), phase)
+    phase = over_time.gather(-1, source).add_(over_bins).sub_(over_bins.gather(-1, source))
+    return torch.where(peak >= 0, phase, over_time.add_(math.pi * m))
 
 
 class FrameCodec:
@@ -207,8 +212,8 @@ class FrameCodec:
 
     def inverse(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         """complex ``[batch, frames, bins]`` -> ``[batch, length]`` samples."""
-        frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1) * self.window
-        audio = self._overlap_add(frames) / self._envelope(spec.shape[-2])
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1).mul_(self.window)
+        audio = self._overlap_add(frames).div_(self._envelope(spec.shape[-2]))
         half = self.n_fft // 2
         return audio[:, half : half + length]
 
@@ -219,7 +224,7 @@ class MelBands:
 
     ``matrix`` is sparse ``[n_mels, fine_bins]`` (fine bins: the working grid's, ``oversample``
     times closer, as fine as the reference's padded FFT). Each working bin lies in at most two
-    bands, ``low`` and ``high``, with weights ``low_weight`` and ``high_weight``.
+    bands, ``low`` and ``high``, with weights ``low_weight`` and ``high_weight`` (summing to 1).
     """
 
     matrix: torch.Tensor
@@ -242,6 +247,7 @@ def mel_bands(params: SpectrogramParams, device: torch.device = torch.device("cp
     outside = weights.sum(dim=1) == 0  # DC: in no band, it follows the lowest one
     bands[outside] = 0
     weights[outside] = torch.tensor([1.0, 0.0])
+    weights = weights / weights.sum(dim=1, keepdim=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         matrix = fine.T.contiguous().to_sparse_csr().to(device)
@@ -264,9 +270,9 @@ def band_energies(fine_mag: torch.Tensor, bands: MelBands) -> torch.Tensor:
 
 def band_gains(wanted: torch.Tensor, found: torch.Tensor, bands: MelBands) -> torch.Tensor:
     """Per-working-bin gains ``[batch, frames, bins]``: each band's wanted/found ratio, spread over its bins."""
-    ratio = wanted / found.clamp(min=1e-9 * float(wanted.max()) + 1e-30)
-    spread = ratio[..., bands.low] * bands.low_weight + ratio[..., bands.high] * bands.high_weight
-    return spread / (bands.low_weight + bands.high_weight).clamp(min=1e-12)
+    ratio = torch.div(wanted, found.clamp_(min=1e-9 * float(wanted.max()) + 1e-30))
+    spread = torch.index_select(ratio, -1, bands.low).mul_(bands.low_weight)
+    return spread.addcmul_(torch.index_select(ratio, -1, bands.high), bands.high_weight)
 
 
 def magnitude(spec: torch.Tensor) -> torch.Tensor:
@@ -276,8 +282,8 @@ def magnitude(spec: torch.Tensor) -> torch.Tensor:
 
 def project(target: torch.Tensor, rebuilt: torch.Tensor, previous: torch.Tensor, keep: float) -> torch.Tensor:
     """``target * unit(rebuilt - keep * previous)``: the fast Griffin-Lim step (0 stays 0)."""
-    diff = rebuilt - keep * previous
-    return diff * (target * torch.rsqrt(torch.addcmul(diff.real * diff.real, diff.imag, diff.imag).add_(1e-30)))
+    diff = torch.sub(rebuilt, previous, alpha=keep)
+    return diff.mul_(torch.addcmul(diff.real * diff.real, diff.imag, diff.imag).add_(1e-30).rsqrt_().mul_(target))
 
 
 #: Griffin-Lim iterations by default; every ``FIT_EVERY``-th corrects the band energies.
@@ -297,34 +303,32 @@ def griffin_lim(
     mel: torch.Tensor | None = None,
     bands: MelBands | None = None,
 ) -> torch.Tensor:
-    """Fast Griffin-Lim (with momentum) from a starting phase; returns ``[..., length]`` samples.
+    """Fast Griffin-Lim (with momentum) from a starting phase; returns ``[batch, length]`` samples.
 
-    ``mag`` and ``phase`` are ``[..., bins, columns]`` over the lowest bins; higher bins are silent.
-    With ``mel`` (``[..., n_mels, columns]``) and ``bands``, every ``FIT_EVERY``-th iteration
-    measures the estimate's mel on the fine grid and sets the magnitudes to project on to the
-    estimate's own, times each band's correction: the pseudo-inverse spreads a band's energy
-    evenly over its bins, while the consistent estimate has found where in the band it lies
-    (harmonics, onsets); only the band energies, which the image records, are corrected.
+    ``mag`` and ``phase`` (radians) are time-major, ``[batch, frames, bins]``, over the lowest
+    bins; higher bins are silent. With ``mel`` (``[batch, frames, n_mels]``) and ``bands``, every
+    ``FIT_EVERY``-th iteration measures the estimate's mel on the fine grid and sets the
+    magnitudes to project on to the estimate's own, times each band's correction: the
+    pseudo-inverse spreads a band's energy evenly over its bins, while the consistent estimate
+    has found where in the band it lies (harmonics, onsets); only the band energies, which the
+    image records, are corrected.
     """
-    lead = mag.shape[:-2]
-    target = mag.reshape(-1, *mag.shape[-2:]).transpose(-1, -2).contiguous()
-    angles = phase.reshape(-1, *phase.shape[-2:]).transpose(-1, -2).contiguous()
-    wanted = None if mel is None else mel.reshape(-1, *mel.shape[-2:]).transpose(-1, -2).contiguous()
-    spec = target * angles
+    target = mag
+    spec = torch.complex(torch.cos(phase).mul_(mag), torch.sin(phase).mul_(mag))
     previous = torch.zeros_like(spec)
     keep = momentum / (1 + momentum)
     for i in range(n_iter):
         audio = frames.inverse(spec, length)
-        if wanted is not None and i % FIT_EVERY == 0 and i < n_iter - FIT_TAIL:
+        if mel is not None and i % FIT_EVERY == 0 and i < n_iter - FIT_TAIL:
             fine = frames.forward(audio, bands.oversample)
             rebuilt = fine[..., :: bands.oversample]
             fine_mag = magnitude(fine)
-            target = fine_mag[..., :: bands.oversample] * band_gains(wanted, band_energies(fine_mag, bands), bands)
+            target = band_gains(mel, band_energies(fine_mag, bands), bands).mul_(fine_mag[..., :: bands.oversample])
         else:
             rebuilt = frames.forward(audio)
         spec = project(target, rebuilt, previous, keep)
         previous = rebuilt
-    return frames.inverse(spec, length).reshape(*lead, length)
+    return frames.inverse(spec, length)
 
 
 def reconstruct(
@@ -335,13 +339,16 @@ def reconstruct(
     ``num_samples`` must not exceed ``hop_length * (columns - 1)``.
     """
     grid = working_grid(params)
+    lead, (n_mels, columns) = mel.shape[:-2], mel.shape[-2:]
+    mel = mel.reshape(-1, n_mels, columns)
     mag = linear_magnitude(mel, inverse_mel_matrix(params))
     win_length = grid.n_fft if grid.bin_step > 1 else params.win_length
     phase = locked_phase(mag, grid.hop, grid.n_fft, win_length)
-    work_length = grid.hop * (mel.shape[-1] - 1)
-    frames = FrameCodec(grid.n_fft, grid.hop, win_length, mag.shape[-2], mel.device)
+    work_length = grid.hop * (columns - 1)
+    frames = FrameCodec(grid.n_fft, grid.hop, win_length, mag.shape[-1], mel.device)
     bands = mel_bands(params, mel.device)
-    audio = griffin_lim(mag, phase, frames, n_iter, work_length, mel=mel, bands=bands)
+    wanted = mel.transpose(-1, -2).contiguous()
+    audio = griffin_lim(mag, phase, frames, n_iter, work_length, mel=wanted, bands=bands)
     if grid.up != grid.down:
         audio = torchaudio.functional.resample(audio, grid.up, grid.down)
-    return audio[..., :num_samples]
+    return audio[..., :num_samples].reshape(*lead, -1)
