@@ -226,11 +226,14 @@ class FrameCodec:
 
 @dataclass(frozen=True)
 class MelBands:
-    """The mel filterbank on the oversampled working grid, for measuring and correcting band energies.
+    """The mel filterbank on an oversampled working grid, for measuring and correcting band energies.
 
-    ``matrix`` is sparse ``[n_mels, fine_bins]`` (fine bins: the working grid's, ``oversample``
-    times closer, as fine as the reference's padded FFT). Each working bin lies in at most two
-    bands, ``low`` and ``high``, with weights ``low_weight`` and ``high_weight`` (summing to 1).
+    ``matrix`` is sparse ``[n_mels, fine_bins]``: fine bins are the working grid's, ``oversample``
+    times closer. The reference measures on a grid ``bin_step`` times closer than the working
+    one (its padded FFT); where ``oversample`` is coarser than that, the missing magnitudes are
+    interpolated (:func:`interpolation_matrix`) and the interpolation is folded into ``matrix``.
+    Each working bin lies in at most two bands, ``low`` and ``high``, with weights
+    ``low_weight`` and ``high_weight`` (summing to 1).
     """
 
     matrix: torch.Tensor
@@ -239,6 +242,27 @@ class MelBands:
     high: torch.Tensor
     low_weight: torch.Tensor
     high_weight: torch.Tensor
+
+
+#: Oversampling of the working grid on which band energies are measured. The reference's grid
+#: is 4 times finer than the working one; measuring on one 2 times finer (a 4480-point FFT
+#: instead of 8960) and interpolating the magnitudes between is as close to the image.
+MEASURE_OVERSAMPLE = 2
+
+
+def interpolation_matrix(fine_bins: int, factor: int, measured_bins: int) -> torch.Tensor:
+    """``[fine_bins, measured_bins]``: values on a grid ``factor`` times finer, by linear interpolation.
+
+    Fine bin ``factor * j + r`` is ``(1 - r / factor)`` of measured bin ``j`` plus ``r / factor``
+    of bin ``j + 1`` (the last one past the top). Linear, so that interpolated magnitudes are
+    never negative: a band measured below zero would get an unbounded gain.
+    """
+    fine = torch.arange(fine_bins)
+    j, t = fine // factor, (fine % factor).to(torch.float64) / factor
+    matrix = torch.zeros(fine_bins, measured_bins, dtype=torch.float64)
+    matrix[fine, j.clamp(max=measured_bins - 1)] += 1 - t
+    matrix[fine, (j + 1).clamp(max=measured_bins - 1)] += t
+    return matrix
 
 
 @functools.lru_cache(maxsize=8)
@@ -254,12 +278,17 @@ def mel_bands(params: SpectrogramParams, device: torch.device = torch.device("cp
     bands[outside] = 0
     weights[outside] = torch.tensor([1.0, 0.0])
     weights = weights / weights.sum(dim=1, keepdim=True)
+    oversample = math.gcd(step, MEASURE_OVERSAMPLE)
+    if oversample < step:
+        measured_bins = oversample * (coarse_bins - 1) + 1
+        fold = interpolation_matrix(fine.shape[0], step // oversample, measured_bins)
+        fine = (fold.T @ fine.to(torch.float64)).to(torch.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         matrix = fine.T.contiguous().to_sparse_csr().to(device)
     return MelBands(
         matrix=matrix,
-        oversample=step,
+        oversample=oversample,
         low=bands[:, 0].to(device),
         high=bands[:, 1].to(device),
         low_weight=weights[:, 0].to(device),
