@@ -231,7 +231,7 @@ class MelBands:
     ``matrix`` is sparse ``[n_mels, fine_bins]``: fine bins are the working grid's, ``oversample``
     times closer. The reference measures on a grid ``bin_step`` times closer than the working
     one (its padded FFT); where ``oversample`` is coarser than that, the missing magnitudes are
-    interpolated (:func:`interpolation_matrix`) and the interpolation is folded into ``matrix``.
+    interpolated (:func:`fold_interpolation`) and the interpolation is folded into ``matrix``.
     Each working bin lies in at most two bands, ``low`` and ``high``, with weights
     ``low_weight`` and ``high_weight`` (summing to 1).
     """
@@ -250,19 +250,23 @@ class MelBands:
 MEASURE_OVERSAMPLE = 2
 
 
-def interpolation_matrix(fine_bins: int, factor: int, measured_bins: int) -> torch.Tensor:
-    """``[fine_bins, measured_bins]``: values on a grid ``factor`` times finer, by linear interpolation.
+def fold_interpolation(weights: torch.Tensor, factor: int, measured_bins: int) -> torch.Tensor:
+    """Weights ``[fine_bins, ...]`` on a grid ``factor`` times finer, moved onto the measured grid.
 
-    Fine bin ``factor * j + r`` is ``(1 - r / factor)`` of measured bin ``j`` plus ``r / factor``
-    of bin ``j + 1`` (the last one past the top). Linear, so that interpolated magnitudes are
-    never negative: a band measured below zero would get an unbounded gain.
+    The fine grid's values are interpolated linearly from the measured ones: fine bin
+    ``factor * j + r`` is ``(1 - r / factor)`` of measured bin ``j`` plus ``r / factor`` of bin
+    ``j + 1`` (the last one past the top). The result ``[measured_bins, ...]`` gives, applied
+    to the measured values, what ``weights`` give applied to the interpolated ones. Linear, so
+    that interpolated magnitudes are never negative: a band measured below zero would get an
+    unbounded gain.
     """
-    fine = torch.arange(fine_bins)
-    j, t = fine // factor, (fine % factor).to(torch.float64) / factor
-    matrix = torch.zeros(fine_bins, measured_bins, dtype=torch.float64)
-    matrix[fine, j.clamp(max=measured_bins - 1)] += 1 - t
-    matrix[fine, (j + 1).clamp(max=measured_bins - 1)] += t
-    return matrix
+    fine = torch.arange(weights.shape[0])
+    j = fine // factor
+    t = ((fine % factor).to(weights.dtype) / factor).view(-1, *[1] * (weights.dim() - 1))
+    folded = weights.new_zeros(measured_bins, *weights.shape[1:])
+    folded.index_add_(0, j.clamp(max=measured_bins - 1), weights * (1 - t))
+    folded.index_add_(0, (j + 1).clamp(max=measured_bins - 1), weights * t)
+    return folded
 
 
 @functools.lru_cache(maxsize=8)
@@ -281,8 +285,7 @@ def mel_bands(params: SpectrogramParams, device: torch.device = torch.device("cp
     oversample = math.gcd(step, MEASURE_OVERSAMPLE)
     if oversample < step:
         measured_bins = oversample * (coarse_bins - 1) + 1
-        fold = interpolation_matrix(fine.shape[0], step // oversample, measured_bins)
-        fine = (fold.T @ fine.to(torch.float64)).to(torch.float32)
+        fine = fold_interpolation(fine.to(torch.float64), step // oversample, measured_bins).to(torch.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         matrix = fine.T.contiguous().to_sparse_csr().to(device)
