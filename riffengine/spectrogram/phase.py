@@ -5,16 +5,18 @@ a 17640-point STFT at 44.1 kHz (about 5 s per clip on two CPU cores). This modul
 spectral convergence (closer to the image) in a tenth of the time:
 
 * The inverse mel is one matrix product with a pseudo-inverse computed once per parameter set.
-* Griffin-Lim runs at a reduced working rate (24.5 kHz for Riffusion's parameters, still
-  above twice the 10 kHz top band) on a window-length FFT (2450 points): the 400 ms padded FFT
-  only interpolates the 100 ms frame's spectrum, so every 4th padded bin carries all of it.
+* Griffin-Lim runs at a reduced working rate (22.4 kHz for Riffusion's parameters, still
+  above twice the 10 kHz top band) on a window-length FFT (2240 points, 2**6 * 5 * 7, a cheap
+  size): the 400 ms padded FFT only interpolates the 100 ms frame's spectrum, so every 4th
+  padded bin carries all of it.
 * The initial phase comes from phase-gradient integration in both directions, locked to the
   spectral peaks (:func:`locked_phase`), instead of random: partials and onsets start
   coherent, so far fewer iterations reach a given quality.
 * Every few iterations the estimate's mel is measured on the padded (4x finer) grid, as the
-  encoder would see it, and each band's energy is corrected while the estimate's own fine
-  structure within the band is kept (:func:`griffin_lim`). The pseudo-inverse alone spreads a
-  band evenly over its bins, which no real sound does.
+  encoder would see it (interpolated from a 2x finer transform), and each band's energy is
+  corrected while the estimate's own fine structure within the band is kept
+  (:func:`griffin_lim`). The pseudo-inverse alone spreads a band evenly over its bins, which no
+  real sound does.
 * The result is resampled back to the output rate.
 """
 
