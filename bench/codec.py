@@ -60,6 +60,7 @@ class Row:
     half: str
     ours_s: float
     ours_sc: float
+    ours_cpu: float
     ref_s: float | None = None
     ref_sc: float | None = None
 
@@ -68,25 +69,32 @@ class Row:
         return None if self.ref_sc is None else self.ours_sc / self.ref_sc
 
 
-def timed(fn, device: torch.device, repeat: int) -> tuple[float, object]:
-    times, result = [], None
+def timed_with_cpu(fn, device: torch.device, repeat: int) -> tuple[float, float, object]:
+    """Median wall seconds, median CPU seconds of this process (all its threads) and the result."""
+    times, cpu, result = [], [], None
     for _ in range(repeat):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(times), statistics.median(cpu), result
+
+
+def timed(fn, device: torch.device, repeat: int) -> tuple[float, object]:
+    seconds, _, result = timed_with_cpu(fn, device, repeat)
+    return seconds, result
 
 
 def measure(path: Path, half: str, codec: Codec, args: argparse.Namespace) -> Row:
     params = codec.params
     rgb = pixels_from_image(load_image(path)).unsqueeze(0)
     mel = image_mel(rgb[0], params)
-    ours_s, ours = timed(lambda: codec.decode_pixels(rgb), codec.device, args.repeat)
-    row = Row(path.stem, half, ours_s, audio_sc(mel, ours, params))
+    ours_s, ours_cpu, ours = timed_with_cpu(lambda: codec.decode_pixels(rgb), codec.device, args.repeat)
+    row = Row(path.stem, half, ours_s, audio_sc(mel, ours, params), ours_cpu)
     if not args.skip_reference:
         row.ref_s, ref = timed(lambda: reference_decode(mel.to(codec.device), params), codec.device, 1)
         row.ref_sc = audio_sc(mel, ref, params)
@@ -94,12 +102,12 @@ def measure(path: Path, half: str, codec: Codec, args: argparse.Namespace) -> Ro
 
 
 def print_header() -> None:
-    print(f"{'clip':26} {'half':8} {'ours s':>7} {'ours SC':>8} {'ref s':>7} {'ref SC':>8} {'ratio':>6}")
+    print(f"{'clip':26} {'half':8} {'ours s':>7} {'CPU s':>6} {'ours SC':>8} {'ref s':>7} {'ref SC':>8} {'ratio':>6}")
 
 
 def print_row(r: Row) -> None:
     ref = f"{r.ref_s:7.3f} {r.ref_sc:8.4f} {r.ratio:6.3f}" if r.ref_sc is not None else ""
-    print(f"{r.clip:26} {r.half:8} {r.ours_s:7.3f} {r.ours_sc:8.4f} {ref}", flush=True)
+    print(f"{r.clip:26} {r.half:8} {r.ours_s:7.3f} {r.ours_cpu:6.3f} {r.ours_sc:8.4f} {ref}", flush=True)
 
 
 def print_summary(rows: list[Row]) -> None:
@@ -108,8 +116,12 @@ def print_summary(rows: list[Row]) -> None:
     if len(groups) > 1:
         groups.append(("all", rows))
     for name, group in groups:
-        ours_s = statistics.mean(r.ours_s for r in group)
-        line = f"{name:8} {len(group):2d} clips: riffengine {ours_s:.3f} s/clip"
+        seconds = [r.ours_s for r in group]
+        line = (
+            f"{name:8} {len(group):2d} clips: riffengine {statistics.mean(seconds):.3f} s/clip "
+            f"(median {statistics.median(seconds):.3f}, max {max(seconds):.3f}, "
+            f"CPU {statistics.mean(r.ours_cpu for r in group):.3f})"
+        )
         rated = [r for r in group if r.ratio is not None]
         if rated:
             worst = max(rated, key=lambda r: r.ratio)
