@@ -3,8 +3,9 @@
 A small fixed subset of the evaluation corpus (``scripts/make_corpus.py``): FluidSynth
 instruments, espeak-ng speech and synthetic signals, 2 s long so that the reference's
 Griffin-Lim stays quick, and the corpus's hardest clip at its full length. Each clip is
-encoded, then decoded by riffengine and by the reference method; riffengine's spectral convergence against the image must not exceed the reference's on
-any clip (``bench/codec.py`` prints the full table on the whole corpus).
+encoded, then decoded by riffengine and by the reference method; riffengine's spectral
+convergence against the image must not exceed the reference's on any clip (``bench/codec.py``
+prints the full table on the whole corpus).
 """
 
 from __future__ import annotations
