@@ -118,6 +118,9 @@ RETRY_MAX_SECONDS = 5.0
 """...up to this."""
 RECONNECT_SECONDS = 0.5
 """How often a lost output (the JACK server went away) is tried again."""
+STOP_RENDER_SECONDS = 30.0
+"""At the end, at most this long is waited for the render in flight (stopped at its next step):
+a render thread still inside torch when the interpreter exits aborts the process."""
 
 
 class WarmUpFailed(Exception):
@@ -1063,6 +1066,9 @@ class Engine:
         """Close in reverse order; each step runs even if an earlier one failed."""
         self._remove_signal_handlers()
         self.notifier.stopping("stopping")
+        running = self.worker.running if self.worker is not None else None
+        if running is not None:
+            self._cancel.add(running.tag)  # the render in flight stops at its next step
         for task in (self._watchdog, self._reconnect, self._model_retry):
             if task is not None:
                 task.cancel()
@@ -1080,7 +1086,7 @@ class Engine:
         if self.recorder is not None:
             steps.append(self.recorder.close)
         if self.worker is not None:
-            steps.append(lambda: self.worker.stop(timeout=0.2))
+            steps.append(self._stop_worker)
         for step in steps:
             try:
                 result = step()
@@ -1095,6 +1101,13 @@ class Engine:
         if self._gil_interval is not None:
             gil.restore(self._gil_interval)
             self._gil_interval = None
+
+    async def _stop_worker(self) -> None:
+        """End the render worker's thread (off the loop: the render in flight may take a while)."""
+        await self._loop.run_in_executor(None, self.worker.stop, STOP_RENDER_SECONDS)
+        if self.worker.alive:
+            log.warning("the render thread is still running after %g s; exiting anyway",
+                        STOP_RENDER_SECONDS)
 
     # --- daemon: warm-up display, readiness, reload, panic -----------------------------------------
 
