@@ -43,6 +43,7 @@ class Tally:
         self.loops = 0
         self.new_loops = 0
         self.render_ms: list[float] = []
+        self.stage_ms: dict[str, list[float]] = {}
         self.dropped = 0
 
     def __call__(self, event) -> None:
@@ -52,14 +53,28 @@ class Tally:
             self.new_loops += int(data.get("repeat") == 0)
         elif event.kind == "render" and data.get("phase") == "done" and not data.get("warm_up"):
             self.render_ms.append(float(data["ms"]))
+            for stage, ms in data.get("timings", {}).items():
+                self.stage_ms.setdefault(stage, []).append(float(ms))
         elif event.kind == "render" and data.get("phase") == "dropped":
             self.dropped += 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by the nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def stages(tally: Tally) -> str:
+    """Median milliseconds of each render stage (text, diffusion, vae, audio, resample)."""
+    return ", ".join(f"{name} {statistics.median(ms):.0f}" for name, ms in tally.stage_ms.items())
 
 
 def report(engine: Engine, tally: Tally, seconds: float) -> str:
     f = engine.figures()
     ms = tally.render_ms
-    times = (f"render ms median {statistics.median(ms):.0f} max {max(ms):.0f}" if ms else "no renders")
+    times = (f"render ms median {statistics.median(ms):.0f} p95 {percentile(ms, 0.95):.0f} "
+             f"max {max(ms):.0f} ({stages(tally)})" if ms else "no renders")
     return (f"{seconds:6.0f} s: loops {tally.loops} (new {tally.new_loops}), walk repeats "
             f"{f['walk_repeats']}, late renders {f['late_renders']}, dropped {tally.dropped}, "
             f"loops ahead {f['loops_ahead']}, underruns {f['underruns']}, xruns {f['xruns']}; {times}")
