@@ -97,7 +97,8 @@ def main() -> int:
     kind.add_argument("--model", help="a real model: hub id or folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", default="auto",
+                        help="torch CPU threads (model.cpu_threads; auto: every core but one)")
     parser.add_argument("--duration", type=float, default=600.0)
     parser.add_argument("--evolve", type=float, default=0.25)
     parser.add_argument("--mode", default="seed", help="evolve_mode")
@@ -111,7 +112,6 @@ def main() -> int:
     from riffengine.logs import setup_logging
 
     setup_logging("ERROR")
-    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="riff-evolve-") as folder:
         tmp = Path(folder)
         values = {"audio.output": "jack", "audio.jack_client_name": f"riff-evolve-{os.getpid()}",
@@ -126,6 +126,7 @@ def main() -> int:
             else:
                 values["model.id"] = args.model
             values["model.device"] = args.device
+            values["model.cpu_threads"] = args.threads if args.threads == "auto" else int(args.threads)
         settings = merge_overrides(Settings(), values)
         server = JackServer(name=f"riff-evolve-{uuid.uuid4().hex[:8]}", sample_rate=RATE, period=PERIOD)
         server.start()
@@ -139,7 +140,8 @@ def main() -> int:
             engine.bus.subscribe(tally)
             print(f"evolve {args.evolve} ({args.mode}), render.ahead {args.ahead}, "
                   f"{'tiny model' if args.tiny else args.model or 'fake'} on {args.device}, "
-                  f"{args.steps} steps, {args.bars} bars at {args.bpm:g} BPM, {args.duration:.0f} s",
+                  f"{args.steps} steps, {torch.get_num_threads()} torch thread(s), {args.bars} bars at "
+                  f"{args.bpm:g} BPM, {args.duration:.0f} s",
                   flush=True)
 
             async def run() -> int:
