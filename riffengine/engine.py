@@ -397,6 +397,7 @@ class Engine:
             await self._start_renderer()
             if not await self._warm_up():
                 return 0
+            await self._next_loop_before_start()
             # --- control surfaces ---------------------------------------------------------
             # OSC and MIDI (riffengine.control.surfaces) start here: after the warm-up render,
             # before the stream. They reach the engine only through self.store, self.bus and
@@ -562,6 +563,25 @@ class Engine:
                          bpm=key[1], bars=key[2], late=False, frames=len(made.audio), image=made.image,
                          **self._walk_fields(clip_id))
         return True
+
+    async def _next_loop_before_start(self) -> None:
+        """A walk that moves on its own (evolve): render its second loop before the stream starts.
+
+        Once the stream starts, the ring is filled ``audio.ring_buffer_seconds`` ahead at once,
+        so a render started then has that much less than a loop to make the first seam: on a
+        slow renderer the first loop always played twice. Each later render starts a loop or
+        more before its seam.
+        """
+        self._plan()
+        job = self.planner.in_flight
+        if job is None or job.number not in self.ahead.jobs:
+            return  # nothing moves on its own
+        while job.number in self._jobs and not self._stop_requested:
+            self._wake.clear()
+            await self._wake.wait()
+        arrivals, self._arrivals = self._arrivals, []
+        for arrival in arrivals:  # made before frame 0, whatever its (simulated) render time
+            self._apply_result(arrival.job, arrival.result)
 
     async def _start_surfaces(self) -> None:
         if not (self.settings.osc.enabled or self.settings.midi.enabled or self.settings.http.enabled):
