@@ -75,7 +75,7 @@ def report(engine: Engine, tally: Tally, seconds: float) -> str:
     ms = tally.render_ms
     times = (f"render ms median {statistics.median(ms):.0f} p95 {percentile(ms, 0.95):.0f} "
              f"max {max(ms):.0f} ({stages(tally)})" if ms else "no renders")
-    return (f"{seconds:6.0f} s: loops {tally.loops} (new {tally.new_loops}), walk repeats "
+    return (f"{seconds:6.0f} s: loops {tally.loops} (new {tally.new_loops}), renders {len(ms)}, walk repeats "
             f"{f['walk_repeats']}, late renders {f['late_renders']}, dropped {tally.dropped}, "
             f"loops ahead {f['loops_ahead']}, underruns {f['underruns']}, xruns {f['xruns']}; {times}")
 
@@ -105,6 +105,7 @@ def main() -> int:
     parser.add_argument("--ahead", type=int, default=2, help="render.ahead")
     parser.add_argument("--bpm", type=float, default=120.0)
     parser.add_argument("--bars", type=int, default=2)
+    parser.add_argument("--events", help="also log the engine's events to this .jsonl file")
     args = parser.parse_args()
 
     import torch
@@ -117,7 +118,8 @@ def main() -> int:
         values = {"audio.output": "jack", "audio.jack_client_name": f"riff-evolve-{os.getpid()}",
                   "tempo.bpm": args.bpm, "loop.bars": args.bars, "render.steps": args.steps,
                   "render.ahead": args.ahead, "initial.evolve": args.evolve,
-                  "initial.evolve_mode": args.mode, "osc.enabled": False, "cache.enabled": False}
+                  "initial.evolve_mode": args.mode, "osc.enabled": False, "cache.enabled": False,
+                  "audio.events": args.events}
         if args.tiny or args.model:
             if args.tiny:
                 from riffengine.render.model import build_tiny_model
