@@ -395,9 +395,8 @@ class Engine:
             self._open_events_log()
             self._open_output()
             await self._start_renderer()
-            if not await self._warm_up():
+            if not await self._warm_up() or not await self._next_loop_before_start():
                 return 0
-            await self._next_loop_before_start()
             # --- control surfaces ---------------------------------------------------------
             # OSC and MIDI (riffengine.control.surfaces) start here: after the warm-up render,
             # before the stream. They reach the engine only through self.store, self.bus and
@@ -564,8 +563,9 @@ class Engine:
                          **self._walk_fields(clip_id))
         return True
 
-    async def _next_loop_before_start(self) -> None:
-        """A walk that moves on its own (evolve): render its second loop before the stream starts.
+    async def _next_loop_before_start(self) -> bool:
+        """A walk that moves on its own (evolve): render its second loop before the stream starts;
+        False if stopped meanwhile.
 
         Once the stream starts, the ring is filled ``audio.ring_buffer_seconds`` ahead at once,
         so a render started then has that much less than a loop to make the first seam: on a
@@ -575,13 +575,14 @@ class Engine:
         self._plan()
         job = self.planner.in_flight
         if job is None or job.number not in self.ahead.jobs:
-            return  # nothing moves on its own
+            return True  # nothing moves on its own
         while job.number in self._jobs and not self._stop_requested:
             self._wake.clear()
             await self._wake.wait()
         arrivals, self._arrivals = self._arrivals, []
         for arrival in arrivals:  # made before frame 0, whatever its (simulated) render time
             self._apply_result(arrival.job, arrival.result)
+        return not self._stop_requested
 
     async def _start_surfaces(self) -> None:
         if not (self.settings.osc.enabled or self.settings.midi.enabled or self.settings.http.enabled):
