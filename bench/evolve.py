@@ -43,6 +43,7 @@ class Tally:
         self.loops = 0
         self.new_loops = 0
         self.render_ms: list[float] = []
+        self.stage_ms: dict[str, list[float]] = {}
         self.dropped = 0
 
     def __call__(self, event) -> None:
@@ -52,15 +53,29 @@ class Tally:
             self.new_loops += int(data.get("repeat") == 0)
         elif event.kind == "render" and data.get("phase") == "done" and not data.get("warm_up"):
             self.render_ms.append(float(data["ms"]))
+            for stage, ms in data.get("timings", {}).items():
+                self.stage_ms.setdefault(stage, []).append(float(ms))
         elif event.kind == "render" and data.get("phase") == "dropped":
             self.dropped += 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by the nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def stages(tally: Tally) -> str:
+    """Median milliseconds of each render stage (text, diffusion, vae, audio, resample)."""
+    return ", ".join(f"{name} {statistics.median(ms):.0f}" for name, ms in tally.stage_ms.items())
 
 
 def report(engine: Engine, tally: Tally, seconds: float) -> str:
     f = engine.figures()
     ms = tally.render_ms
-    times = (f"render ms median {statistics.median(ms):.0f} max {max(ms):.0f}" if ms else "no renders")
-    return (f"{seconds:6.0f} s: loops {tally.loops} (new {tally.new_loops}), walk repeats "
+    times = (f"render ms median {statistics.median(ms):.0f} p95 {percentile(ms, 0.95):.0f} "
+             f"max {max(ms):.0f} ({stages(tally)})" if ms else "no renders")
+    return (f"{seconds:6.0f} s: loops {tally.loops} (new {tally.new_loops}), renders {len(ms)}, walk repeats "
             f"{f['walk_repeats']}, late renders {f['late_renders']}, dropped {tally.dropped}, "
             f"loops ahead {f['loops_ahead']}, underruns {f['underruns']}, xruns {f['xruns']}; {times}")
 
@@ -82,13 +97,18 @@ def main() -> int:
     kind.add_argument("--model", help="a real model: hub id or folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", default="auto",
+                        help="torch CPU threads (model.cpu_threads; auto: every core but one)")
     parser.add_argument("--duration", type=float, default=600.0)
     parser.add_argument("--evolve", type=float, default=0.25)
     parser.add_argument("--mode", default="seed", help="evolve_mode")
     parser.add_argument("--ahead", type=int, default=2, help="render.ahead")
     parser.add_argument("--bpm", type=float, default=120.0)
     parser.add_argument("--bars", type=int, default=2)
+    parser.add_argument("--events", help="also log the engine's events to this .jsonl file")
+    parser.add_argument("--preset", default="quality",
+                        help="render.preset (fast: DPM-Solver++, one UNet call a step; the default "
+                             "scheduler's PLMS makes 4 calls of 4 steps at denoise 0.75)")
     args = parser.parse_args()
 
     import torch
@@ -96,13 +116,13 @@ def main() -> int:
     from riffengine.logs import setup_logging
 
     setup_logging("ERROR")
-    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="riff-evolve-") as folder:
         tmp = Path(folder)
         values = {"audio.output": "jack", "audio.jack_client_name": f"riff-evolve-{os.getpid()}",
                   "tempo.bpm": args.bpm, "loop.bars": args.bars, "render.steps": args.steps,
                   "render.ahead": args.ahead, "initial.evolve": args.evolve,
-                  "initial.evolve_mode": args.mode, "osc.enabled": False, "cache.enabled": False}
+                  "initial.evolve_mode": args.mode, "osc.enabled": False, "cache.enabled": False,
+                  "audio.events": args.events, "render.preset": args.preset}
         if args.tiny or args.model:
             if args.tiny:
                 from riffengine.render.model import build_tiny_model
@@ -111,6 +131,7 @@ def main() -> int:
             else:
                 values["model.id"] = args.model
             values["model.device"] = args.device
+            values["model.cpu_threads"] = args.threads if args.threads == "auto" else int(args.threads)
         settings = merge_overrides(Settings(), values)
         server = JackServer(name=f"riff-evolve-{uuid.uuid4().hex[:8]}", sample_rate=RATE, period=PERIOD)
         server.start()
@@ -122,9 +143,10 @@ def main() -> int:
             engine = Engine(settings, renderer, duration=args.duration, signals=True)
             tally = Tally()
             engine.bus.subscribe(tally)
-            print(f"evolve {args.evolve} ({args.mode}), render.ahead {args.ahead}, "
+            print(f"evolve {args.evolve} ({args.mode}), render.ahead {args.ahead}, preset {args.preset}, "
                   f"{'tiny model' if args.tiny else args.model or 'fake'} on {args.device}, "
-                  f"{args.steps} steps, {args.bars} bars at {args.bpm:g} BPM, {args.duration:.0f} s",
+                  f"{args.steps} steps, {torch.get_num_threads()} torch thread(s), {args.bars} bars at "
+                  f"{args.bpm:g} BPM, {args.duration:.0f} s",
                   flush=True)
 
             async def run() -> int:

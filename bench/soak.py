@@ -159,6 +159,7 @@ def settings_for(args, tmp: Path, client: str, midi_name: str) -> Settings:
     if args.tiny or args.model:
         values["model.id"] = args.model or str(args.tiny_dir)
         values["model.device"] = args.device
+        values["model.cpu_threads"] = args.threads
     return merge_overrides(Settings(), {k: v for k, v in values.items() if v is not None})
 
 

@@ -278,6 +278,9 @@ class ModelSettings:
         "auto", _either(_choice("auto"), _boolean, what="auto (on for CUDA), true or false")
     )
     compile: str | None = _setting(None, _optional(_choice(*COMPILE_MODES)))
+    cpu_threads: str | int = _setting(
+        "auto", _either(_choice("auto"), _integer(1, 1024), what="auto (every core but one) or a number")
+    )
     adapters: tuple[AdapterSpec, ...] = _setting((), _list_of(_adapter), path=True)
     fuse_adapters: bool = _setting(False, _boolean)
     required: bool = _setting(False, _boolean)

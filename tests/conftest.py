@@ -6,10 +6,22 @@ install step in ``scripts/setup.sh`` cannot hide behind a green run.
 """
 
 import os
+import sys
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """A test that loads the engine's model (which sets torch's thread count for the CPU) leaves
+    the count as it found it, so later tests run as they would alone."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    if before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

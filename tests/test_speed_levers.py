@@ -130,6 +130,26 @@ def test_the_engine_applies_the_configured_levers(tiny_model_dir):
     assert {type(p).__name__ for p in plain.unet.attn_processors.values()} == {"AttnProcessor2_0"}
 
 
+def test_cpu_threads_leave_a_core_to_the_audio_and_the_engine():
+    from riffengine.render.speed import cpu_threads
+
+    assert [cpu_threads("auto", n) for n in (None, 1, 2, 16)] == [1, 1, 1, 15]
+    assert cpu_threads(3, 2) == 3  # a number is taken as it is
+
+
+def test_the_engine_renders_on_the_configured_cpu_threads(tiny_model_dir):
+    from riffengine.config import Settings, merge_overrides
+    from riffengine.engine import build_renderer
+    from riffengine.errors import UserError as SettingsError
+
+    base = {"model.id": str(tiny_model_dir), "model.device": "cpu"}
+    for threads in (1, 2):
+        build_renderer(merge_overrides(Settings(), {**base, "model.cpu_threads": threads}))
+        assert torch.get_num_threads() == threads
+    with pytest.raises(SettingsError, match="cpu_threads"):
+        merge_overrides(Settings(), {"model.cpu_threads": 0})
+
+
 def test_the_compile_cache_persists_in_the_riffengine_cache_folder(tmp_path):
     from riffengine.render.speed import compile_cache_dir, persist_compile_cache
 

@@ -31,6 +31,21 @@ def test_evolve_a_quarter_in_seed_mode_walks_alpha_then_the_next_seed(tmp_path):
     assert 1 <= figures["loops_ahead"] <= 2  # render.ahead: 2
 
 
+def test_renders_almost_a_loop_long_keep_up_from_the_first_seam(tmp_path):
+    from riffengine.render.fake import FakeRenderer
+
+    # 0.97 s renders, 1 s loops: the loop after the first one is made before the stream starts
+    _, events, _, engine = session(tmp_path, duration=8.0, renderer=FakeRenderer(seconds=0.97),
+                                   **{"initial.evolve": 0.25})
+    starts = kinds(events, "loop_started")
+    assert len(starts) == 8 and [s["repeat"] for s in starts] == [0] * 8
+    assert [s["position"] for s in starts] == [0.25 * i for i in range(8)]
+    order = [(e["kind"], e.get("phase"), e.get("warm_up")) for e in events]
+    stream = order.index(("started", None, None))
+    assert order[:stream].count(("render", "done", None)) == 1  # the second loop, before frame 0
+    assert engine.figures()["walk_repeats"] == 0 and engine.figures()["late_renders"] == 0
+
+
 def test_the_same_start_gives_the_same_piece(tmp_path):
     (tmp_path / "1").mkdir()
     (tmp_path / "2").mkdir()

@@ -44,3 +44,23 @@ def test_a_change_cancels_the_speculative_render_in_flight(jack_server, tmp_path
     change_job = next(e for e in renders if e["phase"] == "started")
     assert change_job["speculative"] is False
     assert engine.figures()["walk_dropped"] >= 1
+
+
+def test_the_render_in_flight_at_the_end_is_stopped_and_its_thread_ended(jack_server, tmp_path):
+    # a render thread left inside torch at interpreter exit aborts the process (status 134)
+    settings = merge_overrides(Settings(), {
+        "audio.output": "jack",
+        "audio.jack_client_name": "riffengine-walk-end-test",
+        "audio.events": str(tmp_path / "events.jsonl"),
+        "tempo.bpm": 240.0,
+        "loop.bars": 1,
+        "osc.enabled": False,
+        "initial.evolve": 0.25,
+    })
+    # renders (3 s) are slower than the whole run after the warm-up: one is in flight at the end
+    engine = Engine(settings, FakeRenderer(seconds=3.0, sleep=True), duration=1.5, signals=False)
+    assert asyncio.run(engine.run()) == 0
+    assert not engine.worker.alive
+    renders = [e for e in read_events(tmp_path / "events.jsonl") if e["kind"] == "render"]
+    started = [e["job"] for e in renders if e["phase"] == "started"]
+    assert started  # the walk's next loop was under way when the run ended

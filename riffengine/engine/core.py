@@ -35,6 +35,7 @@ from riffengine.engine.parts import (
     CHANNELS,
     FILE_BLOCK,
     REALTIME_BLOCK,
+    STOP_RENDER_SECONDS,
     TICK_SECONDS,
     Arrival,
     Position,
@@ -276,7 +277,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             self._open_events_log()
             self._open_output()
             await self._start_renderer()
-            if not await self._warm_up():
+            if not await self._warm_up() or not await self._next_loop_before_start():
                 return 0
             # --- control surfaces ---------------------------------------------------------
             # OSC and MIDI (riffengine.control.surfaces) start here: after the warm-up render,
@@ -442,6 +443,13 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
 
     # --- state, planning, results ---------------------------------------------------------------
 
+    async def _stop_worker(self) -> None:
+        """End the render worker's thread (off the loop: the render in flight may take a while)."""
+        await self._loop.run_in_executor(None, self.worker.stop, STOP_RENDER_SECONDS)
+        if self.worker.alive:
+            log.warning("the render thread is still running after %g s; exiting anyway",
+                        STOP_RENDER_SECONDS)
+
     def _on_state(self, old: State, new: State, source: str) -> None:
         self._state_dirty = self._state_file is not None
         changes = changed_keys(old, new)
@@ -517,6 +525,9 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         """Close in reverse order; each step runs even if an earlier one failed."""
         self._remove_signal_handlers()
         self.notifier.stopping("stopping")
+        running = self.worker.running if self.worker is not None else None
+        if running is not None:
+            self._cancel.add(running.tag)  # the render in flight stops at its next step
         for task in (self._watchdog, self._reconnect, self._model_retry, self._beat_task):
             if task is not None:
                 task.cancel()
@@ -538,7 +549,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         if self.recorder is not None:
             steps.append(self.recorder.close)
         if self.worker is not None:
-            steps.append(lambda: self.worker.stop(timeout=0.2))
+            steps.append(self._stop_worker)
         for step in steps:
             try:
                 result = step()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 
 from riffengine.config import Settings
@@ -17,7 +18,7 @@ def build_renderer(settings: Settings):
     from riffengine.render.adapters import describe_adapters, load_adapters
     from riffengine.render.model import load_model, optimize_model
     from riffengine.render.renderer import Renderer
-    from riffengine.render.speed import describe_levers, resolve_levers
+    from riffengine.render.speed import cpu_threads, describe_levers, resolve_levers
 
     device = settings.model.device
     if device == "auto":
@@ -36,6 +37,10 @@ def build_renderer(settings: Settings):
              str(model.dtype).removeprefix("torch."),
              describe_adapters(model.adapters, model.adapters_fused), describe_levers(levers))
     optimize_model(model, levers.channels_last, levers.fuse_qkv, levers.compile_mode)
+    if model.device.type == "cpu":
+        threads = cpu_threads(settings.model.cpu_threads, os.cpu_count())
+        torch.set_num_threads(threads)  # process-wide; the render thread starts after this
+        log.info("rendering on %d CPU thread(s)", threads)
     return Renderer(model)
 
 

@@ -29,6 +29,9 @@ RETRY_MAX_SECONDS = 5.0
 """...up to this."""
 RECONNECT_SECONDS = 0.5
 """How often a lost output (the JACK server went away) is tried again."""
+STOP_RENDER_SECONDS = 30.0
+"""At the end, at most this long is waited for the render in flight (stopped at its next step):
+a render thread still inside torch when the interpreter exits aborts the process."""
 HEARTBEAT_SECONDS = 0.2
 """Under the audio host: how often the engine says it is alive (and saves its state)."""
 

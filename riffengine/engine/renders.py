@@ -93,6 +93,27 @@ class RenderRole:
 
     # --- daemon: warm-up display, readiness, reload, panic -----------------------------------------
 
+    async def _next_loop_before_start(self) -> bool:
+        """A walk that moves on its own (evolve): render its second loop before the stream starts;
+        False if stopped meanwhile.
+
+        Once the stream starts, the ring is filled ``audio.ring_buffer_seconds`` ahead at once,
+        so a render started then has that much less than a loop to make the first seam: on a
+        slow renderer the first loop always played twice. Each later render starts a loop or
+        more before its seam.
+        """
+        self._plan()
+        job = self.planner.in_flight
+        if job is None or job.number not in self.ahead.jobs:
+            return True  # nothing moves on its own
+        while job.number in self._jobs and not self._stop_requested:
+            self._wake.clear()
+            await self._wake.wait()
+        arrivals, self._arrivals = self._arrivals, []
+        for arrival in arrivals:  # made before frame 0, whatever its (simulated) render time
+            self._apply_result(arrival.job, arrival.result)
+        return not self._stop_requested
+
     def _warm_up_progress(self):
         """A progress bar on stderr for the warm-up render when run in a terminal, else None.
 

@@ -2,6 +2,7 @@
 
 Every lever keeps the images the same within rounding; :func:`riffengine.render.model.
 optimize_model` applies them. ``auto`` turns a lever on where it is known to pay: on CUDA.
+:func:`cpu_threads` is how many cores a render on the CPU spreads over.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ def resolve_levers(device_type: str, channels_last: str | bool = "auto",
         fuse_qkv=cuda if fuse_qkv == "auto" else bool(fuse_qkv),
         compile_mode=compile_mode,
     )
+
+
+def cpu_threads(setting: str | int, cores: int | None) -> int:
+    """Torch threads for rendering on the CPU: ``auto`` is every core but one, at least 1.
+
+    Real-time rule: the audio callback and the engine's loop need a core of their own. A render
+    spread over every core stalls at each of its thousands of parallel sections whenever one of
+    its threads is preempted (by the audio thread, or anything else on the machine): on two
+    shared cores some renders took six times as long and the callback came late more often.
+    """
+    if setting != "auto":
+        return int(setting)
+    return max(1, (cores or 1) - 1)
 
 
 def describe_levers(levers: Levers) -> str:

@@ -14,6 +14,10 @@ Thread rules:
 - A render that raises does not stop the worker: the error is in the result. It is logged once
   per streak: the same failure again (same class and message, no success between) is logged
   at debug level only, so a renderer retried for minutes does not fill the journal.
+- A program must not end while the worker thread is inside torch: a daemon thread that wakes
+  up in a C++ frame during interpreter shutdown aborts the process ("terminate called without
+  an active exception", status 134). Stop the render in flight (``on_step`` raising
+  :class:`RenderCancelled`) and :meth:`stop` with a timeout long enough for it to end.
 - A CUDA out-of-memory error frees PyTorch's cached GPU memory (on the worker thread, which owns
   the GPU) before the result is handed over, so a retry has a chance.
 """
@@ -103,6 +107,11 @@ class RenderWorker:
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """True while the worker thread runs (a render may be under way after :meth:`stop`)."""
+        return self._thread.is_alive()
 
     @property
     def pending(self) -> RenderJob | None:
