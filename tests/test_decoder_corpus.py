@@ -30,6 +30,7 @@ SUBSET = ("fs_drums_kick_snare", "fs_pad_warm", "sig_chirps", "speech_en_female"
 #: The corpus clip closest to the reference (many voices: no partial's phase to follow), checked
 #: at its full corpus length: its first 2 s alone are not a fair cut of it.
 WORST = "fs_choir_aahs"
+CASES = [(name, CLIP_SAMPLES) for name in SUBSET] + [(WORST, CORPUS_SAMPLES)]
 
 
 def load_script():
@@ -63,7 +64,7 @@ def test_the_split_is_fixed_and_even(make_corpus) -> None:
     assert make_corpus.split_halves(list(reversed(names))) == (tune, held_out)
 
 
-@pytest.mark.parametrize(("name", "samples"), [(name, CLIP_SAMPLES) for name in SUBSET] + [(WORST, CORPUS_SAMPLES)])
+@pytest.mark.parametrize(("name", "samples"), CASES)
 def test_decoder_is_at_least_as_close_as_the_reference(
     name: str, samples: int, make_corpus, codec: Codec, tmp_path: Path
 ) -> None:

@@ -38,8 +38,8 @@ def test_bands_measured_on_the_coarser_grid_match_the_reference_grid() -> None:
     rate = PARAMS.sample_rate * grid.up / grid.down
     t = torch.arange(grid.hop * 200) / rate
     generator = torch.Generator().manual_seed(1)
-    audio = sum(torch.sin(2 * torch.pi * f * t * (1 + 0.01 * torch.sin(5 * t)))
-                for f in (55.0, 261.6, 329.6, 392.0, 3520.0))
+    vibrato = 1 + 0.01 * torch.sin(5 * t)
+    audio = sum(torch.sin(2 * torch.pi * f * t * vibrato) for f in (55.0, 261.6, 329.6, 392.0, 3520.0))
     audio = (audio + 0.1 * torch.randn(t.shape, generator=generator)).unsqueeze(0)
     bands = mel_bands(PARAMS)
     frames = FrameCodec(grid.n_fft, grid.hop, grid.n_fft, bands.low.shape[0], torch.device("cpu"))

@@ -96,7 +96,7 @@ def inverse_mel_matrix(params: SpectrogramParams) -> torch.Tensor:
 
 
 def linear_magnitude(mel: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """Working-grid magnitudes ``[..., columns, bins_used]`` (time-major) from mel magnitudes ``[..., n_mels, columns]``.
+    """Working-grid magnitudes ``[..., columns, bins_used]`` (time-major) from mel ``[..., n_mels, columns]``.
 
     The DC bin lies in no band, so the pseudo-inverse leaves it silent although the lowest band
     sees it: it takes its neighbour's value, which lets a DC offset or a sub-bass rumble come back.
