@@ -29,6 +29,7 @@ from riffengine.timing.tempo import loop_frames
 RATE = 44100
 BPM = 240.0
 BAR = loop_frames(1, BPM, RATE)
+PERIOD = 256  # the jack_server fixture's period
 
 
 def test_engine_plays_into_jack_on_the_bar_grid_and_records_what_jack_received(jack_server, tmp_path):
@@ -74,6 +75,12 @@ def test_engine_plays_into_jack_on_the_bar_grid_and_records_what_jack_received(j
     received = captured[offset:]
     k = min(len(received), len(recorded))
     assert k >= 4 * RATE
+    # A cycle the server lost (an xrun: the machine, not the engine) shifts the capture from there
+    # on: compare up to a period before the capture client's first xrun.
+    lost = [f - offset - 2 * PERIOD for f in captures[0].xrun_frames if f - offset - 2 * PERIOD < k]
+    k = max(min([k, *lost]), 0)
+    assert k >= RATE // 4, f"the server lost a cycle {k} frames in: too early to compare (a loaded machine)"
+    print(f"compared {k} frames bit for bit; server xruns at capture frames {captures[0].xrun_frames}")
     np.testing.assert_array_equal(received[:k], recorded[:k])
 
     events = [e for e in read_events(tmp_path / "events.jsonl") if e["kind"] != "beat"]
