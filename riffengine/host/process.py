@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from riffengine.audio import gil
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
 from riffengine.audio.output import MAX_BLOCK, open_output
 from riffengine.audio.panic import PanicRequest
@@ -63,7 +64,8 @@ RECONNECT_SECONDS = 0.5
 """How often a lost output (the JACK server went away) is tried again."""
 STOP_WAIT_SECONDS = 5.0
 FADE_OUT_SECONDS = 0.1
-TICK_SECONDS = 0.01
+TICK_SECONDS = 0.05
+"""How often the supervisor looks at the engine, the output and the figures."""
 
 
 @dataclass
@@ -441,11 +443,13 @@ def serve(settings, engine_argv: list[str], state_file: str) -> int:
     signal.signal(signal.SIGINT, lambda *_: host.request_stop())
     signal.signal(signal.SIGTERM, lambda *_: host.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: host.reload())
+    interval = gil.prepare_for_audio()  # the callback's thread waits at most 0.5 ms for the GIL
     try:
         host.start()
         return host.supervise()
     finally:
         host.close()
+        gil.restore(interval)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if host.status.restarts:
