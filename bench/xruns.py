@@ -254,14 +254,9 @@ def takeover_seconds(events: Path) -> list[float]:
     return out
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A free port on 127.0.0.1 (UDP; ``socket.SOCK_STREAM`` for TCP)."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -274,8 +269,8 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
     env = dict(os.environ, **server.env, JACK_NO_START_SERVER="1", PYTHONUNBUFFERED="1",
                RIFFENGINE_BENCH_LOAD=load,
                PYTHONPATH=os.pathsep.join([str(tmp), root, os.environ.get("PYTHONPATH", "")]))
-    port = free_udp_port()
-    http_port = free_tcp_port() if args.browsers else None
+    port = free_port()
+    http_port = free_port(socket.SOCK_STREAM) if args.browsers else None
     listener = Listener(server.name, args.seconds + 120)
     listener.start()
     engines: list[subprocess.Popen] = []

@@ -16,7 +16,6 @@ from riffengine.audio.output import (
     WavFileOutput,
     list_devices,
     open_output,
-    resample_clip,
     rescan_devices,
     resolve_device,
 )
@@ -190,18 +189,6 @@ def test_wav_target_writes_every_frame_without_a_clock(tmp_path):
     assert ring.underruns == 0
     with pytest.raises(UserError, match="does not exist"):
         open_output(str(tmp_path / "missing" / "x.wav"), ring)
-
-
-def test_resample_clip_hits_the_exact_loop_length_and_keeps_the_pitch():
-    frames_in = loop_frames(2, 127.0, 44100)
-    t = np.arange(frames_in) / 44100
-    tone = np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1).astype(np.float32)
-    frames_out = loop_frames(2, 127.0, 48000)
-    out = resample_clip(tone, 44100, 48000, frames_out)
-    assert out.shape == (frames_out, 2) and out.dtype == np.float32
-    spectrum = np.abs(np.fft.rfft(out[:, 0]))
-    peak_hz = np.argmax(spectrum) * 48000 / frames_out
-    assert abs(peak_hz - 440) < 1.0
 
 
 def test_callback_never_raises_and_times_itself():

@@ -20,7 +20,7 @@ into a preallocated array (``callback_durations_ns()``), for benchmarks.
 Sample rate: the engine works at the rate the output really runs at (``output.sample_rate``).
 A device that cannot run at 44.1 kHz (many run at 48 kHz only, and a JACK server runs at its own
 rate) is opened at its default rate; the engine then builds its tempo map at that rate and
-resamples each clip with :func:`resample_clip` before it enters the timeline (producer side,
+resamples each clip with :func:`riffengine.render.frames.resample_clip` before it enters the timeline (producer side,
 never in the callback), so the ring, the callback and the recorder all run at the device rate.
 
 PortAudio discovers JACK servers when it initialises: opening a ``"jack"`` target re-initialises
@@ -184,26 +184,6 @@ def choose_sample_rate(device: int, channels: int, preferred: int = DEFAULT_SAMP
         return preferred
     except Exception:
         return int(sd.query_devices(device)["default_samplerate"])
-
-
-def resample_clip(audio: np.ndarray, src_rate: int, dst_rate: int, frames: int) -> np.ndarray:
-    """Resample float32 [n, channels] audio to ``dst_rate`` and exactly ``frames`` frames.
-
-    Band-limited (torchaudio's windowed sinc). The result is trimmed, or padded from its own
-    start (clips are loops), by the few frames that separate the resampled length from the
-    loop length at the new rate. Producer side only: allocates and may be slow.
-    """
-    data = np.asarray(audio, dtype=np.float32)
-    if src_rate != dst_rate:
-        import torch
-        import torchaudio.functional as F
-
-        tensor = torch.from_numpy(np.ascontiguousarray(data.T))
-        data = F.resample(tensor, src_rate, dst_rate).numpy().T
-    if len(data) >= frames:
-        return np.ascontiguousarray(data[:frames], dtype=np.float32)
-    reps = -(-frames // max(len(data), 1))
-    return np.ascontiguousarray(np.tile(data, (reps, 1))[:frames], dtype=np.float32)
 
 
 # --- outputs ---------------------------------------------------------------------------------
