@@ -208,3 +208,18 @@ def test_a_hung_engine_is_killed_and_replaced_while_the_music_goes_on(jack_serve
     assert code == 0, proc.output()
     assert event["pid"] == hung and event["seconds"] >= 2
     assert silent_windows(captured) == []
+
+
+def test_an_engine_does_not_outlive_its_host(jack_server, tmp_path):
+    proc = EngineProcess(tmp_path, "--fake-renderer", "--no-osc", "--output", "jack",
+                         "--set", f"audio.jack_client_name={CLIENT}-orphan",
+                         env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"})
+    try:
+        proc.loops_after(1)
+        engine = psutil.Process(engine_child(proc))
+        proc.proc.kill()  # the host dies without a word (SIGKILL)
+        proc.proc.wait()
+        gone, _ = psutil.wait_procs([engine], timeout=30)
+    finally:
+        proc.close()
+    assert gone == [engine]  # the kernel ended the engine with its host (no orphan left running)

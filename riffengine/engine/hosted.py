@@ -75,7 +75,9 @@ class HostedRole:
         """Under the host: the heartbeat it watches (a hung engine is restarted), and the state
         the next engine starts from."""
         while True:
-            self.output.beat()
+            if not self.output.beat():
+                log.error("the audio host is gone; this engine ends")
+                self.stop()
             self._save_state()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 

@@ -17,7 +17,10 @@ Thread rules: loop thread only.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
 
 import numpy as np
 
@@ -29,6 +32,22 @@ log = logging.getLogger(__name__)
 
 SKIP_AHEAD_SECONDS = 0.05
 """How far ahead of the host's position the engine rejoins its stream (a few periods)."""
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_host(host_pid: int) -> None:
+    """Have the kernel kill this process when the host (its parent) dies, so that no engine is
+    left behind an audio host killed with SIGKILL. UserError when the host is already gone."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the engine notices with its heartbeat instead
+        pass
+    if os.getppid() != host_pid:
+        from riffengine.errors import UserError
+
+        raise UserError(f"the audio host (pid {host_pid}) that started this engine is gone")
 
 
 class RingWriter:
@@ -128,6 +147,7 @@ class HostOutput:
             from riffengine.errors import UserError
 
             raise UserError(f"cannot attach to the audio host: {exc}") from None
+        die_with_host(ring.field("host_pid"))
         self.shm = ring
         self.ring = RingWriter(ring)
         self.sample_rate = ring.sample_rate
@@ -188,9 +208,11 @@ class HostOutput:
         path = None if frames is None else self.sender.put_frames(frames)
         self.send("hold", start=int(start), path=path, clip_id=clip_id)
 
-    def beat(self) -> None:
-        """The engine's heartbeat (the host restarts an engine whose heart stops)."""
+    def beat(self) -> bool:
+        """The engine's heartbeat (the host restarts an engine whose heart stops); False when the
+        host that started us is gone (then the engine should end)."""
         self.shm.engine_beat()
+        return os.getppid() == self.shm.field("host_pid")
 
     def fileno(self) -> int:
         return self.inbox.fileno()
