@@ -114,8 +114,9 @@ class HoldSource:
         self.started = False
         """True from the first frame the engine gave (the stream's frame 0 is its first sound)."""
         self.silent_frames = 0
-        """Frames of silence played before that."""
+        """Frames of silence: before that, and where there was nothing to play on with."""
         self.underruns = 0
+        """Blocks with such silence after the start (also counted in the ring's header)."""
         self._hold = np.zeros((max_block, ring.channels), dtype=np.float32)
         fade = max(1, round(RETURN_FADE_SECONDS * ring.sample_rate))
         quarter = (np.arange(fade, dtype=np.float64) + 0.5) * (np.pi / 2 / fade)
@@ -141,8 +142,8 @@ class HoldSource:
             n = len(out)
             position = self.position
             if not self.started:
-                if self.ring.frames_written <= position and not self.held.loops:
-                    out.fill(0.0)  # nothing has played yet: the stream waits at its frame 0
+                if self.ring.frames_written - position < n and not self.held.loops:
+                    out.fill(0.0)  # not a whole block yet: the stream waits at its frame 0
                     self.silent_frames += n
                     return 0
                 self.started = True
@@ -161,7 +162,7 @@ class HoldSource:
                 if (self._holding or offset > 0) and self._fading < 0:
                     self._fading = 0  # the engine's frames are back: fade over to them
                 self._fade_return(out, hold, offset, count)
-            self._count(n - count, hold)
+            self._count(n - count)
             self._holding = offset + count < n
             return count
         except BaseException:  # noqa: BLE001 - never raise in the audio callback
@@ -180,11 +181,14 @@ class HoldSource:
         if self._fading >= fade:
             self._fading = -1
 
-    def _count(self, missing: int, hold: np.ndarray) -> None:
+    def _count(self, missing: int) -> None:
+        """``missing`` frames of the block did not come from the ring: held, or silence."""
         if missing <= 0:
             return
-        if not self.held.loops:
+        if not self.held.loops:  # nothing to play on with: silence, an underrun
             self.silent_frames += missing
+            self.underruns += 1
+            self.ring.count_underrun(missing)
         elif (latest := self.held.latest()) is not None and latest.frames is None:
             pass  # the transport is stopped: silence is what should play
         else:
