@@ -219,19 +219,26 @@ def gain_latencies(listener: Listener, sent: list[float]) -> list[float]:
     return out
 
 
-def engine_counts(events: Path) -> tuple[int, int]:
-    """(xruns, underruns) as the engine reported them in its events log."""
-    xruns = underruns = 0
+def logged(events: Path) -> list[dict]:
+    """The events of a log, skipping a line cut short by a kill."""
+    out = []
     if events.exists():
         for line in events.read_text().splitlines():
             try:
-                e = json.loads(line)
+                out.append(json.loads(line))
             except ValueError:
                 continue
-            if e.get("kind") == "xrun":
-                xruns = max(xruns, int(e.get("count", 0)))
-            elif e.get("kind") == "underrun":
-                underruns = max(underruns, int(e.get("count", 0)))
+    return out
+
+
+def engine_counts(events: Path) -> tuple[int, int]:
+    """(xruns, underruns) as the engine reported them in its events log."""
+    xruns = underruns = 0
+    for e in logged(events):
+        if e.get("kind") == "xrun":
+            xruns = max(xruns, int(e.get("count", 0)))
+        elif e.get("kind") == "underrun":
+            underruns = max(underruns, int(e.get("count", 0)))
     return xruns, underruns
 
 
@@ -240,17 +247,12 @@ def takeover_seconds(events: Path) -> list[float]:
     started (the held loops played meanwhile)."""
     out: list[float] = []
     died = None
-    if events.exists():
-        for line in events.read_text().splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if e.get("kind") == "engine_ended" and not e.get("on_purpose"):
-                died = float(e["time"])
-            elif e.get("kind") == "started" and died is not None:
-                out.append(float(e["time"]) - died)
-                died = None
+    for e in logged(events):
+        if e.get("kind") == "engine_ended" and not e.get("on_purpose"):
+            died = float(e["time"])
+        elif e.get("kind") == "started" and died is not None:
+            out.append(float(e["time"]) - died)
+            died = None
     return out
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from riffengine.errors import UserError
+from riffengine.commands import print_or_write
 from riffengine.events import events_markdown
 
 
@@ -22,13 +21,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    text = events_markdown()
-    if not args.output:
-        sys.stdout.write(text)
-        return 0
-    try:
-        with open(args.output, "w", encoding="utf-8") as file:
-            file.write(text)
-    except OSError as exc:
-        raise UserError(f"{args.output}: cannot write the events page ({exc.strerror})") from None
-    return 0
+    return print_or_write(events_markdown(), args.output, "the events page")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from riffengine.commands import print_or_write
 from riffengine.control.params import parameters_markdown
-from riffengine.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,13 +21,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    text = parameters_markdown()
-    if not args.output:
-        sys.stdout.write(text)
-        return 0
-    try:
-        with open(args.output, "w", encoding="utf-8") as file:
-            file.write(text)
-    except OSError as exc:
-        raise UserError(f"{args.output}: cannot write the parameter page ({exc.strerror})") from None
-    return 0
+    return print_or_write(parameters_markdown(), args.output, "the parameter page")

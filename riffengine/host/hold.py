@@ -133,9 +133,6 @@ class HoldSource:
     def frames_output(self) -> int:
         return self.position
 
-    def available(self) -> int:
-        return max(0, self.ring.frames_written - max(self.position, self.ring.valid_from))
-
     def read_into(self, out: np.ndarray) -> int:
         """Callback: fill ``out`` with the next stream frames; returns the frames from the ring."""
         try:
