@@ -264,7 +264,7 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
-    server = JackServer(sample_rate=RATE, period=PERIOD)
+    server = JackServer(sample_rate=RATE, period=PERIOD, realtime=args.realtime)
     server.start()
     (tmp / "sitecustomize.py").write_text(ENGINE_LOAD)
     root = str(Path(__file__).resolve().parents[1])
@@ -387,6 +387,8 @@ def main() -> int:
     parser.add_argument("--keep", metavar="DIR", help="keep the engines' events logs and output here")
     parser.add_argument("--browsers", type=int, default=0,
                         help="headless Chromium pages on the web surface during each load")
+    parser.add_argument("--realtime", action="store_true",
+                        help="run jackd with real-time scheduling (needs the right to SCHED_FIFO)")
     parser.add_argument("--inline", action="store_true",
                         help="the engine in one process (--no-host), as before the audio host")
     args = parser.parse_args()
