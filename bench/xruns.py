@@ -31,6 +31,12 @@ Examples::
     .venv/bin/python bench/xruns.py --seconds 600 --tiny --steps 4
     .venv/bin/python bench/xruns.py --seconds 45 --fake --inline   # one process, for comparison
     .venv/bin/python bench/xruns.py --seconds 60 --fake --loads quiet --browsers 2
+    .venv/bin/python bench/xruns.py --seconds 600 --fake --realtime  # jackd -R, as at a show
+
+``--realtime`` runs the server real-time (``SCHED_FIFO``, as a show machine should; it needs
+the right to), which makes the clients' process threads real-time too. This process raises its
+own priority (``riffengine.audio.priority``) so the listener is never the late client; what it
+starts to be measured runs at the usual priority.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from browsers import open_browsers  # noqa: E402  (bench/ is on sys.path when run as a script)
 
+from riffengine.audio import priority  # noqa: E402
 from riffengine.audio.jackserver import JackServer  # noqa: E402
 
 RATE = 44100
@@ -287,7 +294,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
             events = tmp / f"events-{load}-{i}.jsonl"
             with open(logs, "a") as log:
                 return subprocess.Popen(engine_command(args, load, model, port, events, http_port), env=env,
-                                        stdout=log, stderr=subprocess.STDOUT)
+                                        stdout=log, stderr=subprocess.STDOUT, preexec_fn=args.as_usual)
 
         engines.append(start_engine(0))
         deadline = time.monotonic() + args.warm_up
@@ -296,11 +303,13 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
                 raise RuntimeError(f"the engine did not start playing; see {logs}")
             time.sleep(0.2)
         if args.browsers:  # pages on the web surface for the whole measured run
-            browsers = open_browsers(args.browsers, f"http://127.0.0.1:{http_port}/ui/", str(tmp), nice=False)
+            browsers = open_browsers(args.browsers, f"http://127.0.0.1:{http_port}/ui/", str(tmp), nice=False,
+                                     back_to=args.usual_nice)
             time.sleep(5.0)  # the pages load and connect
         first = listener.cycles
         xruns0 = listener.xruns
-        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), load], env=env)
+        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), load], env=env,
+                                  preexec_fn=args.as_usual)
         gain_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         from pythonosc.osc_message_builder import OscMessageBuilder
 
@@ -393,6 +402,11 @@ def main() -> int:
                         help="the engine in one process (--no-host), as before the audio host")
     args = parser.parse_args()
     random.seed(1)
+    # The listener is an instrument: its own Python callback must not be the one that is late.
+    # Its process (and the JACK server it starts) runs at the audio priority; what it starts to
+    # be measured (engines, the load sender, browsers) at the usual one.
+    args.usual_nice = priority.raise_priority()
+    args.as_usual = priority.child_priority(args.usual_nice)
     with tempfile.TemporaryDirectory(prefix="riffengine-xruns-") as folder:
         tmp = Path(args.keep) if args.keep else Path(folder)
         tmp.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from riffengine.audio import gil
+from riffengine.audio import gil, priority
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
 from riffengine.audio.output import MAX_BLOCK, open_output
 from riffengine.audio.panic import PanicRequest
@@ -174,7 +174,7 @@ class Host:
     """Supervises the engine command ``engine_argv`` (its child) for the open ``audio``."""
 
     def __init__(self, settings, audio: HostAudio, engine_argv: list[str], state_file: str,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, engine_nice: int | None = None) -> None:
         self.settings = settings
         self.audio = audio
         self.output = audio.output
@@ -183,6 +183,7 @@ class Host:
         self.name = audio.ring.name
         self.engine_argv = engine_argv
         self.state_file = state_file
+        self.engine_nice = engine_nice
         self.notifier = notifier if notifier is not None else Notifier()
         self.status = HostStatus()
         self.hang_seconds = float(settings.audio.engine_hang_seconds)
@@ -263,7 +264,7 @@ class Host:
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         argv = [*self.engine_argv, "--attach-host", self.name, "--state-file", self.state_file]
         self.status.saw_bye = False
-        child = self.child = subprocess.Popen(argv, env=env)
+        child = self.child = subprocess.Popen(argv, env=env, preexec_fn=priority.child_priority(self.engine_nice))
         self._child_started = time.monotonic()
         self.status.engine_pid = child.pid
         log.info("audio host: engine started (pid %d)", child.pid)
@@ -431,12 +432,18 @@ class Host:
 def serve(settings, engine_argv: list[str], state_file: str) -> int:
     """``riffengine run`` under the host: open, play, supervise, close; the exit status."""
     failed: list[Host] = []  # the recorder reports to the host, made just after the audio
-    audio = open_audio(settings, ring_name(), lambda exc: failed[0].recording_failed(exc) if failed else None)
+    usual_nice = priority.raise_priority()  # before the output's and the recorder's threads start
     try:
-        host = Host(settings, audio, engine_argv, state_file)
+        audio = open_audio(settings, ring_name(), lambda exc: failed[0].recording_failed(exc) if failed else None)
+    except BaseException:
+        priority.restore(usual_nice)
+        raise
+    try:
+        host = Host(settings, audio, engine_argv, state_file, engine_nice=usual_nice)
     except BaseException:
         for step in audio.close():
             step()
+        priority.restore(usual_nice)
         raise
     failed.append(host)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -450,6 +457,7 @@ def serve(settings, engine_argv: list[str], state_file: str) -> int:
     finally:
         host.close()
         gil.restore(interval)
+        priority.restore(usual_nice)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if host.status.restarts:
