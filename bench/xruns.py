@@ -67,6 +67,7 @@ RATE = 44100
 PERIOD = 256
 CLIENT = "riffengine-bench"
 GAIN_EVERY = 10.0
+PANIC_EVERY = 10.0  # under the audio host: a /riff/panic this often, between the gain changes
 
 # The load that lives in the engine's process: a sitecustomize module that every Python process
 # of the run imports, and that starts the load only in the engine (under the audio host, the
@@ -178,9 +179,29 @@ class Listener:
         self.client.close()
 
 
+def bank_safe_loop(tmp: Path) -> Path:
+    """A show file whose render cache holds a safe loop (banked from the fake renderer: the
+    safe loop is audio in the cache, whatever model plays), for ``/riff/panic``."""
+    from riffengine.config import load_config
+    from riffengine.render.bank import item_for, write_safe
+    from riffengine.render.cache import RenderCache
+    from riffengine.render.fake import FakeRenderer
+    from riffengine.state import initial_state
+
+    show = tmp / "show.yaml"
+    show.write_text(f"cache: {{folder: {tmp / 'cache'}}}\ntempo: {{bpm: 120}}\nloop: {{bars: 2}}\n"
+                    "initial: {prompt_a: [safe groove]}\n")
+    item = item_for("safe", initial_state(load_config(show)))
+    clip = FakeRenderer().render(item.request, item.model_frames)
+    cache = RenderCache(tmp / "cache")
+    cache.put("safe", clip.image, clip.audio, clip.sample_rate)
+    write_safe(cache, item, "safe")
+    return show
+
+
 def engine_command(args, load: str, model: str | None, port: int, events: Path,
                    http_port: int | None = None) -> list[str]:
-    cli = ["run", "--output", "jack", "--osc-port", str(port), "--events", str(events),
+    cli = ["run", "--config", str(args.show), "--output", "jack", "--osc-port", str(port), "--events", str(events),
            "--bpm", "120", "--bars", "2", "--set", f"audio.jack_client_name={CLIENT}",
            "--set", "midi.enabled=false"]
     cli += ["--fake-renderer"] if model is None else ["--model", model, "--device", "cpu",
@@ -238,6 +259,18 @@ def logged(events: Path) -> list[dict]:
     return out
 
 
+def panic_latencies(events: list[Path], sent: list[float]) -> list[float]:
+    """Seconds from each ``/riff/panic`` to the host's callback that began its crossfade (the
+    host's ``panic_heard`` events, on the system's monotonic clock as ``sent``)."""
+    began = sorted(e["monotonic"] for path in events for e in logged(path) if e["kind"] == "panic_heard")
+    out = []
+    for t in sent:
+        after = [b for b in began if b >= t]
+        if after:
+            out.append(after[0] - t)
+    return out
+
+
 def engine_counts(events: Path) -> tuple[int, int]:
     """(xruns, underruns) as the engine reported them in its events log."""
     xruns = underruns = 0
@@ -288,6 +321,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
     sender = None
     browsers: list[subprocess.Popen] = []
     gains: list[float] = []
+    panics: list[float] = []
     logs = tmp / f"engine-{load}.log"
     try:
         def start_engine(i: int) -> subprocess.Popen:
@@ -320,6 +354,9 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
 
         start = time.monotonic()
         next_gain, next_kill = start + GAIN_EVERY / 2, start + args.kill_every
+        next_panic = start + GAIN_EVERY / 2 + 2.0
+        panic_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        panic_message = OscMessageBuilder("/riff/panic").build().dgram
         while (now := time.monotonic()) < start + args.seconds:
             if now >= next_gain:
                 gains.append(time.monotonic())
@@ -327,6 +364,10 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
                 time.sleep(0.5)
                 gain(0.0)
                 next_gain += GAIN_EVERY
+            if not args.inline and now >= next_panic:
+                panics.append(time.monotonic())
+                panic_sock.sendto(panic_message, ("127.0.0.1", port))
+                next_panic += PANIC_EVERY
             if load == "e" and now >= next_kill:
                 if args.inline:  # one process: a service manager starts a new one
                     engines[-1].send_signal(signal.SIGKILL)
@@ -347,6 +388,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
             engine_underruns += u
             takeovers += takeover_seconds(tmp / f"events-{load}-{i}.jsonl")
         latencies = gain_latencies(listener, gains)
+        panic_heard = panic_latencies([tmp / f"events-{load}-{i}.jsonl" for i in range(len(engines))], panics)
     finally:
         if sender is not None:
             sender.kill()
@@ -377,6 +419,9 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
         "silence s": round(silence_seconds(peaks), 3),
         "gain heard ms (median, max)": (
             f"{1000 * float(np.median(latencies)):.1f}, {1000 * max(latencies):.1f}" if latencies else "n/a"),
+        "panic heard ms (median, max, heard/sent)": (
+            f"{1000 * float(np.median(panic_heard)):.1f}, {1000 * max(panic_heard):.1f}, "
+            f"{len(panic_heard)}/{len(panics)}" if panic_heard else "n/a"),
         "engines started": len(engines) + kills,
         "takeover s (max)": round(max(takeovers), 1) if takeovers else "n/a",
         "browsers": args.browsers,
@@ -415,6 +460,7 @@ def main() -> int:
             model = str(tmp / "tiny")
             subprocess.run([sys.executable, "-m", "riffengine.cli", "tiny-model", model], check=True,
                            stdout=subprocess.DEVNULL)
+        args.show = bank_safe_loop(tmp)
         print(f"period {PERIOD} frames = {PERIOD / RATE * 1000:.2f} ms; renderer "
               f"{'tiny model, ' + str(args.steps) + ' steps' if model else 'fake'}; {args.seconds:g} s a load")
         rows = []

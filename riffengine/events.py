@@ -124,6 +124,10 @@ EVENTS: tuple[EventKind, ...] = (
               "The audio server reported late audio callbacks (clicks)."),
     EventKind("panic", ("safe", "clip_id", "frame", "bar", "heard_from"),
               "`/riff/panic`: a crossfade to the bank's safe loop at the next bar line."),
+    EventKind("panic_heard", ("after_ms", "monotonic"),
+              "Audio host: its callback began the crossfade to the safe loop, `after_ms` after "
+              "the panic reached the host; `monotonic` is the callback's time (the system's "
+              "monotonic clock, for benchmarks)."),
     EventKind("reloaded", ("source", "changes"),
               "The config file was read again; the keys whose starting values changed."),
     EventKind("degraded", ("reason",),

@@ -223,3 +223,49 @@ def test_an_engine_does_not_outlive_its_host(jack_server, tmp_path):
     finally:
         proc.close()
     assert gone == [engine]  # the kernel ended the engine with its host (no orphan left running)
+
+
+def test_a_panic_is_crossfaded_by_the_host_and_reported_when_it_began(jack_server, tmp_path):
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from riffengine.config import load_config, merge_overrides
+    from riffengine.render.bank import item_for, safe_loop, write_safe
+    from riffengine.render.cache import RenderCache
+    from riffengine.render.fake import FakeRenderer
+    from riffengine.state import initial_state
+
+    show = tmp_path / "show.yaml"
+    show.write_text(f"cache: {{folder: {tmp_path / 'cache'}}}\ntempo: {{bpm: 240}}\nloop: {{bars: 1}}\n")
+    safe_state = initial_state(merge_overrides(load_config(show), {"initial.prompt_a/0": "safe groove"}))
+    item = item_for("verse", safe_state)
+    clip = FakeRenderer().render(item.request, item.model_frames)
+    cache = RenderCache(tmp_path / "cache")
+    cache.put("safe", clip.image, clip.audio, clip.sample_rate)
+    write_safe(cache, item, "safe")
+    safe_frames = safe_loop(cache).frames(RATE, 2)
+
+    port = free_udp_port()
+    rec = tmp_path / "rec.wav"
+    proc = EngineProcess(tmp_path, "--config", str(show), "--fake-renderer", "--output", "jack",
+                         "--record", str(rec), "--osc-port", str(port),
+                         "--set", f"audio.jack_client_name={CLIENT}-panic",
+                         env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"})
+    try:
+        proc.loops_after(2)
+        SimpleUDPClient("127.0.0.1", port).send_message("/riff/panic", 1)
+        heard = proc.wait_event("panic_heard", timeout=30)
+        panic = proc.wait_event("panic")
+        proc.wait_event("loop_started", lambda e: e["clip_id"] == panic["clip_id"])
+        proc.loops_after(2)
+        code = proc.terminate()
+    finally:
+        proc.close()
+    assert code == 0, proc.output()
+    assert heard["after_ms"] >= 0 and heard["monotonic"] > 0
+    recorded, _ = soundfile.read(str(rec), dtype="float32", always_2d=True)
+    seam = panic["frame"]
+    assert panic["heard_from"] < seam  # the host's crossfade began before the ring's seam
+    start, end = panic["heard_from"] + RATE // 10, seam + 2 * len(safe_frames)  # past the fade
+    assert end <= len(recorded)
+    phase = (np.arange(start, end) - seam) % len(safe_frames)
+    np.testing.assert_allclose(recorded[start:end], safe_frames[phase], atol=1e-6)

@@ -11,6 +11,8 @@ Real-time rules:
 
 - :meth:`PanicStage.apply` runs in the audio callback: preallocated buffers only (the safe
   loop's frames are prepared by the loop thread), no lock, no logging; callers catch anything.
+  It notes when a request began (:attr:`PanicStage.began`, one tuple assignment) for the
+  report that follows off the callback.
 - :attr:`PanicStage.request` is written by the loop thread only, as one reference assignment
   (atomic under the GIL), after the request's arrays are complete; the callback reads it once
   per block. Every other attribute is the callback's.
@@ -18,6 +20,7 @@ Real-time rules:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +57,9 @@ class PanicStage:
         self._progress = 0
         self.finished: PanicRequest | None = None
         """The last request handed back to the ring (callback writes)."""
+        self.began: tuple[PanicRequest, float] | None = None
+        """The last request the callback began to fade in, and when (``time.monotonic()``);
+        written by the callback as one reference, read by whoever reports it."""
 
     def apply(self, block: np.ndarray, position: int) -> None:
         """Mix the safe loop into ``block`` ([n, channels]), whose first frame is ring frame
@@ -65,6 +71,7 @@ class PanicStage:
             faded = self._active is not None and self._active is not self.finished \
                 and self._progress >= self.fade_frames
             self._active, self._progress = request, self.fade_frames if faded else 0
+            self.began = (request, time.monotonic())
         n = len(block)
         if n > len(self._safe):
             return

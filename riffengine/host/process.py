@@ -198,6 +198,8 @@ class Host:
         self._lost_at: float | None = None
         self._reconnect_tries = 0
         self._next_reconnect = 0.0
+        self._panic_received: tuple[PanicRequest, float] | None = None
+        self._panic_reported: PanicRequest | None = None
         threading.Thread(target=self._receive, name="riffengine-host-control", daemon=True).start()
 
     def publish(self, kind: str, **data: object) -> None:
@@ -246,8 +248,9 @@ class Host:
             self.output.live.set(float(message["gain"]))
         elif kind == "panic":
             safe = channel.take_frames(message["path"], CHANNELS)
-            self.output.panic.request = PanicRequest(safe, origin=int(message["origin"]),
-                                                     until=int(message["until"]))
+            request = PanicRequest(safe, origin=int(message["origin"]), until=int(message["until"]))
+            self._panic_received = (request, time.monotonic())
+            self.output.panic.request = request
         elif kind == "hold":
             path = message.get("path")
             frames: np.ndarray | None = None if path is None else channel.take_frames(path, CHANNELS)
@@ -293,6 +296,7 @@ class Host:
         child = self.spawn()
         while not self._stop.is_set():
             self._publish_figures()
+            self._report_panic()
             self._notify()
             self._watch_output()
             code = child.poll()
@@ -346,6 +350,17 @@ class Host:
             if when and getattr(out, "last_dac_time", 0.0) == when:
                 ring.set_dac(int(frame), int(when * 1e9))
                 break
+
+    def _report_panic(self) -> None:
+        """``panic_heard`` once the callback began a panic's crossfade: how long after it came."""
+        stage, received = self.output.panic, self._panic_received
+        began = stage.began if stage is not None else None
+        if began is None or received is None or began[0] is not received[0] \
+                or began[0] is self._panic_reported:
+            return
+        self._panic_reported = began[0]
+        self.publish("panic_heard", after_ms=round(1000 * (began[1] - received[1]), 2),
+                     monotonic=round(began[1], 6))
 
     def _watch_output(self) -> None:
         """Notice a lost output (the JACK server gone, a device unplugged) and reopen it every
