@@ -84,7 +84,8 @@ class JackServer:
             time.sleep(0.05)
         output = self.output()
         self.stop()
-        raise UserError(f"the JACK server {self.name!r} did not start ({' '.join(self.command())}): {output.strip()[-500:]}")
+        command = " ".join(self.command())
+        raise UserError(f"the JACK server {self.name!r} did not start ({command}): {output.strip()[-500:]}")
 
     def _reachable(self) -> bool:
         result = subprocess.run(

@@ -67,7 +67,8 @@ class WavWriter:
 
     def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, sample_format: str = "float32"):
         if sample_format not in SAMPLE_FORMATS:
-            raise UserError(f"recording format {sample_format!r} is not supported: use one of {', '.join(SAMPLE_FORMATS)}")
+            raise UserError(f"recording format {sample_format!r} is not supported: "
+                            f"use one of {', '.join(SAMPLE_FORMATS)}")
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.channels = channels
@@ -138,7 +139,8 @@ class Recorder:
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         if sample_format not in SAMPLE_FORMATS:
-            raise UserError(f"recording format {sample_format!r} is not supported: use one of {', '.join(SAMPLE_FORMATS)}")
+            raise UserError(f"recording format {sample_format!r} is not supported: "
+                            f"use one of {', '.join(SAMPLE_FORMATS)}")
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.channels = channels
@@ -223,7 +225,7 @@ class Recorder:
             if len(frames) == 0:
                 return
             if self.error is None:
-                self._guard(lambda: self._write(frames))
+                self._guard(lambda frames=frames: self._write(frames))
 
     def _write(self, frames: np.ndarray) -> None:
         while len(frames):

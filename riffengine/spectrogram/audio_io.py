@@ -39,6 +39,9 @@ def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: s
     """Write ``[channels, samples]`` float audio; format from the extension (wav, flac, ogg)."""
     path = Path(path)
     try:
-        soundfile.write(str(path), np.ascontiguousarray(np.asarray(audio, dtype=np.float32).T), sample_rate, subtype=subtype if path.suffix.lower() in (".wav", ".flac") else None)
+        frames = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).T)
+        lossless = path.suffix.lower() in (".wav", ".flac")
+        soundfile.write(str(path), frames, sample_rate, subtype=subtype if lossless else None)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: cannot write audio ({exc}); use a .wav, .flac or .ogg name in a writable folder") from None
+        raise UserError(f"{path}: cannot write audio ({exc}); "
+                        "use a .wav, .flac or .ogg name in a writable folder") from None

@@ -250,6 +250,7 @@ class MelBands:
 #: is 4 times finer than the working one; measuring on one 2 times finer (a 4480-point FFT
 #: instead of 8960) and interpolating the magnitudes between is as close to the image.
 MEASURE_OVERSAMPLE = 2
+CPU = torch.device("cpu")
 
 
 def fold_interpolation(weights: torch.Tensor, factor: int, measured_bins: int) -> torch.Tensor:
@@ -272,7 +273,7 @@ def fold_interpolation(weights: torch.Tensor, factor: int, measured_bins: int) -
 
 
 @functools.lru_cache(maxsize=8)
-def mel_bands(params: SpectrogramParams, device: torch.device = torch.device("cpu")) -> MelBands:
+def mel_bands(params: SpectrogramParams, device: torch.device = CPU) -> MelBands:
     fb = mel_filterbank(params)  # [n_stft, n_mels], at most two bands per bin
     used = int(torch.nonzero(fb.sum(dim=1) > 0).max()) + 1
     step = working_grid(params).bin_step
