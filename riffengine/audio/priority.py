@@ -60,7 +60,7 @@ def raise_priority(nice: int = AUDIO_NICE) -> int | None:
         return None
     except ProcessLookupError:  # a thread ended meanwhile: the others are set
         pass
-    log.info("audio process priority raised to nice %d", nice)
+    log.debug("audio process priority raised to nice %d", nice)
     return before
 
 
