@@ -51,6 +51,8 @@ def clock_offset(read_link: Callable[[], float], read_host: Callable[[], float] 
         h1 = read_host()
         if best is None or h1 - h0 < best[1]:
             best = ((h0 + h1) / 2.0 - link, h1 - h0)
+    if best is None:
+        raise ValueError(f"tries must be at least 1, got {tries}")
     return best
 
 

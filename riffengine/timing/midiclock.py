@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import mido
 
@@ -222,7 +223,7 @@ class MidiClockIn:
         self._running = False
         self._phase_known = False
         self._big_errors = 0
-        self._port = None
+        self._port: Any = None  # a mido input port (mido has no type information)
 
     def start(self) -> None:
         """Open the port; UserError if it does not exist."""
@@ -267,7 +268,8 @@ class MidiClockIn:
             self._next_tick += 1
         dll = self._dll
         if dll is not None and t - self._last_seen > 4 * dll.period:
-            dll = self._restart()  # the clock paused
+            self._restart()  # the clock paused
+            dll = None
         self._last_seen = t
         if dll is None:
             # warm up on one beat of raw ticks: a port delivering in bursts makes single
@@ -369,7 +371,7 @@ class MidiClockOut:
         self.max_late = max_late
         self.sent = 0
         self.skipped = 0
-        self._port = None
+        self._port: Any = None  # a mido output port (mido has no type information)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._commands: list[str] = []
