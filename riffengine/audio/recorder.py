@@ -199,6 +199,7 @@ class Recorder:
     # --- writer thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        assert self._writer is not None  # opened by start(), before this thread
         next_sync = time.monotonic() + self.sync_interval
         poll = min(0.05, self.sync_interval / 4)
         while True:
@@ -229,6 +230,7 @@ class Recorder:
 
     def _write(self, frames: np.ndarray) -> None:
         while len(frames):
+            assert self._writer is not None
             room = self._writer.room
             if room <= 0:
                 self._writer.close()
