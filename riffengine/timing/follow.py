@@ -107,8 +107,8 @@ class Follower:
     ``tempo_at(frame)`` is the timeline's tempo map lookup, for MIDI clock out.
     """
 
-    def __init__(self, store: StateStore, bus: EventBus, settings: Settings, clock: FrameClock, tempo_at: Callable[[int], TempoMap],
-                 source: str) -> None:
+    def __init__(self, store: StateStore, bus: EventBus, settings: Settings, clock: FrameClock,
+                 tempo_at: Callable[[int], TempoMap], source: str) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock
