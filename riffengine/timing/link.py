@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from riffengine.errors import UserError
 from riffengine.timing.sources import FrameClock, SyncReading
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'riffengine[link]'"
 
 
-def load_aalink():
+def load_aalink() -> Any:
     """The ``aalink`` module, or a UserError that says how to install it."""
     try:
         import aalink

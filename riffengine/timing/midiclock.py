@@ -158,14 +158,14 @@ def bar_tick(tempo: TempoMap, frame: float) -> int:
 # --- ports ---------------------------------------------------------------------------------
 
 
-def _backend(name: str):
+def _backend(name: str) -> Any:
     try:
         return mido.Backend(name, load=True)
     except Exception as exc:
         raise UserError(f"MIDI backend {name!r} is not usable ({exc}): pick rtmidi, UNIX_JACK or LINUX_ALSA") from None
 
 
-def _open(backend, port: str, output: bool, callback=None):
+def _open(backend: Any, port: str, output: bool, callback: Callable[[Any], None] | None = None) -> Any:
     """Open ``port`` (a name, a unique part of one, or ``virtual:NAME``) for input or output."""
     kind = "output" if output else "input"
     opener = backend.open_output if output else backend.open_input
