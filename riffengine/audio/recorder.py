@@ -23,6 +23,7 @@ continue in ``NAME.part2.wav``, ``NAME.part3.wav``, ...
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import struct
@@ -226,7 +227,7 @@ class Recorder:
             if len(frames) == 0:
                 return
             if self.error is None:
-                self._guard(lambda frames=frames: self._write(frames))
+                self._guard(functools.partial(self._write, frames))
 
     def _write(self, frames: np.ndarray) -> None:
         while len(frames):
