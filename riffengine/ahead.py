@@ -101,7 +101,7 @@ class Ahead:
         dropped = len(self.ready)
         self.ready.clear()
         planned = self.jobs.get(in_flight) if in_flight is not None else None
-        if planned is not None and planned.speculative and in_flight not in self.stale:
+        if in_flight is not None and planned is not None and planned.speculative and in_flight not in self.stale:
             self.stale.add(in_flight)
             dropped += 1
         self.dropped += dropped

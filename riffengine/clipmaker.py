@@ -115,7 +115,7 @@ class ClipMaker:
             pixels, image, timings = self._last_pixels, self._last_image, {}
             audio = renderer.pixels_to_audio(pixels, spec.model_frames)
         else:
-            extra = {"on_step": self.on_step} if self.on_step is not None else {}
+            extra: dict[str, object] = {"on_step": self.on_step} if self.on_step is not None else {}
             clip = renderer.render(spec.request, num_frames=spec.model_frames, **extra)
             pixels, image, audio, timings = clip.pixels, clip.image, clip.audio, dict(clip.timings)
         check_audio(np.asarray(audio))

@@ -58,7 +58,7 @@ def event_line(event: Event) -> str:
 class EventLog:
     """Writes every event it is given to a JSONL file, flushed per line."""
 
-    def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
         """``append``: add to the file (an engine under the audio host, which started it)."""
         self.path = Path(path)
         self.lines = 0
@@ -87,7 +87,7 @@ class EventLog:
             self._file.close()
 
 
-def read_events(path: str | os.PathLike) -> list[dict]:
+def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """All events of a JSONL events log (for tests and diagnosis)."""
     with open(path, encoding="utf-8") as file:
         return [json.loads(line) for line in file if line.strip()]

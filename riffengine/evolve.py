@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, replace
+from typing import SupportsInt, TypedDict, cast
 
 from riffengine.render.request import PromptSlot, RenderRequest, Side, to_render_request
 from riffengine.state import State
@@ -122,10 +123,11 @@ def evolve_request(state: State, position: float) -> RenderRequest:
         b = replace(base.a, seed=(base.a.seed + turns + 1) % SEED_LIMIT)
         return _two_sided(replace(base, a=a), b, alpha)
     alpha = pingpong(position) if mode == "pingpong" else min(position, 1.0)
-    b = base.b
-    if b is None:  # no prompt on side B: walk towards side A's prompts at seed_b
-        b = replace(base.a, seed=int(state.values["seed_b"]))  # type: ignore[arg-type]
-    return _two_sided(base, b, alpha)
+    if base.b is not None:
+        return _two_sided(base, base.b, alpha)
+    # No prompt on side B: walk towards side A's prompts at seed_b.
+    seed_b = int(cast(SupportsInt, state.values["seed_b"]))
+    return _two_sided(base, replace(base.a, seed=seed_b), alpha)
 
 
 # --- glide ----------------------------------------------------------------------------------------
@@ -237,7 +239,20 @@ def prompts_hash(request: RenderRequest) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def describe(loop: Loop) -> dict[str, object]:
+class LoopDescription(TypedDict):
+    """What :func:`describe` says of a loop."""
+
+    alpha: float
+    seed_a: int
+    seed_b: int
+    prompts: str
+    prompt: str
+    step: int
+    position: float
+    glide: str
+
+
+def describe(loop: Loop) -> LoopDescription:
     """Plain values saying what a loop is: alpha, seeds, prompt hash, step, glide progress."""
     request = loop.request
     return {

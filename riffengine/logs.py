@@ -24,7 +24,7 @@ import os
 import sys
 import traceback
 from collections.abc import Mapping
-from typing import IO
+from typing import IO, TextIO
 
 from riffengine.errors import UserError
 
@@ -63,7 +63,7 @@ def is_expected(exc: BaseException) -> bool:
     return any(cls.__name__ in EXPECTED_FAULTS for cls in type(exc).__mro__)
 
 
-def under_journald(env: Mapping[str, str] | None = None, stream: IO | None = None) -> bool:
+def under_journald(env: Mapping[str, str] | None = None, stream: IO[str] | None = None) -> bool:
     """True when ``stream`` (default stderr) goes to systemd's journal.
 
     ``JOURNAL_STREAM`` (``DEVICE:INODE``) names the journal's stream; when the stream's file can
@@ -121,7 +121,7 @@ def _nearest(level: int) -> int:
     return PRIORITIES[max(below)] if below else 7
 
 
-class StderrHandler(logging.StreamHandler):
+class StderrHandler(logging.StreamHandler[TextIO]):
     """A handler that writes to whatever ``sys.stderr`` is when a record comes, not to the
     stream it was when the handler was made (a replaced or closed stderr is not an error)."""
 
@@ -129,15 +129,15 @@ class StderrHandler(logging.StreamHandler):
         logging.Handler.__init__(self)
 
     @property
-    def stream(self) -> IO:  # type: ignore[override]
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value: IO) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
-def setup_logging(level: str | int = "INFO", stream: IO | None = None,
+def setup_logging(level: str | int = "INFO", stream: IO[str] | None = None,
                   env: Mapping[str, str] | None = None,
                   journald: bool | None = None) -> logging.Handler:
     """Send every log record to ``stream`` (default: the current stderr), one line each, from

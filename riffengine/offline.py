@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from riffengine import evolve
-from riffengine.audio.timeline import Timeline
+from riffengine.audio.timeline import Clip, Timeline
 from riffengine.clipmaker import ClipMaker, ClipSpec
 from riffengine.errors import UserError
 from riffengine.evolve import Loop
@@ -58,11 +58,12 @@ def render_loops(renderer, loops: list[Loop], beats_per_bar: int, crossfade_ms: 
             blocks.append(timeline.render_block(frame - timeline.cursor).frames)
 
     start = previous = 0
-    clip = None
+    clip: Clip | None = None
     for index, loop in enumerate(loops):
         if on_loop is not None:
             on_loop(index, loop)
         if index and loop.key == loops[index - 1].key:  # nothing new: the loop repeats
+            assert clip is not None  # the loop before's
             previous, start = start, start + len(clip.audio)
             continue
         spec = ClipSpec(loop.request, loop_frames(loop.bars, loop.bpm, MODEL_RATE, beats_per_bar),

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import SupportsFloat, SupportsInt, cast
 
 from riffengine.render.request import RenderRequest, to_render_request
 from riffengine.state import State
@@ -39,7 +41,8 @@ STRETCH = "stretch"
 
 def clip_key(state: State) -> ClipKey:
     """The key of the clip ``state`` asks for (meter and live parameters are not part of it)."""
-    return to_render_request(state), float(state.values["bpm"]), int(state.values["bars"])
+    bpm, bars = cast(SupportsFloat, state.values["bpm"]), cast(SupportsInt, state.values["bars"])
+    return to_render_request(state), float(bpm), int(bars)
 
 
 def first_seam_after(ready_frame: int, next_seam: int, loop_frames: int, fade_frames: int) -> int:
@@ -58,7 +61,7 @@ def ready_frame(cursor: int, expected_seconds: float, margin_seconds: float, sam
     return cursor + math.ceil((expected_seconds + margin_seconds) * sample_rate)
 
 
-def estimate_seconds(durations: tuple[float, ...] | list[float], default: float) -> float:
+def estimate_seconds(durations: Sequence[float], default: float) -> float:
     """A cautious render-time estimate: the slowest of the last five, else ``default``."""
     recent = list(durations)[-5:]
     return max(recent) if recent else default
@@ -203,6 +206,7 @@ class Planner:
         """
         if not self.needs_job():
             return None
+        assert self.wanted is not None and self.wanted_key is not None  # needs_job() checked
         key = self.wanted_key
         kind = self.kind_for(key)
         expected = self.expected_seconds(kind)
@@ -248,6 +252,7 @@ class Planner:
         """
         if self.wanted is None:
             return None
+        assert self.wanted_key is not None  # set with wanted
         key = self.wanted_key
         if self.in_flight is not None and self.in_flight.key == key:
             return self.in_flight.target_seam

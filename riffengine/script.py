@@ -82,7 +82,7 @@ def parse_step(index: int, raw: object, where: str) -> Step:
                 tuple(changes.items()), raw.get("scene"))
 
 
-def load_script(path: str | os.PathLike) -> list[Step]:
+def load_script(path: str | os.PathLike[str]) -> list[Step]:
     """Read and check a script file; its steps in file order."""
     where = os.fspath(path)
     try:

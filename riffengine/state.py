@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, cast
 
 from riffengine.control import params
 from riffengine.errors import UserError
@@ -134,7 +134,9 @@ def as_pairs(state: State) -> tuple[tuple[str, object], ...]:
     for p in params.PARAMS:
         value = state.values[p.name]
         if p.slots:
-            pairs.extend((f"{p.name}/{i}", v) for i, v in enumerate(value))  # type: ignore[arg-type]
+            # A slotted parameter's value is a tuple, one value per slot.
+            slots = cast("tuple[object, ...]", value)
+            pairs.extend((f"{p.name}/{i}", v) for i, v in enumerate(slots))
         else:
             pairs.append((p.name, value))
     return tuple(pairs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from riffengine import state as st
 from riffengine.state import Changes, State
@@ -61,7 +62,9 @@ def changed_keys(old: State, new: State) -> list[tuple[str, object]]:
         if before == value:
             continue
         if isinstance(value, tuple):
-            out.extend((f"{name}/{i}", v) for i, v in enumerate(value) if before is None or before[i] != v)
+            # The same parameter's old value: a tuple as well, or None for a new parameter.
+            old_slots = cast("tuple[object, ...] | None", before)
+            out.extend((f"{name}/{i}", v) for i, v in enumerate(value) if old_slots is None or old_slots[i] != v)
         else:
             out.append((name, value))
     return out

@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class JackOutput(_OutputBase):
         self.lost_reason = ""
         self._scratch = np.zeros((MAX_BLOCK, self.channels), dtype=np.float32)
         self._durations = np.zeros(DURATION_SLOTS, dtype=np.int64)
-        self._client = None
+        self._client: Any = None  # a jack.Client (JACK-Client has no type information)
         self._ports: list = []
         self._active = False
         self._started = False
@@ -143,8 +144,10 @@ class JackOutput(_OutputBase):
             block = self._scratch[:n]
             position = self.ring.frames_read
             self.ring.read_into(block)
-            self.panic.apply(block, position)
-            self.live.apply(block)
+            panic, live = self.panic, self.live
+            assert panic is not None and live is not None  # made once the client is open
+            panic.apply(block, position)
+            live.apply(block)
             for c, port in enumerate(self._ports):
                 out = port.get_array()
                 out[:n] = block[:, c]

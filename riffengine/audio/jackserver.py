@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from typing import IO
 
 from riffengine.errors import UserError
 
@@ -42,7 +43,7 @@ class JackServer:
         self.driver = driver
         self.realtime = realtime
         self.process: subprocess.Popen | None = None
-        self._log = None
+        self._log: IO[str] | None = None
 
     @property
     def env(self) -> dict[str, str]:

@@ -36,6 +36,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -223,6 +224,12 @@ class _OutputBase:
     def underruns(self) -> int:
         return self.ring.underruns
 
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
     def __enter__(self):
         self.start()
         return self
@@ -265,7 +272,7 @@ class DeviceOutput(_OutputBase):
         self.last_dac_time = 0.0  # stream time of the last block's first frame reaching the DAC
         self.last_dac_frame = 0  # frames_output at that block's start
         self._durations = np.zeros(DURATION_SLOTS, dtype=np.int64)
-        self._stream = None
+        self._stream: Any = None  # a sounddevice stream (sounddevice has no type information)
         self._started = False
         self._dead = False  # lost, and stopped since: never touch the stream again
         self.reopened = 0
@@ -296,8 +303,10 @@ class DeviceOutput(_OutputBase):
                 self.xruns += 1
             position = self.ring.frames_read
             self.ring.read_into(outdata)
-            self.panic.apply(outdata, position)
-            self.live.apply(outdata)
+            panic, live = self.panic, self.live
+            assert panic is not None and live is not None  # made before the stream opens
+            panic.apply(outdata, position)
+            live.apply(outdata)
             if self.recorder is not None:
                 self.recorder.tap(outdata)
         except BaseException:
@@ -440,17 +449,19 @@ class WavFileOutput(_OutputBase):
         self._thread.start()
 
     def _run(self) -> None:
+        writer = self._writer
+        assert writer is not None  # opened by start(), before this thread
         try:
             last_sync = time.monotonic()
             while True:
                 stopping = self._stop.is_set()
                 block = self.ring.read(self.blocksize)
                 if len(block):
-                    self._writer.write(block)
+                    writer.write(block)
                     if self.recorder is not None:
                         self.recorder.tap(block)
                     if time.monotonic() - last_sync > 0.5:
-                        self._writer.sync()
+                        writer.sync()
                         last_sync = time.monotonic()
                 elif stopping:
                     break
@@ -467,6 +478,7 @@ class WavFileOutput(_OutputBase):
         self._stop.set()
         self._thread.join()
         self._thread = None
+        assert self._writer is not None  # opened by start()
         try:
             self._writer.close()
         except OSError as exc:

@@ -23,6 +23,7 @@ continue in ``NAME.part2.wav``, ``NAME.part3.wav``, ...
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import struct
@@ -199,6 +200,7 @@ class Recorder:
     # --- writer thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        assert self._writer is not None  # opened by start(), before this thread
         next_sync = time.monotonic() + self.sync_interval
         poll = min(0.05, self.sync_interval / 4)
         while True:
@@ -225,10 +227,11 @@ class Recorder:
             if len(frames) == 0:
                 return
             if self.error is None:
-                self._guard(lambda frames=frames: self._write(frames))
+                self._guard(functools.partial(self._write, frames))
 
     def _write(self, frames: np.ndarray) -> None:
         while len(frames):
+            assert self._writer is not None
             room = self._writer.room
             if room <= 0:
                 self._writer.close()

@@ -21,6 +21,8 @@ was written is audible once ``frames_read > F``. With no underruns the two are e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 
@@ -146,7 +148,7 @@ class RingBuffer:
             self._buffer[first:last] = 0.0
         return start + n
 
-    def _spans(self, begin: int, end: int):
+    def _spans(self, begin: int, end: int) -> Iterator[tuple[int, int, int]]:
         """(first, last, offset) index spans of the storage holding frames ``begin..end``."""
         pos = begin
         while pos < end:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import numpy as np
 
@@ -351,7 +352,7 @@ class Timeline:
                     len(playing.clip.audio), len(pending.clip.audio)
                 ) == 0:
                     pending.fade_start = seam  # crossfade off: a plain cut on the seam
-                self._cross_seam(seam)
+                self._cross_seam(playing, seam)
                 continue
             limit = min(end, seam)
             if self._stop_at is not None:
@@ -363,7 +364,7 @@ class Timeline:
                 elif fade_fits(pos, seam, fade, self.min_crossfade_frames):
                     pending.fade_start = pos
             if pending is not None and pending.fade_start is not None:
-                self._render_fade(out, start, pos, limit, playing, pending, seam)
+                self._render_fade(out, start, pos, limit, playing, pending.clip, pending.fade_start, seam)
             else:
                 offset = pos - playing.iteration_start
                 out[pos - start : limit - start] = playing.clip.audio[offset : offset + limit - pos]
@@ -377,7 +378,7 @@ class Timeline:
     # --- internals -----------------------------------------------------------------------------
 
     @staticmethod
-    def _eligible(pending: _Pending | None, seam: int) -> bool:
+    def _eligible(pending: _Pending | None, seam: int) -> TypeGuard[_Pending]:
         """A queued clip whose fade has not begun and which may start at ``seam``."""
         return pending is not None and pending.fade_start is None and seam >= pending.not_before
 
@@ -433,23 +434,30 @@ class Timeline:
         return first
 
     def _render_fade(
-        self, out: np.ndarray, start: int, pos: int, limit: int, playing: _Playing, pending: _Pending, seam: int
+        self,
+        out: np.ndarray,
+        start: int,
+        pos: int,
+        limit: int,
+        playing: _Playing,
+        incoming_clip: Clip,
+        fade_start: int,
+        seam: int,
     ) -> None:
-        fade_len = seam - pending.fade_start
-        fade_out, fade_in = equal_power_gains(fade_len, pos - pending.fade_start, limit - pos)
+        fade_len = seam - fade_start
+        fade_out, fade_in = equal_power_gains(fade_len, pos - fade_start, limit - pos)
         old_offset = pos - playing.iteration_start
         old = playing.clip.audio[old_offset : old_offset + limit - pos]
-        incoming = pending.clip.audio
+        incoming = incoming_clip.audio
         new_offset = len(incoming) - (seam - pos)
         new = incoming[new_offset : new_offset + limit - pos]
         out[pos - start : limit - start] = old * fade_out[:, None] + new * fade_in[:, None]
 
-    def _cross_seam(self, seam: int) -> None:
+    def _cross_seam(self, playing: _Playing, seam: int) -> None:
         pending = self._pending
         if pending is not None and pending.fade_start is not None:
             self._start_clip(pending.clip, seam, crossfade=seam - pending.fade_start)
             return
-        playing = self._playing
         playing.iteration_start = seam
         playing.repeat += 1
         self._events.append(

@@ -210,7 +210,11 @@ def run(args: argparse.Namespace) -> int:
     optimize_model(model, levers.channels_last, levers.fuse_qkv)
     renderer = Renderer(model)
     clips = render_clips(renderer, requests, args.frames)
-    audio = stitch_loops([c.audio for c in clips], round(SEAM_SECONDS * SAMPLE_RATE))
+    audios = []
+    for clip in clips:
+        assert clip.audio is not None  # Renderer.render always decodes the audio
+        audios.append(clip.audio)
+    audio = stitch_loops(audios, round(SEAM_SECONDS * SAMPLE_RATE))
     save_audio(args.output, audio, SAMPLE_RATE)
     if args.image:
         save_image(pixels_to_image(torch.cat([c.pixels for c in clips], dim=-1)), args.image)

@@ -233,4 +233,4 @@ if __name__ == "__main__":
               file=sys.stderr)
         sys.exit(2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C at the terminal is for the parent
-    sys.exit(_child(*sys.argv[1:4], int(sys.argv[4])))
+    sys.exit(_child(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))

@@ -28,6 +28,7 @@ import json
 import os
 import socket
 from itertools import count
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def encode(kind: str, **fields: object) -> bytes:
     return data
 
 
-def decode(data: bytes) -> dict:
+def decode(data: bytes) -> dict[str, Any]:
     """A message as a dict; ValueError for anything that is not one."""
     try:
         message = json.loads(data)
@@ -98,7 +99,7 @@ class Receiver:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def receive(self, timeout: float) -> dict | None:
+    def receive(self, timeout: float) -> dict[str, Any] | None:
         """The next message, or None after ``timeout``; ValueError for a malformed one."""
         self._sock.settimeout(timeout)
         try:

@@ -21,6 +21,8 @@ import ctypes
 import logging
 import os
 import signal
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +110,7 @@ class RingWriter:
 class _RemoteGain:
     """``output.live`` for the engine: the gain goes to the host, heard in its next period."""
 
-    def __init__(self, send) -> None:
+    def __init__(self, send: Callable[..., None]) -> None:
         self._send = send
 
     def set(self, gain: float, muted: bool = False) -> None:
@@ -217,9 +219,9 @@ class HostOutput:
     def fileno(self) -> int:
         return self.inbox.fileno()
 
-    def messages(self) -> list[dict]:
+    def messages(self) -> list[dict[str, Any]]:
         """The host's messages waiting now (never blocks); malformed ones are logged and left out."""
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         while True:
             try:
                 message = self.inbox.receive(0)

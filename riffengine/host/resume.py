@@ -33,7 +33,7 @@ class Resume:
     grid: Grid | None
 
 
-def save(path: str | os.PathLike, pairs: tuple[tuple[str, object], ...], grid: Grid | None) -> None:
+def save(path: str | os.PathLike[str], pairs: tuple[tuple[str, object], ...], grid: Grid | None) -> None:
     """Write the file (atomically). OSError is the caller's to report."""
     path = Path(path)
     data = {"pairs": [list(p) for p in pairs], "grid": None if grid is None else vars(grid)}
@@ -42,7 +42,7 @@ def save(path: str | os.PathLike, pairs: tuple[tuple[str, object], ...], grid: G
     os.replace(tmp, path)
 
 
-def load(path: str | os.PathLike) -> Resume | None:
+def load(path: str | os.PathLike[str]) -> Resume | None:
     """The file's contents, or None when there is none or it cannot be read (logged)."""
     try:
         data = json.loads(Path(path).read_text())

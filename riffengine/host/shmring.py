@@ -514,5 +514,5 @@ class ShmRing:
     def __enter__(self) -> ShmRing:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

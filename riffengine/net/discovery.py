@@ -15,8 +15,12 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from typing import TYPE_CHECKING
 
 from zeroconf import ServiceInfo
+
+if TYPE_CHECKING:
+    from zeroconf.asyncio import AsyncZeroconf
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ class Advertiser:
         self.host = host
         self.http_port = http_port
         self.osc_port = osc_port
-        self.zeroconf = None
+        self.zeroconf: AsyncZeroconf | None = None
         self.infos: list[ServiceInfo] = []
         self._task: asyncio.Task | None = None
 
@@ -79,7 +83,7 @@ class Advertiser:
             self.infos = service_infos(f"riffengine-{hostname}-{self.http_port}", hostname,
                                        addresses, self.http_port, self.osc_port)
             interfaces = addresses if self.host.strip("[]") not in ("0.0.0.0", "::", "") else None
-            self.zeroconf = AsyncZeroconf(**({"interfaces": interfaces} if interfaces else {}))
+            self.zeroconf = AsyncZeroconf(interfaces=interfaces) if interfaces else AsyncZeroconf()
             for info in self.infos:
                 await self.zeroconf.async_register_service(info, allow_name_change=True)
             log.info("zeroconf: announced %s", ", ".join(i.name for i in self.infos))

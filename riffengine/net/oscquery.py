@@ -22,7 +22,7 @@ server's description wherever it is asked.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, SupportsFloat, SupportsInt, cast
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
@@ -91,12 +91,17 @@ def _method(p: params.Param, path: str, values: list[object], count: int, descri
     return node
 
 
+def _slots(value: object) -> tuple[object, ...]:
+    """A per-slot parameter's value: a tuple, one value per slot."""
+    return cast("tuple[object, ...]", value)
+
+
 def param_node(p: params.Param, state: State) -> dict:
     """The node of one parameter (with its slots for a per-slot parameter)."""
     value = state.values[p.name]
     if not p.slots:
         return _method(p, p.address, [value], 1, p.help)
-    node = _method(p, p.address, list(value), p.slots,  # type: ignore[arg-type]
+    node = _method(p, p.address, list(_slots(value)), p.slots,
                    f"{p.help} All {p.slots} slots at once; one slot at {p.address}/<slot>.")
     node["CONTENTS"] = {
         str(i): _method(p, p.slot_address(i), [value[i]], 1, f"Slot {i}: {p.help}")  # type: ignore[index]
@@ -166,7 +171,12 @@ def methods(tree: Mapping) -> Iterator[str]:
 
 def listenable(tree: Mapping) -> frozenset[str]:
     """The paths a client may LISTEN to: every readable method."""
-    return frozenset(path for path in methods(tree) if find(tree, path).get("ACCESS", 0) & 1)
+    readable = set()
+    for path in methods(tree):
+        node = find(tree, path)
+        if node is not None and node.get("ACCESS", 0) & 1:
+            readable.add(path)
+    return frozenset(readable)
 
 
 def host_info(osc_ip: str, osc_port: int, ws_ip: str, ws_port: int) -> dict:
@@ -224,11 +234,11 @@ def value_message(path: str, p: params.Param, values: list[object]) -> bytes:
             builder.add_arg(bool(value), OscMessageBuilder.ARG_TYPE_TRUE if value
                             else OscMessageBuilder.ARG_TYPE_FALSE)
         elif tag == "f":
-            builder.add_arg(float(value), OscMessageBuilder.ARG_TYPE_FLOAT)  # type: ignore[arg-type]
+            builder.add_arg(float(cast(SupportsFloat, value)), OscMessageBuilder.ARG_TYPE_FLOAT)
         elif tag == "i":
-            builder.add_arg(int(value), OscMessageBuilder.ARG_TYPE_INT)  # type: ignore[arg-type]
+            builder.add_arg(int(cast(SupportsInt, value)), OscMessageBuilder.ARG_TYPE_INT)
         elif tag == "h":
-            builder.add_arg(int(value), OscMessageBuilder.ARG_TYPE_INT64)  # type: ignore[arg-type]
+            builder.add_arg(int(cast(SupportsInt, value)), OscMessageBuilder.ARG_TYPE_INT64)
         else:
             builder.add_arg(str(value), OscMessageBuilder.ARG_TYPE_STRING)
     return builder.build().dgram
@@ -244,8 +254,9 @@ def pushes(state: State, keys: list[str]) -> dict[str, bytes]:
         if slot is None and not p.slots:
             out[p.address] = value_message(p.address, p, [value])
             continue
-        out[p.address] = value_message(p.address, p, list(value))  # type: ignore[arg-type]
+        values = _slots(value)
+        out[p.address] = value_message(p.address, p, list(values))
         slots = range(p.slots) if slot is None else (slot,)
         for i in slots:
-            out[p.slot_address(i)] = value_message(p.slot_address(i), p, [value[i]])  # type: ignore[index]
+            out[p.slot_address(i)] = value_message(p.slot_address(i), p, [values[i]])
     return out

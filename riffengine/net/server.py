@@ -52,7 +52,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 from pythonosc.osc_message import OscMessage
@@ -65,6 +65,9 @@ from riffengine.events import Event, EventBus
 from riffengine.net import oscquery
 from riffengine.state import State
 from riffengine.store import StateStore, changed_keys
+
+if TYPE_CHECKING:
+    from riffengine.net.discovery import Advertiser
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +215,7 @@ class WebServer:
         self._runner: web.AppRunner | None = None
         self._status_task: asyncio.Task | None = None
         self._unsubscribe: list[Callable[[], None]] = []
-        self.advertiser = None
+        self.advertiser: Advertiser | None = None
         """The zeroconf :class:`~riffengine.net.discovery.Advertiser`, beyond loopback only."""
         self.port = 0
 

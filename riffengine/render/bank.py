@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import SupportsFloat, SupportsInt, cast
 
 import numpy as np
 
@@ -54,9 +55,9 @@ class BankItem:
 
 def item_for(name: str, state: State) -> BankItem:
     """The bank item of ``state``: its request and its loop length at the model's rate."""
-    bpm = float(state.values["bpm"])
-    bars = int(state.values["bars"])  # type: ignore[call-overload]
-    meter = int(state.values["beats_per_bar"])  # type: ignore[call-overload]
+    bpm = float(cast(SupportsFloat, state.values["bpm"]))
+    bars = int(cast(SupportsInt, state.values["bars"]))
+    meter = int(cast(SupportsInt, state.values["beats_per_bar"]))
     return BankItem(name, state, to_render_request(state), bpm, bars, meter,
                     loop_frames(bars, bpm, MODEL_RATE, meter))
 

@@ -33,11 +33,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from riffengine.errors import UserError
 from riffengine.render.request import RenderRequest
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +180,7 @@ class CachedClip:
     ``[channels, frames]`` and the sample rate; ``info`` is the entry's free-form metadata."""
 
     key: str
-    pixels: object
+    pixels: torch.Tensor
     image: object
     audio: np.ndarray
     sample_rate: int

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ import torch
 from riffengine.render.renderer import SAMPLE_RATE, Clip, decode_one, pixels_to_image
 from riffengine.render.request import RenderRequest
 from riffengine.render.seeds import BUILTIN_DIR, load_seed_pixels
+
+if TYPE_CHECKING:
+    from riffengine.spectrogram import Codec
 
 DEFAULT_SEED = "groove_94"
 """The built-in seed loop played for a request that names no seed image."""
@@ -50,7 +54,7 @@ class FallbackRenderer:
         self.safe_pixels = safe_pixels
         self.seeds_dir = seeds_dir
         self.device = device
-        self.codec = None
+        self.codec: Codec | None = None
         self.last_source = ""
         """What the last clip was made from: ``safe loop`` or ``seed image NAME``."""
 

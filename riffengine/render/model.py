@@ -16,6 +16,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,11 +50,13 @@ class RiffusionModel:
     @property
     def vae_scale_factor(self) -> int:
         """Pixels per latent cell along each axis (8 for Stable Diffusion)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        # diffusers' config is a dict read through untyped attribute access
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)  # type: ignore[union-attr, arg-type]
 
     @property
     def latent_channels(self) -> int:
-        return int(self.unet.config.in_channels)
+        # diffusers' config is a dict read through untyped attribute access
+        return int(self.unet.config.in_channels)  # type: ignore[union-attr, arg-type]
 
 
 def parse_device(device: str) -> torch.device:
@@ -211,12 +214,15 @@ def optimize_model(model: RiffusionModel, channels_last: bool = False, fuse_qkv:
     PyTorch's scaled-dot-product attention (diffusers' default). ``backend`` is for tests
     (``"aot_eager"`` checks that the graph captures whole without generating kernels).
     """
+    # Third-party typing gaps: diffusers' models do not declare fuse_qkv_projections (it
+    # resolves through torch's untyped Module.__getattr__), and torch's Module.to stubs lack
+    # memory_format.
     if fuse_qkv:
-        model.unet.fuse_qkv_projections()
-        model.vae.fuse_qkv_projections()
+        model.unet.fuse_qkv_projections()  # type: ignore[operator]
+        model.vae.fuse_qkv_projections()  # type: ignore[operator]
     if channels_last:
-        model.unet.to(memory_format=torch.channels_last)
-        model.vae.to(memory_format=torch.channels_last)
+        model.unet.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.vae.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if compile_mode:
         if compile_mode not in COMPILE_MODES:
             raise UserError(
@@ -228,11 +234,14 @@ def optimize_model(model: RiffusionModel, channels_last: bool = False, fuse_qkv:
             log.info("compile cache: %s", persist_compile_cache(torch_default=default_cache_dir()))
         if model.device.type == "cuda" and backend == "inductor":
             tune_inductor()
-        options = dict(fullgraph=True, dynamic=False, backend=backend)
+        options: dict[str, Any] = dict(fullgraph=True, dynamic=False, backend=backend)
         if backend == "inductor":
             options["mode"] = compile_mode
-        model.unet = torch.compile(model.unet, **options)
-        model.vae.decoder = torch.compile(model.vae.decoder, **options)
+        # torch.compile is typed as returning a plain callable; it returns a module (an
+        # OptimizedModule) for a module, and the decoder is a module read through torch's untyped
+        # Module.__getattr__.
+        model.unet = torch.compile(model.unet, **options)  # type: ignore[assignment]
+        model.vae.decoder = torch.compile(model.vae.decoder, **options)  # type: ignore[assignment, arg-type]
         model.compiled = True
     return model
 
@@ -282,7 +291,7 @@ def write_tiny_tokenizer(folder: Path) -> None:
     merges = tiny_merges(TINY_WORDS)
     vocab_list += ["".join(pair) for pair in merges]
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {}
+    vocab: dict[str, int] = {}
     for token in vocab_list:
         vocab.setdefault(token, len(vocab))
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
@@ -332,14 +341,15 @@ def build_tiny_model(folder: str | Path, seed: int = 0) -> Path:
     tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
     configs = tiny_configs(len(tokenizer))
     torch.manual_seed(seed)
-    UNet2DConditionModel(**configs["unet"]).save_pretrained(folder / "unet")
-    AutoencoderKL(**configs["vae"]).save_pretrained(folder / "vae")
+    # save_pretrained is not visible to mypy through diffusers' classes (a third-party typing gap).
+    UNet2DConditionModel(**configs["unet"]).save_pretrained(folder / "unet")  # type: ignore[attr-defined]
+    AutoencoderKL(**configs["vae"]).save_pretrained(folder / "vae")  # type: ignore[attr-defined]
     text_config = CLIPTextConfig(
         **configs["text_encoder"], bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     CLIPTextModel(text_config).save_pretrained(folder / "text_encoder")
-    PNDMScheduler(**configs["scheduler"]).save_pretrained(folder / "scheduler")
+    PNDMScheduler(**configs["scheduler"]).save_pretrained(folder / "scheduler")  # type: ignore[attr-defined]
     (folder / "model_index.json").write_text(json.dumps({
         "_class_name": "StableDiffusionPipeline",
         "unet": ["diffusers", "UNet2DConditionModel"],

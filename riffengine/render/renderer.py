@@ -184,7 +184,7 @@ def step_kwargs(scheduler, generator: torch.Generator) -> dict:
     TCD's ``eta`` (its gamma, how much fresh noise each step adds) keeps the scheduler's default.
     """
     params = inspect.signature(scheduler.step).parameters
-    kwargs = {}
+    kwargs: dict[str, object] = {}
     if "eta" in params and type(scheduler).__name__ != "TCDScheduler":
         kwargs["eta"] = 0.0
     if "generator" in params:
@@ -299,7 +299,8 @@ class Renderer:
             pixels = load_seed_pixels(seed_image, width, self.seeds_dir)
             vae = self.model.vae
             x = pixels_to_model(pixels, self.model.device, self.model.dtype)
-            latents = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+            # diffusers' encode is untyped and its config a dict with attribute access
+            latents = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor  # type: ignore[operator, union-attr]
             self.seed_cache[key] = latents
         return self.seed_cache[key]
 
@@ -307,6 +308,7 @@ class Renderer:
         """Latent keep weights from the request's mask, or None."""
         if request.mask is None:
             return None
+        assert request.seed_image is not None  # validate_request refuses a mask without one
         size = seed_image_size(request.seed_image, self.seeds_dir)
         regen = load_mask(request.mask, size, request.width)
         keep = mask_to_latent(regen, self.model.vae_scale_factor)
@@ -333,6 +335,7 @@ class Renderer:
             noise_pred = predict_noise(model.unet, latents, t, embeddings, mix.guidance, scheduler)
             latents = scheduler.step(noise_pred, t, latents, **extra, return_dict=False)[0]
             if keep is not None:
+                assert init is not None  # a mask comes with a seed image
                 next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
                 latents = blend_masked(latents, init, noise, keep, scheduler, next_t)
             if on_step is not None:

@@ -75,9 +75,10 @@ def to_render_request(state: State) -> RenderRequest:
     unheard side B do not cause a render. An empty ``seed_image`` means text-to-image.
     """
     a = _side(state, "a")
-    b = _side(state, "b")
+    side_b = _side(state, "b")
+    b: Side | None = side_b
     alpha = state.values["alpha"]
-    if not b.prompts or alpha == 0.0:
+    if not side_b.prompts or alpha == 0.0:
         b, alpha = None, 0.0
     return RenderRequest(
         a=a,

@@ -8,6 +8,7 @@ Riffusion's default parameters.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +69,8 @@ def save_image(image: Image.Image, path: str | Path) -> None:
                         "check the folder exists and is writable") from None
 
 
-def image_exif(image: Image.Image) -> dict[int, object]:
+def image_exif(image: Image.Image) -> dict[int, Any]:
+    """The image's EXIF tags; their values have no fixed type (numbers, text, rationals)."""
     return dict(image.getexif())
 
 

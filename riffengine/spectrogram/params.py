@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 # EXIF tag numbers. 11000-11080 are Riffusion's; 11100-11120 are riffengine's loop metadata.
 TAG_SAMPLE_RATE = 11000
@@ -81,9 +82,9 @@ class SpectrogramParams:
         }
 
     @classmethod
-    def from_exif(cls, exif: Mapping[int, object]) -> SpectrogramParams:
+    def from_exif(cls, exif: Mapping[int, Any]) -> SpectrogramParams:
         """Parameters from an image's EXIF; missing tags keep Riffusion's defaults."""
-        fields = {
+        fields: dict[str, tuple[int, Callable[[Any], Any]]] = {
             "sample_rate": (TAG_SAMPLE_RATE, int),
             "stereo": (TAG_STEREO, lambda v: bool(int(v))),
             "step_size_ms": (TAG_STEP_SIZE_MS, int),
@@ -110,7 +111,7 @@ class LoopInfo:
         return {TAG_BPM: float(self.bpm), TAG_BARS: int(self.bars), TAG_BEATS_PER_BAR: int(self.beats_per_bar)}
 
     @classmethod
-    def from_exif(cls, exif: Mapping[int, object]) -> LoopInfo | None:
+    def from_exif(cls, exif: Mapping[int, Any]) -> LoopInfo | None:
         if TAG_BPM not in exif or TAG_BARS not in exif:
             return None
         return cls(float(exif[TAG_BPM]), int(exif[TAG_BARS]), int(exif.get(TAG_BEATS_PER_BAR, 4)))

@@ -362,7 +362,7 @@ def griffin_lim(
     keep = momentum / (1 + momentum)
     for i in range(n_iter):
         audio = frames.inverse(spec, length)
-        if mel is not None and i % FIT_EVERY == 0 and i < n_iter - FIT_TAIL:
+        if mel is not None and bands is not None and i % FIT_EVERY == 0 and i < n_iter - FIT_TAIL:
             fine = frames.forward(audio, bands.oversample)
             rebuilt = fine[..., :: bands.oversample]
             fine_mag = magnitude(fine)

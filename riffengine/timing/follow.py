@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from riffengine.control.params import TEMPO_SOURCES
 from riffengine.errors import UserError
@@ -26,6 +27,11 @@ from riffengine.timing.sources import (
     reference_bar_near,
 )
 from riffengine.timing.tempo import TempoMap
+
+if TYPE_CHECKING:
+    from riffengine.config import Settings
+    from riffengine.events import EventBus
+    from riffengine.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +75,7 @@ def needs_realign(reading: SyncReading | None, seam: int, loop_frames: int, samp
     return any(abs(phase_error(reading, frame)) > tolerance for frame in (seam, seam + loop_frames))
 
 
-def default_factory(settings, frame_clock: FrameClock) -> SourceFactory:
+def default_factory(settings: Settings, frame_clock: FrameClock) -> SourceFactory:
     """Builds the Link and MIDI clock followers from the config (``tempo`` and ``midi``)."""
 
     def make(name: str) -> TempoSource:
@@ -101,8 +107,8 @@ class Follower:
     ``tempo_at(frame)`` is the timeline's tempo map lookup, for MIDI clock out.
     """
 
-    def __init__(self, store, bus, settings, clock: FrameClock, tempo_at: Callable[[int], TempoMap],
-                 source: str) -> None:
+    def __init__(self, store: StateStore, bus: EventBus, settings: Settings, clock: FrameClock,
+                 tempo_at: Callable[[int], TempoMap], source: str) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from riffengine.errors import UserError
 from riffengine.timing.sources import FrameClock, SyncReading
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'riffengine[link]'"
 
 
-def load_aalink():
+def load_aalink() -> Any:
     """The ``aalink`` module, or a UserError that says how to install it."""
     try:
         import aalink
@@ -51,6 +52,8 @@ def clock_offset(read_link: Callable[[], float], read_host: Callable[[], float] 
         h1 = read_host()
         if best is None or h1 - h0 < best[1]:
             best = ((h0 + h1) / 2.0 - link, h1 - h0)
+    if best is None:
+        raise ValueError(f"tries must be at least 1, got {tries}")
     return best
 
 

@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import mido
 
@@ -157,14 +158,14 @@ def bar_tick(tempo: TempoMap, frame: float) -> int:
 # --- ports ---------------------------------------------------------------------------------
 
 
-def _backend(name: str):
+def _backend(name: str) -> Any:
     try:
         return mido.Backend(name, load=True)
     except Exception as exc:
         raise UserError(f"MIDI backend {name!r} is not usable ({exc}): pick rtmidi, UNIX_JACK or LINUX_ALSA") from None
 
 
-def _open(backend, port: str, output: bool, callback=None):
+def _open(backend: Any, port: str, output: bool, callback: Callable[[Any], None] | None = None) -> Any:
     """Open ``port`` (a name, a unique part of one, or ``virtual:NAME``) for input or output."""
     kind = "output" if output else "input"
     opener = backend.open_output if output else backend.open_input
@@ -222,7 +223,7 @@ class MidiClockIn:
         self._running = False
         self._phase_known = False
         self._big_errors = 0
-        self._port = None
+        self._port: Any = None  # a mido input port (mido has no type information)
 
     def start(self) -> None:
         """Open the port; UserError if it does not exist."""
@@ -267,7 +268,8 @@ class MidiClockIn:
             self._next_tick += 1
         dll = self._dll
         if dll is not None and t - self._last_seen > 4 * dll.period:
-            dll = self._restart()  # the clock paused
+            self._restart()  # the clock paused
+            dll = None
         self._last_seen = t
         if dll is None:
             # warm up on one beat of raw ticks: a port delivering in bursts makes single
@@ -369,7 +371,7 @@ class MidiClockOut:
         self.max_late = max_late
         self.sent = 0
         self.skipped = 0
-        self._port = None
+        self._port: Any = None  # a mido output port (mido has no type information)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._commands: list[str] = []

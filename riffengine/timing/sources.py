@@ -190,14 +190,14 @@ class FrameClock:
     def _stream_offset(self) -> float:
         if self._stream_now is None:
             return 0.0
-        best = None
+        stream_now = self._stream_now
+        span, measured = math.inf, 0.0
         for _ in range(3):  # keep the tightest of three paired reads
             m0 = time.monotonic()
-            s = self._stream_now()
+            s = stream_now()
             m1 = time.monotonic()
-            if best is None or m1 - m0 < best[0]:
-                best = (m1 - m0, (m0 + m1) / 2.0 - s)
-        measured = best[1]
+            if m1 - m0 < span:
+                span, measured = m1 - m0, (m0 + m1) / 2.0 - s
         if self._offset is None or abs(measured - self._offset) > 0.005:
             self._offset = measured
         else:

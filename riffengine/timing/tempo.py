@@ -124,9 +124,10 @@ class TempoMap:
     @property
     def origin_frame(self) -> int:
         """The (whole) frame of bar line 0, extrapolated from the anchor; may be negative."""
-        return self.anchor_frame - _round_half_up(self.anchor_bar * self.bar_frames)
+        anchor_bar = self.anchor_bar if self.anchor_bar is not None else self.anchor_beat / self.beats_per_bar
+        return self.anchor_frame - _round_half_up(anchor_bar * self.bar_frames)
 
-    def beat_at(self, frame: int) -> float:
+    def beat_at(self, frame: float) -> float:
         """Beat position (fractional) of ``frame``."""
         # Integer product first: exact whenever the result is a whole number of beats.
         return self.anchor_beat + (frame - self.anchor_frame) * self.beats_per_bar / self.bar_frames
