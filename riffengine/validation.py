@@ -144,9 +144,9 @@ def whole_words(lo: int | float | None, hi: int | float | None) -> str:
     return f"a whole number from {_num(lo)} to {_num(hi)}"
 
 
-def number_words(lo: float | int | None, hi: float | int | None) -> str:
+def number_words(lo: float | int | None, hi: float | int | None, above: bool = False) -> str:
     """What a number rule accepts, in words."""
-    return f"a number from {_num(lo)} to {_num(hi)}"
+    return f"a number {'above' if above else 'from'} {_num(lo)} to {_num(hi)}"
 
 
 def whole(lo: int, hi: int) -> Rule:
@@ -155,10 +155,11 @@ def whole(lo: int, hi: int) -> Rule:
                      _wrap(_say_number(whole_words(lo, hi)), _integral)]
 
 
-def number(lo: float, hi: float) -> Rule:
-    """A finite number from ``lo`` to ``hi``, as a float."""
-    return Annotated[float, _Strict(), AllowInfNan(False), at.Ge(lo), at.Le(hi),
-                     _wrap(_say_number(number_words(lo, hi)), _real)]
+def number(lo: float, hi: float, above: bool = False) -> Rule:
+    """A finite number from ``lo`` (or just ``above`` it) to ``hi``, as a float."""
+    low = at.Gt(lo) if above else at.Ge(lo)
+    return Annotated[float, _Strict(), AllowInfNan(False), low, at.Le(hi),
+                     _wrap(_say_number(number_words(lo, hi, above)), _real)]
 
 
 FLAG_WORDS = "true or false (or 1 or 0)"
@@ -185,7 +186,7 @@ def choice(*choices: str, fold_case: bool = False) -> Rule:
     def upper(value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    return Annotated[Literal[choices], _wrap(say, upper if fold_case else None)]  # type: ignore[valid-type]
+    return Annotated[Literal[choices], _wrap(say, upper if fold_case else None)]
 
 
 def string(max_length: int) -> Rule:
@@ -394,9 +395,9 @@ def setting(rule: Rule, default: object, after: Callable[[Any, ValidationInfo], 
         return value if after is None else after(value, info)
 
     if isinstance(default, Mapping):  # a read-only mapping is shared, never copied
-        info = FieldInfo.from_annotated_attribute(Any, Field(default_factory=lambda: default))  # type: ignore[arg-type]
+        info = FieldInfo.from_annotated_attribute(Any, Field(default_factory=lambda: default))
     else:
-        info = FieldInfo.from_annotated_attribute(Any, default)  # type: ignore[arg-type]
+        info = FieldInfo.from_annotated_attribute(Any, default)
     info.metadata.append(PlainValidator(validate))
     if after is not None:
         info.validate_default = True
@@ -474,7 +475,7 @@ def _ordered(value: object, handler: Callable[[object], object]) -> object:
     return MappingProxyType({str(k): getattr(model, _field_name(str(k))) for k in keys})
 
 
-PARAM_VALUES: Rule = Annotated[ParamValuesModel, WrapValidator(_ordered)]  # type: ignore[valid-type]
+PARAM_VALUES: Rule = Annotated[ParamValuesModel, WrapValidator(_ordered)]
 """A mapping of parameter values (the config's ``initial``, a scene, a mapping's ``set``),
 checked by the table and returned read-only, in the order given."""
 
