@@ -480,6 +480,17 @@ PARAM_VALUES: Rule = Annotated[ParamValuesModel, WrapValidator(_ordered)]
 checked by the table and returned read-only, in the order given."""
 
 
+def param_values(raw: object) -> Mapping[str, object]:
+    """Check a mapping of parameter keys to values (a saved scene, say) and return it typed and
+    read-only; UserError listing every bad key."""
+    try:
+        values: Mapping[str, object] = adapter(PARAM_VALUES).validate_python(raw)
+    except ValidationError as exc:
+        raise UserError("; ".join(f"{path}: {message}" if path else message
+                                  for path, message in messages(exc))) from None
+    return values
+
+
 def strip_label(message: str, key: str) -> str:
     """Drop a leading ``name:`` or ``name/slot:`` from a table message; the key path says it."""
     head, sep, rest = message.partition(": ")
