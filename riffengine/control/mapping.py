@@ -27,9 +27,10 @@ A mapping file is a YAML list; each entry binds one MIDI control to one target::
 Rules: every key of an entry is checked by the validation layer (:mod:`riffengine.validation`,
 the config's rules: ``1.0`` is a whole number there too) and every error of an entry is
 reported at once; targets and ``set`` values are checked against the parameter table
-(:mod:`riffengine.control.params`), so a mapping accepts exactly what OSC and the config accept. Several entries may share one
-control (one knob, several parameters); among knob entries (``cc`` with ``param``) a later
-entry for the same parameter replaces an earlier one, which is how MIDI learn appends.
+(:mod:`riffengine.control.params`), so a mapping accepts exactly what OSC and the config accept.
+Several entries may share one control (one knob, several parameters); among knob entries
+(``cc`` with ``param``) a later entry for the same parameter replaces an earlier one, which is
+how MIDI learn appends.
 
 Curves map the knob travel x (0..1) onto the range [lo, hi]: ``linear`` in equal steps;
 ``exponential`` slowly at the start and fast at the end (for a range of one sign: equal
