@@ -17,9 +17,10 @@ The one coercion rule, for every source of values:
 - a boolean accepts true or false, and 1 or 0;
 - text is a string, and a choice one of its strings.
 
-Models built from rules (:class:`Strict`-config sections, mapping entries, parameter values)
-are frozen and forbid unknown keys; :func:`messages` turns every error of a
-``ValidationError`` into a ``(key path, message)`` pair, with "did you mean" for unknown keys.
+Models built from rules (:class:`Strict`: config sections, mapping entries, parameter values)
+are frozen, forbid unknown keys and report every error at once; :func:`messages` turns each
+error of a ``ValidationError`` into a ``(key path, message)`` pair, with "did you mean" for
+unknown keys. A validator refuses a value by raising :class:`Invalid` with the house message.
 This module imports nothing of riffengine but the parameter table and the errors, so the
 State can use it.
 """
@@ -33,7 +34,6 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal
 
-import annotated_types as at
 from pydantic import (
     AllowInfNan,
     BaseModel,
@@ -51,7 +51,6 @@ from pydantic import (
 from pydantic import Strict as _Strict
 from pydantic.fields import FieldInfo
 from pydantic.functional_validators import ModelWrapValidatorHandler
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from riffengine.control import params
 from riffengine.errors import UserError
@@ -59,12 +58,11 @@ from riffengine.errors import UserError
 Rule = Any
 """A pydantic type (an ``Annotated`` base type with constraints and a wrap validator)."""
 
-INVALID = "invalid"
-"""The pydantic error type of a refusal in the house words; its ``ctx`` holds the message."""
-
-
 class Invalid(ValueError):
-    """A value a rule refuses; the message says why and what to use, not whose value it is."""
+    """A value a rule refuses; the message says why and what to use, not whose value it is.
+
+    Raised in a validator, pydantic reports it as a ``value_error`` that carries it.
+    """
 
 
 def show(value: object) -> str:
@@ -79,9 +77,10 @@ def show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def refuse(message: str) -> PydanticCustomError:
-    """The error a validator raises for a bad value, in the house words."""
-    return PydanticCustomError(INVALID, "{message}", {"message": message})
+def _worded_already(error: Any) -> str | None:
+    """The house message an error carries, if a rule worded it."""
+    found = (error.get("ctx") or {}).get("error")
+    return str(found) if error["type"] == "value_error" and isinstance(found, Invalid) else None
 
 
 def _num(x: float | int | None) -> str:
@@ -101,7 +100,7 @@ def _wrap(say: Say, before: Callable[[object], object] | None = None) -> WrapVal
         try:
             return handler(value)
         except ValidationError as exc:
-            raise refuse(say(exc.errors()[0]["type"], value)) from None
+            raise Invalid(say(exc.errors()[0]["type"], value)) from None
 
     return WrapValidator(validate)
 
@@ -151,14 +150,14 @@ def number_words(lo: float | int | None, hi: float | int | None, above: bool = F
 
 def whole(lo: int, hi: int) -> Rule:
     """A whole number from ``lo`` to ``hi`` (integral floats accepted)."""
-    return Annotated[int, _Strict(), at.Ge(lo), at.Le(hi),
+    return Annotated[int, _Strict(), Field(ge=lo, le=hi),
                      _wrap(_say_number(whole_words(lo, hi)), _integral)]
 
 
 def number(lo: float, hi: float, above: bool = False) -> Rule:
     """A finite number from ``lo`` (or just ``above`` it) to ``hi``, as a float."""
-    low = at.Gt(lo) if above else at.Ge(lo)
-    return Annotated[float, _Strict(), AllowInfNan(False), low, at.Le(hi),
+    low = Field(gt=lo) if above else Field(ge=lo)
+    return Annotated[float, _Strict(), AllowInfNan(False), low, Field(le=hi),
                      _wrap(_say_number(number_words(lo, hi, above)), _real)]
 
 
@@ -198,7 +197,7 @@ def string(max_length: int) -> Rule:
                     f"use at most {max_length} characters")
         return f"{show(value)} is not a string; use a string of at most {max_length} characters"
 
-    return Annotated[str, _Strict(), at.MaxLen(max_length), _wrap(say)]
+    return Annotated[str, _Strict(), Field(max_length=max_length), _wrap(say)]
 
 
 def text(what: str = "a string", pattern: str | None = None, max_length: int = 4096,
@@ -229,7 +228,7 @@ def list_of(rule: Rule) -> Rule:
 
     def items(value: object, handler: Callable[[object], object]) -> object:
         if not isinstance(value, (list, tuple)):
-            raise refuse(f"{show(value)} is not valid; use a list, e.g. [] for none")
+            raise Invalid(f"{show(value)} is not valid; use a list, e.g. [] for none")
         return handler(value)
 
     return Annotated[tuple[rule, ...], WrapValidator(items)]
@@ -238,13 +237,7 @@ def list_of(rule: Rule) -> Rule:
 def checked(check: Callable[[object], object]) -> Rule:
     """A rule made of a plain function that returns the value or raises :class:`Invalid`."""
 
-    def validate(value: object) -> object:
-        try:
-            return check(value)
-        except Invalid as exc:
-            raise refuse(str(exc)) from None
-
-    return Annotated[Any, PlainValidator(validate)]
+    return Annotated[Any, PlainValidator(check)]
 
 
 # --- the parameter table's rules ------------------------------------------------------------------
@@ -347,7 +340,7 @@ class Strict(BaseModel):
         if value is None:
             value = {}
         if not isinstance(value, (Mapping, cls)):
-            raise refuse(f"{show(value)} is not valid; use {cls.expected}")
+            raise Invalid(f"{show(value)} is not valid; use {cls.expected}")
         try:
             return handler(value)
         except ValidationError as exc:
@@ -361,15 +354,14 @@ class Strict(BaseModel):
         return f"unknown key{params.suggest(key, known)} (valid keys here: {', '.join(known)})"
 
 
-def _worded(model: type[Strict], error: Any) -> InitErrorDetails:
+def _worded(model: type[Strict], error: Any) -> Any:
+    """One error of ``model`` as pydantic's error details, with the house message."""
     loc = tuple(error["loc"])
-    if error["type"] == INVALID:
-        message = str(error["ctx"]["message"])
-    elif error["type"] == "extra_forbidden" and len(loc) == 1:
+    message = _worded_already(error)
+    if message is None and error["type"] == "extra_forbidden" and len(loc) == 1:
         message = model.unknown_key(str(loc[0]))
-    else:
-        message = _generic(error)
-    return {"type": refuse(message), "loc": loc, "input": error.get("input")}
+    return {"type": "value_error", "loc": loc, "input": error.get("input"),
+            "ctx": {"error": Invalid(message if message is not None else _generic(error))}}
 
 
 def _generic(error: Any) -> str:
@@ -512,6 +504,5 @@ def messages(exc: ValidationError) -> Errors:
     out: Errors = []
     for error in exc.errors():
         path = ".".join(str(part) for part in error["loc"] if not isinstance(part, int))
-        message = str(error["ctx"]["message"]) if error["type"] == INVALID else _generic(error)
-        out.append((path, message))
+        out.append((path, _worded_already(error) or _generic(error)))
     return out
