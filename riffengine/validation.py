@@ -58,6 +58,7 @@ from riffengine.errors import UserError
 Rule = Any
 """A pydantic type (an ``Annotated`` base type with constraints and a wrap validator)."""
 
+
 class Invalid(ValueError):
     """A value a rule refuses; the message says why and what to use, not whose value it is.
 
@@ -150,15 +151,15 @@ def number_words(lo: float | int | None, hi: float | int | None, above: bool = F
 
 def whole(lo: int, hi: int) -> Rule:
     """A whole number from ``lo`` to ``hi`` (integral floats accepted)."""
-    return Annotated[int, _Strict(), Field(ge=lo, le=hi),
-                     _wrap(_say_number(whole_words(lo, hi)), _integral)]
+    return Annotated[int, _Strict(), Field(ge=lo, le=hi), _wrap(_say_number(whole_words(lo, hi)), _integral)]
 
 
 def number(lo: float, hi: float, above: bool = False) -> Rule:
     """A finite number from ``lo`` (or just ``above`` it) to ``hi``, as a float."""
     low = Field(gt=lo) if above else Field(ge=lo)
-    return Annotated[float, _Strict(), AllowInfNan(False), low, Field(le=hi),
-                     _wrap(_say_number(number_words(lo, hi, above)), _real)]
+    return Annotated[
+        float, _Strict(), AllowInfNan(False), low, Field(le=hi), _wrap(_say_number(number_words(lo, hi, above)), _real)
+    ]
 
 
 FLAG_WORDS = "true or false (or 1 or 0)"
@@ -170,8 +171,7 @@ def _bool(value: object) -> object:
     return value
 
 
-FLAG: Rule = Annotated[bool, _Strict(),
-                       _wrap(lambda kind, v: f"{show(v)} is not a boolean; use {FLAG_WORDS}", _bool)]
+FLAG: Rule = Annotated[bool, _Strict(), _wrap(lambda kind, v: f"{show(v)} is not a boolean; use {FLAG_WORDS}", _bool)]
 """True or false (1 or 0 too)."""
 
 
@@ -179,8 +179,7 @@ def choice(*choices: str, fold_case: bool = False) -> Rule:
     """One of ``choices``; ``fold_case`` takes any case and gives the upper case."""
 
     def say(kind: str, value: object) -> str:
-        return (f"{show(value)} is not a choice{params.suggest(str(value), choices)} "
-                f"(use one of {', '.join(choices)})")
+        return f"{show(value)} is not a choice{params.suggest(str(value), choices)} (use one of {', '.join(choices)})"
 
     def upper(value: object) -> object:
         return value.upper() if isinstance(value, str) else value
@@ -193,22 +192,24 @@ def string(max_length: int) -> Rule:
 
     def say(kind: str, value: object) -> str:
         if isinstance(value, str):
-            return (f"a string of {len(value)} characters is too long; "
-                    f"use at most {max_length} characters")
+            return f"a string of {len(value)} characters is too long; use at most {max_length} characters"
         return f"{show(value)} is not a string; use a string of at most {max_length} characters"
 
     return Annotated[str, _Strict(), Field(max_length=max_length), _wrap(say)]
 
 
-def text(what: str = "a string", pattern: str | None = None, max_length: int = 4096,
-         noun: str = "valid") -> Rule:
+def text(what: str = "a string", pattern: str | None = None, max_length: int = 4096, noun: str = "valid") -> Rule:
     """A string that is not blank (or matches ``pattern`` whole), at most ``max_length`` long.
 
     A refusal says ``X is not <noun>; use <what>``.
     """
     regex = rf"^(?:{pattern})$" if pattern is not None else r"\S"
-    return Annotated[str, _Strict(), StringConstraints(max_length=max_length, pattern=regex),
-                     _wrap(lambda kind, v: f"{show(v)} is not {noun}; use {what}")]
+    return Annotated[
+        str,
+        _Strict(),
+        StringConstraints(max_length=max_length, pattern=regex),
+        _wrap(lambda kind, v: f"{show(v)} is not {noun}; use {what}"),
+    ]
 
 
 def optional(rule: Rule) -> Rule:
@@ -219,8 +220,9 @@ def optional(rule: Rule) -> Rule:
 def either(*rules: Rule, what: str) -> Rule:
     """The first of ``rules`` that accepts the value."""
     union = functools.reduce(lambda a, b: a | b, rules)
-    return Annotated[union, Field(union_mode="left_to_right"),
-                     _wrap(lambda kind, v: f"{show(v)} is not valid; use {what}")]
+    return Annotated[
+        union, Field(union_mode="left_to_right"), _wrap(lambda kind, v: f"{show(v)} is not valid; use {what}")
+    ]
 
 
 def list_of(rule: Rule) -> Rule:
@@ -308,10 +310,11 @@ def validate(name: str, value: object, slot: int | None = None) -> object:
     if not p.slots:
         return _labelled(p, value, None)
     if not isinstance(value, (list, tuple)) or len(value) > p.slots:
-        raise UserError(f"{p.name}: {show(value)} is not a list of up to {p.slots} values; "
-                        f"give a list, or set one slot at {p.name}/<slot>")
-    return tuple(_labelled(p, value[i], i) if i < len(value) else p.slot_default(i)
-                 for i in range(p.slots))
+        raise UserError(
+            f"{p.name}: {show(value)} is not a list of up to {p.slots} values; "
+            f"give a list, or set one slot at {p.name}/<slot>"
+        )
+    return tuple(_labelled(p, value[i], i) if i < len(value) else p.slot_default(i) for i in range(p.slots))
 
 
 def _labelled(p: params.Param, value: object, slot: int | None) -> object:
@@ -360,8 +363,12 @@ def _worded(model: type[Strict], error: Any) -> Any:
     message = _worded_already(error)
     if message is None and error["type"] == "extra_forbidden" and len(loc) == 1:
         message = model.unknown_key(str(loc[0]))
-    return {"type": "value_error", "loc": loc, "input": error.get("input"),
-            "ctx": {"error": Invalid(message if message is not None else _generic(error))}}
+    return {
+        "type": "value_error",
+        "loc": loc,
+        "input": error.get("input"),
+        "ctx": {"error": Invalid(message if message is not None else _generic(error))},
+    }
 
 
 def _generic(error: Any) -> str:
@@ -374,8 +381,13 @@ def _generic(error: Any) -> str:
     return f"{show(error.get('input'))} is not valid ({error['msg']})"
 
 
-def setting(rule: Rule, default: object, after: Callable[[Any, ValidationInfo], object] | None = None) -> Any:
-    """A model field checked by ``rule`` alone, with a default.
+def setting(
+    rule: Rule,
+    default: object,
+    after: Callable[[Any, ValidationInfo], object] | None = None,
+    key: str | None = None,
+) -> Any:
+    """A model field checked by ``rule`` alone, with a default; ``key`` names it in the input.
 
     ``after(value, info)`` runs on the checked value, the default included (e.g. to make a
     path absolute against the file's folder, given in the validation context).
@@ -386,14 +398,10 @@ def setting(rule: Rule, default: object, after: Callable[[Any, ValidationInfo], 
         value = adapt.validate_python(value)
         return value if after is None else after(value, info)
 
-    if isinstance(default, Mapping):  # a read-only mapping is shared, never copied
-        info = FieldInfo.from_annotated_attribute(Any, Field(default_factory=lambda: default))
-    else:
-        info = FieldInfo.from_annotated_attribute(Any, default)
-    info.metadata.append(PlainValidator(validate))
-    if after is not None:
-        info.validate_default = True
-    return info
+    options: dict[str, Any] = {"validate_default": after is not None, "validation_alias": key}
+    # the default is shared, never copied (a read-only mapping cannot be)
+    field = Field(default_factory=lambda: default, **options)
+    return FieldInfo.from_annotated_attribute(Annotated[Any, PlainValidator(validate)], field)  # type: ignore[arg-type]
 
 
 def param_setting(name: str) -> Any:
@@ -415,19 +423,12 @@ def _action(p: params.Param) -> object:
     raise Invalid(f"{p.name} is an action, not a value to set here")
 
 
-def _slots(p: params.Param, value: object) -> tuple[object, ...]:
-    if not isinstance(value, (list, tuple)) or len(value) > p.slots:
-        raise Invalid(f"{show(value)} is not a list of up to {p.slots} values; give a list, "
-                      f"or set one slot at {p.name}/<slot>")
-    return tuple(_slot_value(p, value[i], i) if i < len(value) else p.slot_default(i)
-                 for i in range(p.slots))
-
-
-def _slot_value(p: params.Param, value: object, slot: int) -> object:
+def _slots(p: params.Param, value: object) -> object:
+    """A per-slot parameter's list, as :func:`validate` takes it; a bad slot is named."""
     try:
-        return coerce(p, value)
-    except Invalid as exc:
-        raise Invalid(f"slot {slot}: {exc}") from None
+        return validate(p.name, value)
+    except UserError as exc:
+        raise Invalid(str(exc).removeprefix(f"{p.name}: ")) from None
 
 
 def _field_name(key: str) -> str:
@@ -439,9 +440,7 @@ def _value_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for p in params.PARAMS:
         for key, slot in [(p.name, None)] + [(f"{p.name}/{i}", i) for i in range(p.slots)]:
-            info = setting(_param_value(p, slot), None)
-            info.validation_alias = key
-            fields[_field_name(key)] = (Any, info)
+            fields[_field_name(key)] = (Any, setting(_param_value(p, slot), None, key=key))
     return fields
 
 
@@ -478,8 +477,9 @@ def param_values(raw: object) -> Mapping[str, object]:
     try:
         values: Mapping[str, object] = adapter(PARAM_VALUES).validate_python(raw)
     except ValidationError as exc:
-        raise UserError("; ".join(f"{path}: {message}" if path else message
-                                  for path, message in messages(exc))) from None
+        raise UserError(
+            "; ".join(f"{path}: {message}" if path else message for path, message in messages(exc))
+        ) from None
     return values
 
 
