@@ -27,14 +27,14 @@ import ipaddress
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, ClassVar
 
 import yaml
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo
+from pydantic import BaseModel, PlainValidator, PrivateAttr, ValidationError, ValidationInfo, WrapValidator
 
 from riffengine import validation as v
 from riffengine.control import params
@@ -361,8 +361,22 @@ warning naming the file, the line and the key."""
 
 ParamValues = Mapping[str, object]
 
-SCENES: v.Rule = Annotated[dict[str, v.PARAM_VALUES],  # type: ignore[name-defined]
-                           Field(max_length=int(params.param("scene").maximum or 0) + 1)]
+SCENE_LIMIT = int(params.param("scene").maximum or 0) + 1
+"""Scenes ``/riff/scene N`` can recall."""
+
+
+def _scenes(value: object, handler: Callable[[object], object]) -> object:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise v.Invalid(f"{v.show(value)} is not valid; use a mapping of scene names to parameter values")
+    if len(value) > SCENE_LIMIT:
+        raise v.Invalid(f"{len(value)} scenes are too many; use at most {SCENE_LIMIT}")
+    return MappingProxyType(handler(value))  # type: ignore[arg-type]
+
+
+_SCENE_NAME = Annotated[str, PlainValidator(str)]
+SCENES: v.Rule = Annotated[dict[_SCENE_NAME, v.PARAM_VALUES], WrapValidator(_scenes)]  # type: ignore[valid-type]
 """The ``scenes`` section: scene names, in file order, to parameter values."""
 
 _NO_VALUES: ParamValues = MappingProxyType({})
@@ -381,7 +395,7 @@ class Settings(v.Strict):
     loop: LoopSettings = LoopSettings()
     render: RenderSettings = RenderSettings()
     initial: ParamValues = v.setting(v.PARAM_VALUES, _NO_VALUES)
-    scenes: Mapping[str, ParamValues] = v.setting(SCENES, _NO_VALUES, lambda value, info: MappingProxyType(value))
+    scenes: Mapping[str, ParamValues] = v.setting(SCENES, _NO_VALUES)
     osc: OscSettings = OscSettings()
     http: HttpSettings = HttpSettings()
     midi: MidiSettings = MidiSettings()

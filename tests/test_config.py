@@ -284,3 +284,11 @@ def test_speed_levers_settings(tmp_path):
     message = str(err.value)
     assert "model.compile" in message and "max-autotune-no-cudagraphs" in message
     assert "model.channels_last" in message and "auto (on for CUDA), true or false" in message
+
+
+def test_scene_names_may_be_numbers_and_the_count_is_bounded(tmp_path):
+    settings = load_config(write(tmp_path, "scenes:\n  1: {alpha: 0}\n  verse:\n"))
+    assert list(settings.scenes) == ["1", "verse"] and settings.scene("1") == {"alpha": 0.0}
+    many = "scenes:\n" + "".join(f"  s{i}: {{alpha: 0}}\n" for i in range(130))
+    [line] = errors_of(write(tmp_path, many))
+    assert line.endswith(":1: scenes: 130 scenes are too many; use at most 128")
