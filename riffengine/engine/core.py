@@ -74,7 +74,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
     SIGINT/SIGTERM (main thread only).
 
     API for control surfaces and tempo sync (all on the loop's thread): :attr:`store`,
-    :attr:`bus`, :meth:`figures`, :meth:`position`, :meth:`set_tempo`, :meth:`stop`.
+    :attr:`bus`, :meth:`figures`, :meth:`position`, :meth:`stop`.
     """
 
     def __init__(
@@ -195,10 +195,6 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         tempo = self.timeline.tempo_at(frame)
         return Position(frame, tempo.bar_at(frame), tempo.beat_at(frame), tempo.effective_bpm,
                         tempo.beats_per_bar)
-
-    def set_tempo(self, bpm: float, source: str = "internal") -> State:
-        """Change the session tempo (Link, MIDI clock, a surface); heard at the next seam."""
-        return self.store.apply({"bpm": float(bpm)}, source=source)
 
     @property
     def tempo_source(self) -> str:
