@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -21,15 +22,19 @@ PROBE = textwrap.dedent("""
     nices = {}
     def after():
         nices["after"] = os.getpriority(os.PRIO_PROCESS, 0)
+        nices["after_policy"] = os.sched_getscheduler(0)
     t = threading.Thread(target=after); t.start(); t.join()
     nices["before"] = os.getpriority(os.PRIO_PROCESS, before.native_id)
     nices["main"] = os.getpriority(os.PRIO_PROCESS, 0)
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"],
+    nices["before_policy"] = os.sched_getscheduler(before.native_id)
+    child = subprocess.run([sys.executable, "-c",
+                            "import os; print(os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))"],
                            capture_output=True, text=True, check=True,
                            preexec_fn=priority.child_priority(usual))
-    nices["child"] = int(child.stdout)
+    nices["child"], nices["child_policy"] = map(int, child.stdout.split())
     priority.restore(usual)
     nices["restored"] = os.getpriority(os.PRIO_PROCESS, before.native_id)
+    nices["restored_policy"] = os.sched_getscheduler(before.native_id)
     hold.set(); before.join()
     print(json.dumps({"usual": usual, **nices}))
 """)
@@ -46,5 +51,7 @@ def test_every_thread_is_raised_and_children_are_not():
 
     # a thread that was running before, the calling thread, and a thread made after
     assert got["before"] == got["main"] == got["after"] == AUDIO_NICE
-    assert got["child"] == got["usual"]
-    assert got["restored"] == got["usual"]
+    assert got["before_policy"] == got["after_policy"]  # round robin where allowed, else usual
+    assert got["before_policy"] in (os.SCHED_RR, os.SCHED_OTHER)
+    assert got["child"] == got["usual"] and got["child_policy"] == os.SCHED_OTHER
+    assert got["restored"] == got["usual"] and got["restored_policy"] == os.SCHED_OTHER
