@@ -105,6 +105,9 @@ def main() -> int:
     parser.add_argument("--ahead", type=int, default=2, help="render.ahead")
     parser.add_argument("--bpm", type=float, default=120.0)
     parser.add_argument("--bars", type=int, default=2)
+    parser.add_argument("--no-split", action="store_true",
+                        help="one UNet batch for both guidance rows (as with the audio in the "
+                             "engine's process); default: side by side where the cores allow")
     parser.add_argument("--events", help="also log the engine's events to this .jsonl file")
     parser.add_argument("--preset", default="quality",
                         help="render.preset (fast: DPM-Solver++, one UNet call a step; the default "
@@ -138,14 +141,15 @@ def main() -> int:
         os.environ["JACK_DEFAULT_SERVER"] = server.name
         os.environ["JACK_NO_START_SERVER"] = "1"
         try:
-            renderer = (build_renderer(settings) if (args.tiny or args.model)
+            renderer = (build_renderer(settings, audio_here=args.no_split) if (args.tiny or args.model)
                         else FakeRenderer(seconds=0.3, sleep=True))
             engine = Engine(settings, renderer, duration=args.duration, signals=True)
             tally = Tally()
             engine.bus.subscribe(tally)
             print(f"evolve {args.evolve} ({args.mode}), render.ahead {args.ahead}, preset {args.preset}, "
                   f"{'tiny model' if args.tiny else args.model or 'fake'} on {args.device}, "
-                  f"{args.steps} steps, {torch.get_num_threads()} torch thread(s), {args.bars} bars at "
+                  f"{args.steps} steps, {torch.get_num_threads()} torch thread(s)"
+                  f"{', guidance rows side by side' if getattr(renderer, 'halves', None) else ''}, {args.bars} bars at "
                   f"{args.bpm:g} BPM, {args.duration:.0f} s",
                   flush=True)
 
