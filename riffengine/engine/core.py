@@ -14,15 +14,13 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 from riffengine.ahead import Ahead
 from riffengine.audio import gil
 from riffengine.audio.jackoutput import JackOutput
 from riffengine.audio.output import WavFileOutput, open_output
 from riffengine.audio.recorder import Recorder
 from riffengine.audio.ringbuffer import RingBuffer
-from riffengine.audio.timeline import LoopStarted, Timeline
+from riffengine.audio.timeline import Timeline
 from riffengine.clipmaker import ClipMaker
 from riffengine.config import Settings
 from riffengine.engine.daemon import DaemonRole
@@ -37,7 +35,6 @@ from riffengine.engine.parts import (
     REALTIME_BLOCK,
     STOP_RENDER_SECONDS,
     TICK_SECONDS,
-    Arrival,
     Position,
 )
 from riffengine.engine.renders import RenderRole
@@ -47,7 +44,7 @@ from riffengine.eventlog import EventLog
 from riffengine.events import EventBus
 from riffengine.host import resume
 from riffengine.host.client import HostOutput
-from riffengine.planner import RENDER, Job, Planner
+from riffengine.planner import RENDER, Planner
 from riffengine.render.worker import (
     RenderWorker,
 )
@@ -108,69 +105,69 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         self._learn = learn
         self._reload_settings = reload_settings
         self.notifier = notifier if notifier is not None else Notifier()
-        self._watchdog: asyncio.Task | None = None
-        self._reconnect: asyncio.Task | None = None
+        self._watchdog = None
+        self._reconnect = None
         self.safe = None
         """The bank's safe loop (:class:`~riffengine.render.bank.SafeLoop`), or None."""
-        self._safe_frames: np.ndarray | None = None
+        self._safe_frames = None
         self._discard_before = 0
         self._fail_streak = 0
         self._failed_key = None
         self._streak_started = 0.0
-        self._retry_frame: int | None = None
+        self._retry_frame = None
         self._late_reported = 0
         # Built by run():
-        self.ring: RingBuffer | None = None
+        self.ring = None
         self.output = None
-        self.recorder: Recorder | None = None
-        self.timeline: Timeline | None = None
-        self.worker: RenderWorker | None = None
-        self.planner: Planner | None = None
+        self.recorder = None
+        self.timeline = None
+        self.worker = None
+        self.planner = None
         self.ahead = Ahead(settings.render.ahead)
-        self.events_log: EventLog | None = None
+        self.events_log = None
         self.surfaces = None
-        self.follower: Follower | None = None
+        self.follower = None
         self.sample_rate = settings.audio.sample_rate
         self.realtime = True
         # Loop-side bookkeeping:
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = None
         self._stop_requested = False
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._arrivals: list[Arrival] = []
-        self._jobs: dict[int, Job] = {}
-        self._warm_future: asyncio.Future | None = None
+        self._arrivals = []
+        self._jobs = {}
+        self._warm_future = None
         self._compiles = False  # the model is compiled by its warm-up render
-        self._heard: deque[LoopStarted] = deque()
-        self._clips: dict[str, dict] = {}
+        self._heard = deque()
+        self._clips = {}
         self._clip_count = 0
         self._loops_heard = 0
         self._last_beat = -1
-        self._heard_bpm: float | None = None
-        self._heard_clip: str | None = None
+        self._heard_bpm = None
+        self._heard_clip = None
         self._underruns_seen = 0
         self._xruns_seen = 0
         self._gil_interval: float | None = None  # the switch interval before the stream started
         self.degraded = ""
         """Why the engine plays without its model ('' when it has it): status, events."""
         self._real_model = renderer is None and renderer_factory is None
-        self._maker: ClipMaker | None = None
-        self._model_retry: asyncio.Task | None = None
+        self._maker = None
+        self._model_retry = None
         self._model_retries = 0
         self._gain = self._wanted_gain(self.store.state)
         self._gain_target = self._gain
-        self._end_frame: int | None = None
+        self._end_frame = None
         self._stream_started = False
         self._stats = {"renders": 0, "stretches": 0, "failures": 0, "late": 0, "dropped": 0,
                        "retries": 0, "outputs_lost": 0, "panics": 0, "reloads": 0, "walk_repeats": 0}
         self._last_render_ms = 0.0
-        self._job_bpm: dict[int, float] = {}
-        self._cancel: set[int] = set()  # jobs to stop at their next step (read on the worker thread)
+        self._job_bpm = {}
+        self._cancel = set()  # jobs to stop at their next step (read on the worker thread)
         self._unsubscribe: list[Callable[[], None]] = []
         self._state_dirty = state_file is not None
         self._state_saved_at = 0.0
-        self._grid: resume.Grid | None = self._resume.grid if self._resume else None
-        self._beat_task: asyncio.Task | None = None
+        self._grid = self._resume.grid if self._resume else None
+        self._beat_task = None
 
     # --- public API (loop thread) ---------------------------------------------------------------
 

@@ -10,13 +10,14 @@ import logging
 
 from riffengine.config import initial_values
 from riffengine.control.params import PREFIX
+from riffengine.engine.base import EngineBase
 from riffengine.errors import UserError
 from riffengine.sdnotify import watchdog_pings
 
 log = logging.getLogger("riffengine.engine")
 
 
-class DaemonRole:
+class DaemonRole(EngineBase):
     """The daemon's side (see the module)."""
 
     def _announce_ready(self) -> None:

@@ -13,6 +13,7 @@ import logging
 
 from riffengine.audio.jackoutput import forget_portaudio_at_exit
 from riffengine.control.params import PREFIX
+from riffengine.engine.base import EngineBase
 from riffengine.engine.model import build_cached_renderer
 from riffengine.engine.parts import (
     RECONNECT_SECONDS,
@@ -22,7 +23,7 @@ from riffengine.render.fallback import FallbackRenderer
 log = logging.getLogger("riffengine.engine")
 
 
-class FaultsRole:
+class FaultsRole(EngineBase):
     """Supervising outputs and faults (see the module)."""
 
     def _watch_output(self) -> None:

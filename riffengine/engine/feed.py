@@ -14,6 +14,7 @@ import numpy as np
 
 from riffengine.audio.livegain import db_to_gain
 from riffengine.audio.timeline import ClipDropped, LoopStarted, Stopped
+from riffengine.engine.base import EngineBase
 from riffengine.engine.parts import (
     CHANNELS,
     FADE_OUT_SECONDS,
@@ -29,7 +30,7 @@ from riffengine.state import State
 log = logging.getLogger("riffengine.engine")
 
 
-class FeedRole:
+class FeedRole(EngineBase):
     """Feeding the ring (see the module)."""
 
     def _fade_frames(self) -> int:

@@ -12,12 +12,13 @@ import math
 
 from riffengine import evolve
 from riffengine.audio.timeline import LoopStarted, Stopped
+from riffengine.engine.base import EngineBase
 from riffengine.host import resume
 
 log = logging.getLogger("riffengine.engine")
 
 
-class HeardRole:
+class HeardRole(EngineBase):
     """Publishing what is heard (see the module)."""
 
     # --- publishing what is heard -----------------------------------------------------------------

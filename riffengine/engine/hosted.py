@@ -12,6 +12,7 @@ import logging
 
 from riffengine.audio.timeline import Timeline
 from riffengine.config import Settings
+from riffengine.engine.base import EngineBase
 from riffengine.engine.parts import (
     CHANNELS,
     HEARTBEAT_SECONDS,
@@ -26,7 +27,7 @@ from riffengine.timing.tempo import TempoMap
 log = logging.getLogger("riffengine.engine")
 
 
-class HostedRole:
+class HostedRole(EngineBase):
     """The engine under the audio host (see the module)."""
 
     @staticmethod

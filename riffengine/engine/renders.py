@@ -15,6 +15,7 @@ import sys
 
 from riffengine import evolve
 from riffengine.clipmaker import BadAudio, ClipSpec, MadeClip
+from riffengine.engine.base import EngineBase
 from riffengine.engine.parts import (
     RETRY_FIRST_SECONDS,
     RETRY_MAX_SECONDS,
@@ -37,7 +38,7 @@ from riffengine.timing.tempo import loop_frames
 log = logging.getLogger("riffengine.engine")
 
 
-class RenderRole:
+class RenderRole(EngineBase):
     """Scheduling renders and taking their results (see the module)."""
 
     async def _warm_up(self) -> bool:

@@ -12,6 +12,7 @@ import os
 from riffengine import evolve
 from riffengine.audio.panic import PanicRequest
 from riffengine.clipmaker import MadeClip
+from riffengine.engine.base import EngineBase
 from riffengine.engine.parts import (
     CHANNELS,
 )
@@ -22,7 +23,7 @@ from riffengine.state import apply_many
 log = logging.getLogger("riffengine.engine")
 
 
-class SafeRole:
+class SafeRole(EngineBase):
     """The safe loop and panic (see the module)."""
 
     async def _load_safe_loop(self) -> None:
