@@ -11,6 +11,7 @@ decides, as before.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,6 @@ class EngineBase:
 
         def _degrade(self, reason: str) -> FallbackRenderer: ...
 
-        def _report_recording_error(self, exc: Exception, path: str | None = None) -> None: ...
+        def _report_recording_error(self, exc: Exception, path: str | os.PathLike[str] | None = None) -> None: ...
 
         def _save_state(self) -> None: ...

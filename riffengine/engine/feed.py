@@ -30,8 +30,8 @@ from riffengine.state import State
 
 log = logging.getLogger("riffengine.engine")
 
-# The asserts at the top of methods narrow the parts run() builds (None until then): these
-# methods run only once it has built them.
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them.
 
 
 class FeedRole(EngineBase):

@@ -39,8 +39,8 @@ from riffengine.timing.tempo import loop_frames
 
 log = logging.getLogger("riffengine.engine")
 
-# The asserts at the top of methods narrow the parts run() builds (None until then): these
-# methods run only once it has built them.
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them.
 
 
 class RenderRole(EngineBase):
