@@ -88,7 +88,8 @@ class EngineBase:
     _arrivals: list[Arrival]
     _jobs: dict[int, Job]
     _job_bpm: dict[int, float]
-    _cancel: set[int]
+    _cancel: set[object]
+    """Tags of the renders to stop at their next step: job numbers (and the warm-up's, at the end)."""
     _warm_future: asyncio.Future[RenderResult] | None
     _heard: deque[LoopStarted | Stopped]
     _clips: dict[str, dict[str, Any]]

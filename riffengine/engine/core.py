@@ -13,6 +13,7 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import SupportsFloat, SupportsInt, cast
 
 from riffengine.ahead import Ahead
 from riffengine.audio import gil
@@ -57,6 +58,9 @@ from riffengine.timing.sources import FrameClock
 from riffengine.timing.tempo import TempoMap
 
 log = logging.getLogger("riffengine.engine")
+
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them.
 
 
 class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, DaemonRole):
@@ -187,8 +191,8 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         """Frame, bar, beat, tempo and meter of the heard stream (for Link/MIDI clock out)."""
         frame = self.heard_frame()
         if self.timeline is None:
-            bpm = float(self.store.state.values["bpm"])
-            return Position(0, 0, 0.0, bpm, int(self.store.state.values["beats_per_bar"]))
+            bpm = float(cast(SupportsFloat, self.store.state.values["bpm"]))
+            return Position(0, 0, 0.0, bpm, int(cast(SupportsInt, self.store.state.values["beats_per_bar"])))
         tempo = self.timeline.tempo_at(frame)
         return Position(frame, tempo.bar_at(frame), tempo.beat_at(frame), tempo.effective_bpm,
                         tempo.beats_per_bar)
@@ -331,18 +335,21 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             raise UserError(f"tempo source {self.tempo_source} needs a live output (a device or jack), "
                             "not a file: set tempo.source: internal to render to a file")
         self.sample_rate = self.output.sample_rate
+        assert self.output.live is not None  # made once the output's rate is known, as it is now
         self.output.live.reset(self._gain_target)  # the callback starts at the configured gain
         if self.recorder is not None:
             self.recorder.sample_rate = self.sample_rate
         state = self.store.state
-        tempo = TempoMap(float(state.values["bpm"]), int(state.values["beats_per_bar"]), self.sample_rate)
-        self.timeline = Timeline(tempo, CHANNELS, float(state.values["crossfade_ms"]))
+        tempo = TempoMap(float(cast(SupportsFloat, state.values["bpm"])),
+                         int(cast(SupportsInt, state.values["beats_per_bar"])), self.sample_rate)
+        self.timeline = Timeline(tempo, CHANNELS, float(cast(SupportsFloat, state.values["crossfade_ms"])))
         margin = self.settings.render.safety_margin_ms / 1000.0
         self.planner = Planner(self.sample_rate, margin_seconds=margin)
         if self.duration is not None:
             self._end_frame = max(1, round(self.duration * self.sample_rate))
 
     async def _start_renderer(self) -> None:
+        assert self._loop is not None
         await self._load_safe_loop()
         renderer = self._renderer
         if renderer is None and self._renderer_factory is not None:
@@ -375,6 +382,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
     def _install_signal_handlers(self) -> None:
         if not self._signals or threading.current_thread() is not threading.main_thread():
             return
+        assert self._loop is not None
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.add_signal_handler(sig, self.stop)
         self._loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -388,6 +396,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
 
     def _start_stream(self) -> None:
         """Prefill the ring (live), start the recorder and the output."""
+        assert self.output is not None
         if self.realtime:
             # Short GIL waits: for the audio callback in this process, or under the host for the
             # loop thread, which passes gain, mute and panic on to the host's callback.
@@ -407,6 +416,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
 
     def _start_follower(self) -> None:
         """The tempo source (Link, MIDI clock in) and MIDI clock out, once the stream runs."""
+        assert self.timeline is not None
         clock = FrameClock.for_output(self.output) if self.realtime else FrameClock.free_running(self.sample_rate)
         self.follower = Follower(self.store, self.bus, self.settings, clock, self.timeline.tempo_at,
                                  self.tempo_source)
@@ -415,6 +425,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
 
     async def _play(self) -> None:
         """Until stopped or at the end: apply script steps and results, plan, feed, publish."""
+        assert self._loop is not None and self.timeline is not None
         while not self._stop_requested:
             if self.follower is not None:
                 self.follower.poll(self._loop.time())
@@ -442,6 +453,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
 
     async def _stop_worker(self) -> None:
         """End the render worker's thread (off the loop: the render in flight may take a while)."""
+        assert self._loop is not None and self.worker is not None
         await self._loop.run_in_executor(None, self.worker.stop, STOP_RENDER_SECONDS)
         if self.worker.alive:
             log.warning("the render thread is still running after %g s; exiting anyway",
@@ -456,13 +468,15 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             if key in ("gain", "mute"):
                 self._gain_target = self._wanted_gain(new)
                 if self.output is not None:
+                    assert self.output.live is not None  # made when the output was opened
                     self.output.live.set(self._gain_target)  # heard in the next period
             elif key == "crossfade_ms" and self.timeline is not None:
-                frames = round(float(value) * self.sample_rate / 1000.0)
+                frames = round(float(cast(SupportsFloat, value)) * self.sample_rate / 1000.0)
                 self.timeline.crossfade_frames = frames
                 self.timeline.min_crossfade_frames = min(64, frames)
             elif key == "tempo_source" and self.follower is not None and source != "tempo":
                 if not self.follower.switch(str(value)):  # refused: put the old value back
+                    assert self._loop is not None
                     self._loop.call_soon(self.store.apply, {"tempo_source": self.follower.sync.source}, "tempo")
             elif key == "transport" and self.timeline is not None:
                 self._set_transport(str(value), source)
@@ -487,7 +501,9 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
     def _set_transport(self, value: str, source: str) -> None:
         """``transport``: stop at the next bar line (fading out before it) or play from the next
         one; a ``transport`` event says where."""
+        assert self.timeline is not None
         timeline = self.timeline
+        frame: int | None
         if value == "stop":
             timeline.stop(timeline.cursor)
             frame = timeline.stopping_at if timeline.stopping_at is not None else timeline.cursor
@@ -501,6 +517,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
     # --- script ----------------------------------------------------------------------------------
 
     def _run_script(self) -> None:
+        assert self.timeline is not None
         if not self._script:
             return
         frame = self.heard_frame()
@@ -534,6 +551,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         self._save_state()
         if isinstance(self.output, HostOutput):
             with contextlib.suppress(Exception):
+                assert self._loop is not None
                 self._loop.remove_reader(self.output.fileno())
         steps: list[Callable[[], object]] = []
         if self.surfaces is not None:
