@@ -59,9 +59,7 @@ class EngineBase:
     safe: SafeLoop | None
     _host: str | None
     _state_file: str | None
-    _resume: resume.Resume | None
     _renderer: object | None
-    _renderer_factory: Callable[[bool], object] | None
     _script: deque[Step]
     _reload_settings: Callable[[], Settings] | None
     _safe_frames: np.ndarray | None
