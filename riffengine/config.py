@@ -5,10 +5,12 @@ lists them all. :func:`load_config` checks the whole file and reports every mist
 one per line, each naming the file, the line, the full key path (``loop.bars``), the bad value
 and the fix, as one :class:`~riffengine.errors.UserError`.
 
-Settings that are also controllable parameters (``tempo.bpm``, ``loop.bars``,
-``render.steps``...) and the ``initial`` and ``scenes`` sections are checked against the
-parameter table in :mod:`riffengine.control.params`, so the file and the live controls
-accept exactly the same values.
+Each section is a frozen pydantic model that refuses unknown keys, one line per setting: its
+rule and its default (:func:`riffengine.validation.setting`). Settings that are also
+controllable parameters (``tempo.bpm``, ``loop.bars``, ``render.steps``...) take both from
+the parameter table (:func:`riffengine.validation.param_setting`), and the ``initial`` and
+``scenes`` sections are checked by the model the table generates, so the file and the live
+controls accept exactly the same values with the same words (:mod:`riffengine.validation`).
 
 Relative paths in a loaded file's settings (``paths.*``, ``audio.record``, ``audio.events``,
 a ``.wav`` ``audio.output``, a ``midi.mappings`` file), written or default, are made absolute
@@ -20,18 +22,21 @@ given, that is relative to the working folder.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+import itertools
 import logging
-import numbers
 import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Annotated, ClassVar
 
 import yaml
+from pydantic import BaseModel, PlainValidator, PrivateAttr, ValidationError, ValidationInfo, WrapValidator
 
+from riffengine import validation as v
 from riffengine.control import params
 from riffengine.errors import UserError
 from riffengine.yamlfile import read_yaml
@@ -88,134 +93,42 @@ class AdapterSpec:
     few_step: bool = False
 
 
-def has_few_step(specs) -> bool:
+def has_few_step(specs: Iterable[AdapterSpec]) -> bool:
     """True when one of the adapter specs is marked ``few_step``."""
     return any(spec.few_step for spec in specs)
 
 
-class _Invalid(Exception):
-    """A bad setting value; the message says what is wrong and what to use instead."""
+# --- rules of the settings that are not parameters -------------------------------------------
+
+_ADAPTER_WHAT = ("a path, or a mapping like {path: adapters/lcm-lora-sdv1-5.safetensors, "
+                 "weight: 1.0, few_step: true}")
 
 
-Check = Callable[[object], object]
+class _AdapterEntry(v.Strict):
+    """The mapping form of a ``model.adapters`` entry."""
+
+    expected: ClassVar[str] = _ADAPTER_WHAT
+    path: str = v.setting(v.text(_ADAPTER_WHAT), "")
+    weight: float = v.setting(v.number(-10.0, 10.0), 1.0)
+    few_step: bool = v.setting(v.FLAG, False)
 
 
-def _show(value: object) -> str:
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if value is None:
-        return "null"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _integer(lo: int, hi: int) -> Check:
-    def check(value: object) -> int:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not float(value).is_integer()
-            or not lo <= value <= hi
-        ):
-            raise _Invalid(f"{_show(value)} is not valid; use a whole number from {lo} to {hi}")
-        return int(value)
-
-    return check
-
-
-def _number(lo: float, hi: float) -> Check:
-    def check(value: object) -> float:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not lo <= value <= hi  # NaN fails this too
-        ):
-            raise _Invalid(f"{_show(value)} is not valid; use a number from {lo:g} to {hi:g}")
-        return float(value)
-
-    return check
-
-
-def _boolean(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"{_show(value)} is not valid; use true or false")
-    return value
-
-
-def _text(what: str = "a string", pattern: str | None = None, max_length: int = 4096) -> Check:
-    def check(value: object) -> str:
-        if (
-            not isinstance(value, str)
-            or not value.strip()
-            or len(value) > max_length
-            or (pattern is not None and not re.fullmatch(pattern, value))
-        ):
-            raise _Invalid(f"{_show(value)} is not valid; use {what}")
-        return value
-
-    return check
-
-
-def _choice(*choices: str, fold_case: bool = False) -> Check:
-    def check(value: object) -> str:
-        text = value.upper() if fold_case and isinstance(value, str) else value
-        if text not in choices:
-            hint = params.suggest(str(value), choices)
-            raise _Invalid(f"{_show(value)} is not a choice{hint}; use one of {', '.join(choices)}")
-        return text  # type: ignore[return-value]
-
-    return check
-
-
-def _optional(check: Check) -> Check:
-    def optional(value: object) -> object:
-        return None if value is None else check(value)
-
-    return optional
-
-
-def _either(*checks: Check, what: str) -> Check:
-    def either(value: object) -> object:
-        for check in checks:
-            try:
-                return check(value)
-            except _Invalid:
-                pass
-        raise _Invalid(f"{_show(value)} is not valid; use {what}")
-
-    return either
-
-
-def _list_of(check: Check) -> Check:
-    def list_of(value: object) -> tuple[object, ...]:
-        if not isinstance(value, (list, tuple)):
-            raise _Invalid(f"{_show(value)} is not valid; use a list, e.g. [] for none")
-        return tuple(check(item) for item in value)
-
-    return list_of
-
-
-def _param(name: str) -> Check:
-    """Check a setting against the parameter table's row ``name``."""
-    row = params.param(name)
-
-    def check(value: object) -> object:
-        try:
-            return params.coerce(row, value)
-        except params.InvalidValue as exc:
-            raise _Invalid(str(exc)) from None
-
-    return check
+def _adapter(value: object) -> AdapterSpec:
+    """One ``model.adapters`` entry: a path, or a mapping with path, weight and few_step."""
+    if isinstance(value, str) and value.strip():
+        return AdapterSpec(value)
+    if not isinstance(value, Mapping) or "path" not in value:
+        raise v.Invalid(f"{v.show(value)} is not an adapter; use {_ADAPTER_WHAT}")
+    entry = _AdapterEntry.model_validate(value)
+    return AdapterSpec(entry.path, entry.weight, entry.few_step)
 
 
 def _network(value: object) -> str:
     try:
         return str(ipaddress.ip_network(str(value), strict=False))
     except ValueError:
-        raise _Invalid(f"{_show(value)} is not a network; use CIDR like 127.0.0.0/8 or "
-                       "192.168.1.0/24, or 0.0.0.0/0 for any IPv4 sender") from None
+        raise v.Invalid(f"{v.show(value)} is not a network; use CIDR like 127.0.0.0/8 or "
+                        "192.168.1.0/24, or 0.0.0.0/0 for any IPv4 sender") from None
 
 
 def _destination(value: object) -> str:
@@ -223,175 +136,173 @@ def _destination(value: object) -> str:
         host, _, port = value.rpartition(":")
         if host.strip("[]") and port.isdigit() and 1 <= int(port) <= 65535:
             return value
-    raise _Invalid(f"{_show(value)} is not a destination; use HOST:PORT, e.g. 127.0.0.1:9001")
+    raise v.Invalid(f"{v.show(value)} is not a destination; use HOST:PORT, e.g. 127.0.0.1:9001")
 
 
-def _seed_image(value: object) -> str:
-    return "" if value is None else _param("seed_image")(value)  # type: ignore[return-value]
+def _seed_image(value: object) -> object:
+    return "" if value is None else v.coerce(params.param("seed_image"), value)
 
 
 def _mappings(value: object) -> object:
-    if isinstance(value, str) and value.strip():
+    if value is None or (isinstance(value, str) and value.strip()):
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(m, Mapping) for m in value):
         return tuple(MappingProxyType(dict(m)) for m in value)
-    raise _Invalid(f"{_show(value)} is not valid; use a mappings file path, a list of "
-                   "mappings, or null")
+    raise v.Invalid(f"{v.show(value)} is not valid; use a mappings file path, a list of "
+                    "mappings, or null")
 
 
 _HOST = r"[A-Za-z0-9.:_\-\[\]]+"
+_TOKEN_WHAT = ("16 to 128 letters, digits, '-' or '_' (e.g. from `python3 -c 'import secrets; "
+               "print(secrets.token_urlsafe())'`), or null for a new one at every start")
+_AUTO_OR_FLAG = v.either(v.choice("auto"), v.FLAG, what="auto (on for CUDA), true or false")
+_NETWORKS = v.list_of(v.checked(_network))
 
 
-def _adapter(value: object) -> AdapterSpec:
-    """One ``model.adapters`` entry: a path, or a mapping with path, weight and few_step."""
-    if isinstance(value, str) and value.strip():
-        return AdapterSpec(value)
-    if not isinstance(value, Mapping) or not isinstance(value.get("path"), str) \
-            or not value["path"].strip():
-        raise _Invalid(f"{_show(value)} is not an adapter; use a path, or a mapping like "
-                       "{path: adapters/lcm-lora-sdv1-5.safetensors, weight: 1.0, few_step: true}")
-    extra = set(value) - {"path", "weight", "few_step"}
-    if extra:
-        raise _Invalid(f"adapter key {sorted(extra)[0]!r} is unknown; use path, weight, few_step")
-    return AdapterSpec(value["path"], _number(-10.0, 10.0)(value.get("weight", 1.0)),
-                       _boolean(value.get("few_step", False)))
+# --- paths, made absolute against the file's folder ------------------------------------------
 
 
-def _setting(default: object, check: Check, path: bool = False) -> object:
-    """A dataclass field with its check; ``path`` marks file paths resolved against the file."""
-    return field(default=default, metadata={"check": check, "path": path})
+def _absolute(value: str, info: ValidationInfo) -> str:
+    base_dir = (info.context or {}).get("base_dir")
+    if base_dir is None:
+        return value
+    expanded = os.path.expanduser(value)
+    return expanded if os.path.isabs(expanded) else os.path.normpath(os.path.join(base_dir, expanded))
 
 
-@dataclass(frozen=True)
-class ModelSettings:
+def _path(value: object, info: ValidationInfo) -> object:
+    """A path setting: a string is made absolute against the file's folder."""
+    return _absolute(value, info) if isinstance(value, str) else value
+
+
+def _wav_path(value: object, info: ValidationInfo) -> object:
+    """``audio.output``: only a ``.wav`` file is a path; device names and numbers stay."""
+    return _path(value, info) if isinstance(value, str) and value.lower().endswith(".wav") else value
+
+
+def _adapter_paths(value: tuple[AdapterSpec, ...], info: ValidationInfo) -> tuple[AdapterSpec, ...]:
+    return tuple(replace(spec, path=_absolute(spec.path, info)) for spec in value)
+
+
+# --- the sections ------------------------------------------------------------------------------
+
+
+class Section(v.Strict):
+    """A section of plain settings: a frozen model with one line per setting, rule and default."""
+
+    expected: ClassVar[str] = "a mapping of settings (or leave the section out)"
+
+
+class ModelSettings(Section):
     """Which model to load and where it runs."""
 
-    id: str = _setting("riffusion/riffusion-model-v1", _text("a hub id or a model folder"))
-    device: str = _setting(
-        "auto", _text("auto, cpu, mps, cuda or cuda:N", r"auto|cpu|mps|cuda(:[0-9]+)?")
-    )
-    dtype: str = _setting("auto", _choice("auto", "fp16", "bf16", "fp32"))
-    channels_last: str | bool = _setting(
-        "auto", _either(_choice("auto"), _boolean, what="auto (on for CUDA), true or false")
-    )
-    fuse_qkv: str | bool = _setting(
-        "auto", _either(_choice("auto"), _boolean, what="auto (on for CUDA), true or false")
-    )
-    compile: str | None = _setting(None, _optional(_choice(*COMPILE_MODES)))
-    cpu_threads: str | int = _setting(
-        "auto", _either(_choice("auto"), _integer(1, 1024), what="auto (every core but one) or a number")
-    )
-    adapters: tuple[AdapterSpec, ...] = _setting((), _list_of(_adapter), path=True)
-    fuse_adapters: bool = _setting(False, _boolean)
-    required: bool = _setting(False, _boolean)
-    retry_seconds: float = _setting(30.0, _number(0.1, 3600.0))
+    id: str = v.setting(v.text("a hub id or a model folder"), "riffusion/riffusion-model-v1")
+    device: str = v.setting(v.text("auto, cpu, mps, cuda or cuda:N", r"auto|cpu|mps|cuda(:[0-9]+)?"), "auto")
+    dtype: str = v.setting(v.choice("auto", "fp16", "bf16", "fp32"), "auto")
+    channels_last: str | bool = v.setting(_AUTO_OR_FLAG, "auto")
+    fuse_qkv: str | bool = v.setting(_AUTO_OR_FLAG, "auto")
+    compile: str | None = v.setting(v.optional(v.choice(*COMPILE_MODES)), None)
+    cpu_threads: str | int = v.setting(
+        v.either(v.choice("auto"), v.whole(1, 1024), what="auto (every core but one) or a number"), "auto")
+    adapters: tuple[AdapterSpec, ...] = v.setting(v.list_of(v.checked(_adapter)), (), _adapter_paths)
+    fuse_adapters: bool = v.setting(v.FLAG, False)
+    required: bool = v.setting(v.FLAG, False)
+    retry_seconds: float = v.setting(v.number(0.1, 3600.0), 30.0)
 
 
-@dataclass(frozen=True)
-class AudioSettings:
-    """Where the sound goes, and the buffers on the way."""
+class AudioSettings(Section):
+    """Where the sound goes, and the buffers on the way.
 
-    output: str | int = _setting(
-        "default",
-        _either(_integer(0, 1023), _text(), what='"default", "jack", a device name or '
-                'number, or a .wav path'),
-        path=True,
-    )
-    sample_rate: int = _setting(44100, _integer(8000, 192000))
-    jack_client_name: str = _setting("riffengine", _text("a JACK client name", max_length=63))
-    ring_buffer_seconds: float = _setting(2.0, _number(0.05, 60.0))
-    host: bool = _setting(True, _boolean)
-    """A live output plays from a separate audio process that outlives the engine (see
-    docs/daemon.md); false runs everything in one process."""
-    engine_hang_seconds: float = _setting(10.0, _number(1.0, 600.0))
-    """Under the audio host: an engine silent this long (no heartbeat) is killed and restarted."""
-    record: str | None = _setting(None, _optional(_text("a .wav path or null")), path=True)
-    events: str | None = _setting(None, _optional(_text("a file path or null")), path=True)
+    ``host``: a live output plays from a separate audio process that outlives the engine (see
+    docs/daemon.md); false runs everything in one process. ``engine_hang_seconds``: under the
+    audio host, an engine silent this long (no heartbeat) is killed and restarted.
+    """
+
+    output: str | int = v.setting(
+        v.either(v.whole(0, 1023), v.text(),
+                 what='"default", "jack", a device name or number, or a .wav path'), "default", _wav_path)
+    sample_rate: int = v.setting(v.whole(8000, 192000), 44100)
+    jack_client_name: str = v.setting(v.text("a JACK client name", max_length=63), "riffengine")
+    ring_buffer_seconds: float = v.setting(v.number(0.05, 60.0), 2.0)
+    host: bool = v.setting(v.FLAG, True)
+    engine_hang_seconds: float = v.setting(v.number(1.0, 600.0), 10.0)
+    record: str | None = v.setting(v.optional(v.text("a .wav path or null")), None, _path)
+    events: str | None = v.setting(v.optional(v.text("a file path or null")), None, _path)
 
 
-@dataclass(frozen=True)
-class TempoSettings:
-    """Where the tempo comes from, and its starting value."""
+class TempoSettings(Section):
+    """Where the tempo comes from, and its starting value.
 
-    bpm: float = _setting(params.param("bpm").default, _param("bpm"))
-    beats_per_bar: int = _setting(params.param("beats_per_bar").default, _param("beats_per_bar"))
-    source: str = _setting("internal", _choice(*params.TEMPO_SOURCES))
-    midi_clock_in: str | None = _setting(None, _optional(_text("a MIDI port name or null")))
-    midi_clock_out: str | None = _setting(None, _optional(_text("a MIDI port name or null")))
-    transport_sync: bool = _setting(True, _boolean)
-    """Follow and send play/stop: Link start/stop sync, MIDI Start/Stop/Continue."""
+    ``transport_sync``: follow and send play/stop (Link start/stop sync, MIDI
+    Start/Stop/Continue).
+    """
+
+    bpm: float = v.param_setting("bpm")
+    beats_per_bar: int = v.param_setting("beats_per_bar")
+    source: str = v.param_setting("tempo_source")
+    midi_clock_in: str | None = v.setting(v.optional(v.text("a MIDI port name or null")), None)
+    midi_clock_out: str | None = v.setting(v.optional(v.text("a MIDI port name or null")), None)
+    transport_sync: bool = v.setting(v.FLAG, True)
 
 
-@dataclass(frozen=True)
-class LoopSettings:
+class LoopSettings(Section):
     """Loop length and the seam between clips."""
 
-    bars: int = _setting(params.param("bars").default, _param("bars"))
-    crossfade_ms: float = _setting(params.param("crossfade_ms").default, _param("crossfade_ms"))
+    bars: int = v.param_setting("bars")
+    crossfade_ms: float = v.param_setting("crossfade_ms")
 
 
-@dataclass(frozen=True)
-class RenderSettings:
+class RenderSettings(Section):
     """Starting render parameters and the renderer's timing margin.
 
     ``denoise`` and ``guidance`` set both sides. ``preset`` trades quality for latency:
     ``quality`` (the values as written), ``fast`` (DPM-Solver++, steps capped at 20) or
     ``instant`` (a few-step adapter: LCM at 4 steps, guidance 1; needs an adapter in
     ``model.adapters`` marked ``few_step: true``). ``fast: true`` is the older spelling of
-    ``preset: fast``.
+    ``preset: fast``. ``ahead``: loops of an evolve or glide walk kept rendered ahead of the
+    one playing.
     """
 
-    steps: int = _setting(params.param("steps").default, _param("steps"))
-    scheduler: str = _setting(params.param("scheduler").default, _param("scheduler"))
-    denoise: float = _setting(params.param("denoise_a").default, _param("denoise_a"))
-    guidance: float = _setting(params.param("guidance_a").default, _param("guidance_a"))
-    seed_image: str = _setting(params.param("seed_image").default, _seed_image)
-    preset: str = _setting("quality", _choice(*PRESETS))
-    fast: bool = _setting(False, _boolean)
-    safety_margin_ms: float = _setting(250.0, _number(0.0, 10000.0))
-    ahead: int = _setting(2, _integer(1, 8))
-    """Loops of an evolve or glide walk kept rendered ahead of the one playing."""
+    steps: int = v.param_setting("steps")
+    scheduler: str = v.param_setting("scheduler")
+    denoise: float = v.param_setting("denoise_a")
+    guidance: float = v.param_setting("guidance_a")
+    seed_image: str = v.setting(v.checked(_seed_image), params.param("seed_image").default)
+    preset: str = v.setting(v.choice(*PRESETS), "quality")
+    fast: bool = v.setting(v.FLAG, False)
+    safety_margin_ms: float = v.setting(v.number(0.0, 10000.0), 250.0)
+    ahead: int = v.setting(v.whole(1, 8), 2)
 
 
-@dataclass(frozen=True)
-class OscSettings:
+class OscSettings(Section):
     """The OSC server: where it listens, whom it accepts, whom it tells."""
 
-    enabled: bool = _setting(True, _boolean)
-    host: str = _setting("127.0.0.1", _text("an address to listen on, e.g. 127.0.0.1", _HOST))
-    port: int = _setting(9000, _integer(0, 65535))
-    allow: tuple[str, ...] = _setting(("127.0.0.0/8", "::1/128"), _list_of(_network))
-    max_string_length: int = _setting(4096, _integer(1, 65536))
-    notify: tuple[str, ...] = _setting((), _list_of(_destination))
+    enabled: bool = v.setting(v.FLAG, True)
+    host: str = v.setting(v.text("an address to listen on, e.g. 127.0.0.1", _HOST), "127.0.0.1")
+    port: int = v.setting(v.whole(0, 65535), 9000)
+    allow: tuple[str, ...] = v.setting(_NETWORKS, ("127.0.0.0/8", "::1/128"))
+    max_string_length: int = v.setting(v.whole(1, 65536), 4096)
+    notify: tuple[str, ...] = v.setting(v.list_of(v.checked(_destination)), ())
 
 
-def _token(value: object) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_\-]{16,128}", value):
-        raise _Invalid(f"{_show(value)} is not a token; use 16 to 128 letters, digits, '-' or "
-                       "'_' (e.g. from `python3 -c 'import secrets; print(secrets.token_urlsafe())'`), "
-                       "or null for a new one at every start")
-    return value
-
-
-@dataclass(frozen=True)
-class HttpSettings:
+class HttpSettings(Section):
     """The OSCQuery and web server: where it listens, whom it serves, what a change needs.
 
     Off by default. Beyond loopback (``host`` not 127.x or ::1) every state change needs the
     ``token`` (null: a new one at every start, printed in the log and the OSC status).
     """
 
-    enabled: bool = _setting(False, _boolean)
-    host: str = _setting("127.0.0.1", _text("an address to listen on, e.g. 127.0.0.1", _HOST))
-    port: int = _setting(9080, _integer(0, 65535))
-    allow: tuple[str, ...] = _setting(("127.0.0.0/8", "::1/128"), _list_of(_network))
-    token: str | None = _setting(None, _optional(_token))
-    max_clients: int = _setting(16, _integer(1, 256))
-    zeroconf: bool = _setting(True, _boolean)
+    enabled: bool = v.setting(v.FLAG, False)
+    host: str = v.setting(v.text("an address to listen on, e.g. 127.0.0.1", _HOST), "127.0.0.1")
+    port: int = v.setting(v.whole(0, 65535), 9080)
+    allow: tuple[str, ...] = v.setting(_NETWORKS, ("127.0.0.0/8", "::1/128"))
+    token: str | None = v.setting(v.optional(v.text(_TOKEN_WHAT, r"[A-Za-z0-9_\-]{16,128}", noun="a token")),
+                                  None)
+    max_clients: int = v.setting(v.whole(1, 256), 16)
+    zeroconf: bool = v.setting(v.FLAG, True)
 
 
-@dataclass(frozen=True)
-class MidiSettings:
+class MidiSettings(Section):
     """The MIDI input and its mappings.
 
     ``input`` is a port name (a unique part of it is enough) or ``virtual:NAME`` to create a
@@ -399,12 +310,10 @@ class MidiSettings:
     module checks their contents.
     """
 
-    enabled: bool = _setting(False, _boolean)
-    input: str = _setting("virtual:riffengine", _text("a port name or virtual:NAME"))
-    backend: str = _setting("rtmidi", _choice("rtmidi", "UNIX_JACK", "LINUX_ALSA"))
-    mappings: str | tuple[Mapping[str, object], ...] | None = _setting(
-        None, _optional(_mappings), path=True
-    )
+    enabled: bool = v.setting(v.FLAG, False)
+    input: str = v.setting(v.text("a port name or virtual:NAME"), "virtual:riffengine")
+    backend: str = v.setting(v.choice("rtmidi", "UNIX_JACK", "LINUX_ALSA"), "rtmidi")
+    mappings: str | tuple[Mapping[str, object], ...] | None = v.setting(v.checked(_mappings), None, _path)
 
     @property
     def mido_backend(self) -> str:
@@ -413,37 +322,34 @@ class MidiSettings:
         return base if self.backend == "rtmidi" else f"{base}/{self.backend}"
 
 
-@dataclass(frozen=True)
-class LoggingSettings:
+class LoggingSettings(Section):
     """How much the engine logs."""
 
-    level: str = _setting("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR", fold_case=True))
+    level: str = v.setting(v.choice("DEBUG", "INFO", "WARNING", "ERROR", fold_case=True), "INFO")
 
 
-@dataclass(frozen=True)
-class CacheSettings:
+class CacheSettings(Section):
     """The render cache on disk (and the bank's safe loop for ``/riff/panic`` in it).
 
     ``folder`` null is ``$XDG_CACHE_HOME/riffengine/renders`` (``~/.cache/riffengine/renders``),
     the same folder ``riffengine bank`` fills by default.
     """
 
-    enabled: bool = _setting(True, _boolean)
-    folder: str | None = _setting(None, _optional(_text("a folder path or null")), path=True)
-    max_size_gb: float = _setting(2.0, _number(0.001, 100000.0))
+    enabled: bool = v.setting(v.FLAG, True)
+    folder: str | None = v.setting(v.optional(v.text("a folder path or null")), None, _path)
+    max_size_gb: float = v.setting(v.number(0.001, 100000.0), 2.0)
 
     @property
     def max_bytes(self) -> int:
         return max(1, int(self.max_size_gb * 1024**3))
 
 
-@dataclass(frozen=True)
-class PathsSettings:
+class PathsSettings(Section):
     """Folders the engine reads and writes."""
 
-    spectrograms: str = _setting("spectrograms", _text("a folder path"), path=True)
-    scenes: str = _setting("scenes", _text("a folder path"), path=True)
-    seeds: str = _setting("seeds", _text("a folder path"), path=True)
+    spectrograms: str = v.setting(v.text("a folder path"), "spectrograms", _path)
+    scenes: str = v.setting(v.text("a folder path"), "scenes", _path)
+    seeds: str = v.setting(v.text("a folder path"), "seeds", _path)
 
 
 RETIRED: dict[str, str] = {
@@ -453,30 +359,30 @@ RETIRED: dict[str, str] = {
 """Settings that are no longer used, and why. A file that still sets one loads, with a
 warning naming the file, the line and the key."""
 
-SECTIONS: dict[str, type] = {
-    "model": ModelSettings,
-    "audio": AudioSettings,
-    "tempo": TempoSettings,
-    "loop": LoopSettings,
-    "render": RenderSettings,
-    "osc": OscSettings,
-    "http": HttpSettings,
-    "midi": MidiSettings,
-    "logging": LoggingSettings,
-    "paths": PathsSettings,
-    "cache": CacheSettings,
-}
-"""The sections made of plain settings; ``initial`` and ``scenes`` hold parameter values."""
-
 ParamValues = Mapping[str, object]
 
+SCENE_LIMIT = int(params.param("scene").maximum or 0) + 1
+"""Scenes ``/riff/scene N`` can recall."""
 
-def _empty() -> ParamValues:
-    return MappingProxyType({})
+
+def _scenes(value: object, handler: Callable[[object], object]) -> object:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise v.Invalid(f"{v.show(value)} is not valid; use a mapping of scene names to parameter values")
+    if len(value) > SCENE_LIMIT:
+        raise v.Invalid(f"{len(value)} scenes are too many; use at most {SCENE_LIMIT}")
+    return MappingProxyType(handler(value))  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class Settings:
+_SCENE_NAME = Annotated[str, PlainValidator(str)]
+SCENES: v.Rule = Annotated[dict[_SCENE_NAME, v.PARAM_VALUES], WrapValidator(_scenes)]  # type: ignore[valid-type]
+"""The ``scenes`` section: scene names, in file order, to parameter values."""
+
+_NO_VALUES: ParamValues = MappingProxyType({})
+
+
+class Settings(v.Strict):
     """All settings of one config file (or the defaults); ``source`` names the file.
 
     ``initial`` maps parameter keys (``bars``, ``prompt_a`` with a list, ``prompt_a/1``) to
@@ -488,15 +394,24 @@ class Settings:
     tempo: TempoSettings = TempoSettings()
     loop: LoopSettings = LoopSettings()
     render: RenderSettings = RenderSettings()
-    initial: ParamValues = field(default_factory=_empty)
-    scenes: Mapping[str, ParamValues] = field(default_factory=_empty)
+    initial: ParamValues = v.setting(v.PARAM_VALUES, _NO_VALUES)
+    scenes: Mapping[str, ParamValues] = v.setting(SCENES, _NO_VALUES)
     osc: OscSettings = OscSettings()
     http: HttpSettings = HttpSettings()
     midi: MidiSettings = MidiSettings()
     logging: LoggingSettings = LoggingSettings()
     paths: PathsSettings = PathsSettings()
     cache: CacheSettings = CacheSettings()
-    source: str | None = None
+    _source: str | None = PrivateAttr(default=None)
+
+    @classmethod
+    def unknown_key(cls, key: str) -> str:
+        return f"unknown section{params.suggest(key, SECTION_NAMES)} (sections: {', '.join(SECTION_NAMES)})"
+
+    @property
+    def source(self) -> str | None:
+        """The file the settings come from (None: the defaults)."""
+        return self._source
 
     def initial_values(self) -> tuple[tuple[str, object], ...]:
         """The starting parameter values: :func:`initial_values`."""
@@ -513,100 +428,74 @@ class Settings:
         raise UserError(f"scene {which!r} does not exist; scenes: {known}")
 
 
+SECTION_NAMES: tuple[str, ...] = tuple(Settings.model_fields)
+"""Every section of a config file, in the order of ``configs/default.yaml``."""
+
+SECTIONS: dict[str, type[Section]] = {
+    name: field.annotation for name, field in Settings.model_fields.items()  # type: ignore[misc]
+    if isinstance(field.annotation, type) and issubclass(field.annotation, Section)
+}
+"""The sections made of plain settings; ``initial`` and ``scenes`` hold parameter values."""
+
+
 # --- building Settings from plain data ---------------------------------------------------
 
-Errors = list[tuple[str, str]]
+Errors = v.Errors
 """(key path, message) pairs collected while checking; warnings are collected the same way."""
 
 
-def _resolve(value: object, base_dir: str | None, kind: object) -> object:
-    if isinstance(value, tuple) and all(isinstance(v, AdapterSpec) for v in value):
-        return tuple(replace(v, path=_resolve(v.path, base_dir, kind)) for v in value)
-    if not kind or base_dir is None or not isinstance(value, str):
-        return value
-    if isinstance(kind, str) and not value.lower().endswith(kind):
-        return value
-    expanded = os.path.expanduser(value)
-    return expanded if os.path.isabs(expanded) else os.path.normpath(os.path.join(base_dir, expanded))
+def _retire(raw: Mapping[str, object], warnings: Errors) -> dict[str, object]:
+    """``raw`` without the retired settings, each one warned about."""
+    out: dict[str, object] = {}
+    for name, section in raw.items():
+        if isinstance(section, Mapping):
+            for key in section:
+                path = f"{name}.{key}"
+                if path in RETIRED:
+                    warnings.append((path, f"is no longer used ({RETIRED[path]}); remove it"))
+            section = {k: x for k, x in section.items() if f"{name}.{k}" not in RETIRED}
+        out[str(name)] = section
+    return out
 
 
-def _unknown(key: object, known) -> str:
-    return (f"unknown key{params.suggest(str(key), known)} "
-            f"(valid keys here: {', '.join(known)})")
+def _without(raw: Mapping[str, object], paths: Iterable[tuple[object, ...]]) -> dict[str, object]:
+    """``raw`` with the values at ``paths`` (pydantic locations) taken out: their defaults stand.
+
+    A bad item takes its whole list out.
+    """
+    out = copy.deepcopy(dict(raw))
+    for loc in paths:
+        keys = list(itertools.takewhile(lambda part: not isinstance(part, int), loc))
+        parent: object = out
+        for part in keys[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if keys and isinstance(parent, dict):
+            parent.pop(keys[-1], None)
+    return out
 
 
-def _section(cls: type, raw: object, name: str, base_dir: str | None, errors: Errors,
-             warnings: Errors) -> object:
+def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors,
+           warnings: Errors) -> Settings:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        errors.append((name, f"{_show(raw)} is not valid; use a mapping of settings "
-                             f"(or leave the section out)"))
-        raw = {}
-    rows = {f.name: f for f in fields(cls)}
-    values = {}
-    for key, value in raw.items():
-        path = f"{name}.{key}"
-        if path in RETIRED:
-            warnings.append((path, f"is no longer used ({RETIRED[path]}); remove it"))
-            continue
-        if key not in rows:
-            errors.append((path, _unknown(key, rows)))
-            continue
-        row = rows[key]
-        try:
-            checked = row.metadata["check"](value)
-        except _Invalid as exc:
-            errors.append((path, str(exc)))
-            continue
-        values[key] = checked
-    for row in rows.values():
-        kind = ".wav" if name == "audio" and row.name == "output" else row.metadata["path"]
-        values[row.name] = _resolve(values.get(row.name, row.default), base_dir, kind)
-    return cls(**values)
-
-
-def _param_values(raw: object, path: str, errors: Errors, what: str) -> ParamValues:
-    """Check a mapping of parameter keys to values (the ``initial`` section or one scene)."""
-    if raw is None:
-        return _empty()
-    if not isinstance(raw, Mapping):
-        errors.append((path, f"{_show(raw)} is not valid; use a mapping of parameter names "
-                             f"to {what}"))
-        return _empty()
-    values = {}
-    for key, value in raw.items():
-        key_path = f"{path}.{key}"
-        try:
-            row, slot = params.parse_key(str(key))
-            if row.effect == "action":
-                raise UserError(f"{row.name} is an action, not a value to set here")
-            values[str(key)] = params.validate(row.name, value, slot)
-        except UserError as exc:
-            errors.append((key_path, _strip_label(str(exc), str(key))))
-    return MappingProxyType(values)
-
-
-def _strip_label(message: str, key: str) -> str:
-    """Drop a leading ``name:`` or ``name/slot:`` from a table message; the key path says it."""
-    head, sep, rest = message.partition(": ")
-    return rest if sep and key.startswith(head.split("/")[0]) else message
-
-
-def _scenes(raw: object, errors: Errors) -> Mapping[str, ParamValues]:
-    if raw is None:
-        return _empty()
-    if not isinstance(raw, Mapping):
-        errors.append(("scenes", f"{_show(raw)} is not valid; use a mapping of scene names "
-                                 "to parameter values"))
-        return _empty()
-    limit = int(params.param("scene").maximum) + 1  # type: ignore[arg-type]
-    if len(raw) > limit:
-        errors.append(("scenes", f"{len(raw)} scenes are too many; use at most {limit}"))
-    return MappingProxyType(
-        {str(name): _param_values(scene, f"scenes.{name}", errors, "scene values")
-         for name, scene in raw.items()}
-    )
+        errors.append(("", f"{v.show(raw)} is not a config; the file must be a mapping of "
+                           f"sections ({', '.join(SECTION_NAMES)})"))
+        return Settings()
+    raw = {**dict.fromkeys(SECTIONS), **_retire(raw, warnings)}  # every section checked, paths resolved
+    context = {"base_dir": base_dir}
+    try:
+        settings = Settings.model_validate(raw, context=context)
+    except ValidationError as exc:
+        errors += v.messages(exc)
+        try:  # the rest, with defaults for what was bad, for the checks across sections
+            settings = Settings.model_validate(_without(raw, [e["loc"] for e in exc.errors()]),
+                                               context=context)
+        except ValidationError:
+            return Settings()
+    settings._source = source
+    _cross_checks(settings, errors)
+    return settings
 
 
 def render_preset(render: RenderSettings) -> str:
@@ -629,40 +518,22 @@ def _cross_checks(settings: Settings, errors: Errors) -> None:
                                               "comes in on, since tempo.source is midi"))
 
 
-def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors,
-           warnings: Errors) -> Settings:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        errors.append(("", f"{_show(raw)} is not a config; the file must be a mapping of "
-                           f"sections ({', '.join(_ALL_SECTIONS)})"))
-        return Settings(source=source)
-    values: dict[str, object] = {name: _section(cls, None, name, base_dir, errors, warnings)
-                                 for name, cls in SECTIONS.items()}
-    for name, section in raw.items():
-        if name in SECTIONS:
-            values[name] = _section(SECTIONS[name], section, name, base_dir, errors, warnings)
-        elif name == "initial":
-            values[name] = _param_values(section, "initial", errors, "starting values")
-        elif name == "scenes":
-            values[name] = _scenes(section, errors)
-        else:
-            errors.append((str(name), f"unknown section{params.suggest(str(name), _ALL_SECTIONS)} "
-                                      f"(sections: {', '.join(_ALL_SECTIONS)})"))
-    settings = Settings(**values, source=source)  # type: ignore[arg-type]
-    _cross_checks(settings, errors)
-    return settings
-
-
-_ALL_SECTIONS = ("model", "audio", "tempo", "loop", "render", "initial", "scenes", "osc",
-                 "http", "midi", "logging", "paths", "cache")
+def _line(path: str, lines: Mapping[str, int]) -> float:
+    """The line of ``path``, or of its nearest parent in the file; infinity if none."""
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        found = lines.get(".".join(parts[:end]))
+        if found is not None:
+            return found
+    return float("inf")
 
 
 def _lines(source: str, errors: Errors, lines: Mapping[str, int]) -> str:
-    """One line per error: ``FILE:LINE: key.path: message``."""
+    """One line per error, in file order: ``FILE:LINE: key.path: message``."""
     out = []
-    for path, message in errors:
-        where = f"{source}:{lines[path]}" if path in lines else source
+    for path, message in sorted(errors, key=lambda error: _line(error[0], lines)):
+        line = _line(path, lines)
+        where = f"{source}:{line}" if line != float("inf") else source
         out.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
     return "\n".join(out)
 
@@ -681,7 +552,14 @@ def _warn(source: str, warnings: Errors, lines: Mapping[str, int]) -> None:
 
 
 def _key_lines(node: yaml.Node | None, prefix: str, lines: dict[str, int], errors: Errors) -> None:
-    """Record the line of every mapping key by its dotted path; report duplicate keys."""
+    """Record the line of every mapping key by its dotted path; report duplicate keys.
+
+    Keys inside list items are recorded under the list's path (``model.adapters.weight``).
+    """
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _key_lines(item, prefix, lines, [])
+        return
     if not isinstance(node, yaml.MappingNode):
         return
     seen: set[str] = set()
@@ -724,12 +602,14 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
 
 def _to_raw(value: object) -> object:
     """Settings back to plain dicts, lists and scalars, as a YAML file would give them."""
-    if is_dataclass(value):
+    if isinstance(value, BaseModel):
+        return {name: _to_raw(getattr(value, name)) for name in type(value).model_fields}
+    if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _to_raw(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
-        return {k: _to_raw(v) for k, v in value.items()}
+        return {k: _to_raw(x) for k, x in value.items()}
     if isinstance(value, tuple):
-        return [_to_raw(v) for v in value]
+        return [_to_raw(x) for x in value]
     return value
 
 
@@ -750,7 +630,7 @@ def merge_overrides(settings: Settings, overrides: Mapping[str, object]) -> Sett
     Raises one UserError listing every bad override by its key.
     """
     raw = _to_raw(settings)
-    source = raw.pop("source")  # type: ignore[union-attr]
+    source = settings.source
     errors: Errors = []
     for dotted, value in overrides.items():
         *parents, leaf = dotted.split(".")

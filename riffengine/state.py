@@ -3,10 +3,11 @@
 A :class:`State` holds the current value of every row of
 :data:`riffengine.control.params.PARAMS` (per-slot parameters as tuples) and a ``version``.
 Nothing changes a State; :func:`apply` and friends return a new one, validated through the
-parameter table, whose version is one higher if, and only if, a value changed. Readers
-downstream (planner, renderer, status replies) can therefore hold a snapshot as long as they
-like and compare versions to see whether anything moved. This module and the parameter
-table are the core: they import nothing else of riffengine but its errors.
+parameter table's rules (:mod:`riffengine.validation`), whose version is one higher if, and
+only if, a value changed. Readers downstream (planner, renderer, status replies) can
+therefore hold a snapshot as long as they like and compare versions to see whether anything
+moved. This module, the parameter table and its rules are the core: they import nothing else
+of riffengine but its errors.
 
 Keys name a parameter (``"bars"``) or one slot of a per-slot parameter (``"prompt_a/2"``),
 as in the config file and in OSC addresses.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, cast
 
+from riffengine import validation
 from riffengine.control import params
 from riffengine.errors import UserError
 
@@ -62,7 +64,7 @@ def _resolve(current: Mapping[str, object], key: str, value: object, slot: int |
     if slot is not None and key_slot is not None:
         raise UserError(f"{key}: the key already names a slot; do not pass slot={slot}")
     slot = key_slot if key_slot is not None else slot
-    checked = params.validate(p.name, value, slot)
+    checked = validation.validate(p.name, value, slot)
     if slot is None or not p.slots:
         return p.name, checked
     slot = params.check_slot(p, slot)

@@ -21,7 +21,7 @@ def test_bad_mapping_entry_fails_the_check(tmp_path: Path, capsys: pytest.Captur
     (tmp_path / "map.yaml").write_text("- cc: 300\n  param: alpha\n")
     assert main(["check", "-c", str(write_config(tmp_path, "map.yaml"))]) == 2
     err = capsys.readouterr().err
-    assert "map.yaml:1" in err and "cc: 300 is not valid" in err
+    assert "map.yaml:1" in err and "cc: 300 is out of range" in err
 
 
 @pytest.mark.parametrize("name", ["nanokontrol2.yaml", "mpk_mini.yaml", "launch_control_xl.yaml"])

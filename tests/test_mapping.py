@@ -259,7 +259,7 @@ def test_a_later_knob_entry_for_the_same_parameter_replaces_the_earlier():
     ({"cc": 0}, "exactly one target"),
     ({"param": "alpha"}, "exactly one of cc, note or program"),
     ({"cc": 0, "note": 1, "param": "alpha"}, "exactly one of cc, note or program"),
-    ({"cc": 128, "param": "alpha"}, "cc: 128 is not valid"),
+    ({"cc": 128, "param": "alpha"}, "cc: 128 is out of range; use a whole number from 0 to 127"),
     ({"cc": 40, "bits": 14, "param": "alpha"}, "from 0 to 31"),
     ({"cc": 0, "param": "alpah"}, "did you mean 'alpha'"),
     ({"cc": 0, "param": "prompt_a/0"}, "is text"),
@@ -274,7 +274,8 @@ def test_a_later_knob_entry_for_the_same_parameter_replaces_the_earlier():
     ({"cc": 0, "param": "alpha", "mode": "offset_64", "bits": 14}, "relative encoders"),
     ({"cc": 0, "param": "alpha", "smoothing": -1}, "smoothing"),
     ({"cc": 0, "param": "alpha", "channel": 17}, "channel: 17"),
-    ({"cc": 0, "param": "alpha", "colour": "red"}, "unknown key 'colour'"),
+    ({"cc": 0, "param": "alpha", "colour": "red"}, "colour: unknown key (valid keys here: cc, note,"),
+    ({"cc": 0, "param": "alpha", "curv": "log"}, "curv: unknown key; did you mean 'curve'?"),
     ({"note": 1, "scene": -1}, "out of range"),
     ({"note": 1, "set": {"alpha": 3}}, "alpha: 3 is out of range"),
     ({"note": 1, "set": {"scene": 1}}, "use scene: N"),
@@ -286,6 +287,22 @@ def test_bad_entries_are_refused_with_the_fix(entry, words):
     with pytest.raises(UserError) as exc:
         check_entry(entry)
     assert words in str(exc.value)
+
+
+def test_whole_numbers_follow_the_config_rule():
+    """One coercion rule: an integral float is a whole number here too (Pure Data, JSON)."""
+    binding = check_entry({"cc": 7.0, "channel": 2.0, "param": "alpha", "bits": 14.0})
+    assert (binding.number, binding.channel, binding.bits) == (7, 1, 14)
+    with pytest.raises(UserError, match=r"cc: 7\.5 is not a whole number"):
+        check_entry({"cc": 7.5, "param": "alpha"})
+
+
+def test_every_bad_key_of_an_entry_is_reported_at_once():
+    with pytest.raises(UserError) as exc:
+        check_entry({"cc": 300, "channel": 0, "param": "alpha", "smoothing": "slow"})
+    assert str(exc.value).split("; use")[0] == "cc: 300 is out of range"
+    assert "channel: 0 is out of range" in str(exc.value)
+    assert "smoothing: 'slow' is not a number" in str(exc.value)
 
 
 def test_scene_names_are_checked_when_known():

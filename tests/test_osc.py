@@ -183,7 +183,7 @@ BAD = [
     ("/riff/weight_a", ("heavy",), "is not a number"),
     ("/riff/prompt_a/0/norm", (0.5,), "only numbers and choices"),
     ("/riff/weight_a/norm", (0.5,), "a knob sets one slot"),
-    ("/riff/alpha/norm", (1.5,), "send a position from 0 to 1"),
+    ("/riff/alpha/norm", (1.5,), "alpha/norm: 1.5 is out of range; use a number from 0 to 1"),
     ("/riff/alpha/norm", ("half",), "is not a number"),
     ("/riff/scene", (2.0,), "does not exist"),
     ("/riff/status", (1, 2), "send no argument"),

@@ -19,6 +19,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from surface_fixtures import TIMEOUT, OscClient, RunningSurfaces, wait_until
 from test_osc import settings_in
 
+from riffengine import validation
 from riffengine.control import osc, params
 from riffengine.state import initial_state
 
@@ -51,7 +52,7 @@ def client(engine):
 def state_is_valid(state) -> None:
     """Every value validates through the parameter table to itself."""
     for p in params.PARAMS:
-        assert params.validate(p.name, state.values[p.name]) == state.values[p.name], p.name
+        assert validation.validate(p.name, state.values[p.name]) == state.values[p.name], p.name
 
 
 @pytest.mark.parametrize("value, expected", [

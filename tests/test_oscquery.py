@@ -313,7 +313,7 @@ def test_http_settings_flag_and_a_taken_port_are_clear(tmp_path, engine):
         load_config(bad)
     text = str(refused.value)
     assert "bad.yaml:2: http.token: 'short' is not a token" in text
-    assert "http.port: 70000 is not valid" in text and "http.allow" in text
+    assert "http.port: 70000 is out of range" in text and "http.allow" in text
     taken = load_config_text(tmp_path, CONFIG.replace("http:\n  enabled: true\n  port: 0",
                                                       f"http:\n  enabled: true\n  port: {engine.surfaces.web.port}"))
     running = RunningSurfaces(taken)

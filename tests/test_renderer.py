@@ -236,3 +236,23 @@ def test_worker_survives_a_failing_render():
         worker.stop(5)
     assert not results[0].ok and isinstance(results[0].error, RuntimeError)
     assert results[1].ok and results[1].clip == "clip:fine"
+
+
+def test_guidance_rows_side_by_side_give_the_batched_result(renderer):
+    """On the CPU the two guidance rows may run on two threads: the same latents as one batch."""
+    from riffengine.render.renderer import GuidanceHalves
+    from riffengine.render.speed import split_guidance
+
+    assert split_guidance(1, 2, audio_here=False)
+    assert not split_guidance(1, 2, audio_here=True)  # the callback keeps a core
+    assert not split_guidance(3, 4, audio_here=False)  # no cores for a second half
+    req = request(side("rows", seed=3, guidance=7.0))
+    batched = renderer.render_latents(req)
+    halves = GuidanceHalves(1)
+    try:
+        renderer.halves = halves
+        split = renderer.render_latents(req)
+    finally:
+        renderer.halves = None
+        halves.close()
+    torch.testing.assert_close(split, batched, rtol=1e-4, atol=1e-4)

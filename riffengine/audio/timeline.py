@@ -39,9 +39,11 @@ from typing import TypeGuard
 
 import numpy as np
 
+from riffengine.control import params
 from riffengine.timing.tempo import TempoMap, loop_frames
 
-DEFAULT_CROSSFADE_MS = 30.0
+DEFAULT_CROSSFADE_MS = float(params.param("crossfade_ms").default)  # type: ignore[arg-type]
+"""The seam's crossfade when none is given: the ``crossfade_ms`` parameter's default."""
 STOP_FADE_MIN_MS = 10.0
 """The shortest fade-out before a stop (a stop is never a hard cut)."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from riffengine import validation
 from riffengine.config import Settings
 from riffengine.control import params
 from riffengine.control.mapping import Action, RecallScene, SetValues
@@ -42,7 +43,7 @@ class Controls:
         if scenes:
             if len(changes) > 1:
                 raise UserError("scene: recall a scene on its own, not together with other values")
-            number = params.validate("scene", scenes[0])
+            number = validation.validate("scene", scenes[0])
             return self.recall(number, source)  # type: ignore[arg-type]
         return self.store.apply(changes, source)
 

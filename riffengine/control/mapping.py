@@ -24,10 +24,13 @@ A mapping file is a YAML list; each entry binds one MIDI control to one target::
       set: {prompt_a/1: "dusty vinyl crackle", weight_a/1: 1.0}
     - program: any          # program change N recalls scene N (or give program: 3, scene: 1)
 
-Rules: targets are checked against the parameter table (:mod:`riffengine.control.params`),
-so a mapping accepts exactly what OSC and the config accept. Several entries may share one
-control (one knob, several parameters); among knob entries (``cc`` with ``param``) a later
-entry for the same parameter replaces an earlier one, which is how MIDI learn appends.
+Rules: every key of an entry is checked by the validation layer (:mod:`riffengine.validation`,
+the config's rules: ``1.0`` is a whole number there too) and every error of an entry is
+reported at once; targets and ``set`` values are checked against the parameter table
+(:mod:`riffengine.control.params`), so a mapping accepts exactly what OSC and the config accept.
+Several entries may share one control (one knob, several parameters); among knob entries
+(``cc`` with ``param``) a later entry for the same parameter replaces an earlier one, which is
+how MIDI learn appends.
 
 Curves map the knob travel x (0..1) onto the range [lo, hi]: ``linear`` in equal steps;
 ``exponential`` slowly at the start and fast at the end (for a range of one sign: equal
@@ -51,10 +54,12 @@ import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from typing import Any, ClassVar
 
 import yaml
+from pydantic import ValidationError
 
+from riffengine import validation
 from riffengine.control import params
 from riffengine.control.params import CURVES, curve_position, curve_value
 from riffengine.errors import UserError
@@ -62,8 +67,6 @@ from riffengine.yamlfile import read_yaml
 
 MODES = ("absolute", "twos_complement", "offset_64", "sign_magnitude")
 KINDS = ("cc", "note", "program")
-ENTRY_KEYS = ("cc", "note", "program", "channel", "param", "scene", "set", "range", "curve",
-              "smoothing", "pickup", "mode", "step", "bits", "latch")
 
 PICKUP_WINDOW = 2 / 127
 """A knob this close (in travel) to the current value picks it up at once."""
@@ -137,7 +140,7 @@ class Binding:
         assert self.key is not None
         row, slot = params.parse_key(self.key)
         if row.type in ("bool", "enum"):
-            return params.to_normalized(row.name, value, slot)
+            return params.to_normalized(row.name, value)
         return min(max(curve_position(self.curve, float(value), self.low, self.high), 0.0), 1.0)  # type: ignore[arg-type]
 
 
@@ -176,39 +179,60 @@ Action = SetValues | RecallScene
 
 
 class _Bad(Exception):
-    pass
+    """An entry whose keys do not go together; the message names the key and the fix."""
 
 
-def _int(entry: Mapping, key: str, lo: int, hi: int) -> int:
-    value = entry[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise _Bad(f"{key}: {value!r} is not valid; use a whole number from {lo} to {hi}")
-    return value
+def _scene_rule(value: object) -> object:
+    """``scene:``: a scene number (as the ``scene`` parameter takes it) or a name."""
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return validation.coerce(params.param("scene"), value)
+    raise validation.Invalid(f"{validation.show(value)} is not valid; use a scene number or name")
 
 
-def _real(entry: Mapping, key: str, lo: float, hi: float, open_low: bool = False) -> float:
-    value = entry[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-        (lo < value if open_low else lo <= value) and value <= hi
-    ):
-        low = f"above {lo:g}" if open_low else f"from {lo:g}"
-        raise _Bad(f"{key}: {value!r} is not valid; use a number {low} to {hi:g}")
-    return float(value)
+def _set_rule(value: object) -> object:
+    """``set:``: parameter values, checked by the table; an action is refused with its fix."""
+    if not isinstance(value, Mapping) or not value:
+        raise validation.Invalid('use a mapping of parameter keys to values, e.g. {prompt_a/1: "rain"}')
+    for key in value:
+        row, _ = params.parse_key(str(key))
+        if row.effect == "action":
+            raise validation.Invalid(f"{row.name} is an action; use scene: N instead")
+    return validation.adapter(validation.PARAM_VALUES).validate_python(value)  # errors keep their keys
 
 
-def _bool(entry: Mapping, key: str) -> bool:
-    value = entry[key]
-    if not isinstance(value, bool):
-        raise _Bad(f"{key}: {value!r} is not valid; use true or false")
-    return value
+def _pair(value: object) -> object:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise validation.Invalid(f"{validation.show(value)} is not valid; use [low, high], e.g. [0.0, 1.0]")
+    return tuple(value)
 
 
-def _choice(entry: Mapping, key: str, choices: Sequence[str]) -> str:
-    value = entry[key]
-    if value not in choices:
-        raise _Bad(f"{key}: {value!r} is not a choice{params.suggest(str(value), choices)}; "
-                   f"use one of {', '.join(choices)}")
-    return value
+class Entry(validation.Strict):
+    """One entry of a mappings file with each key checked alone; :func:`check_entry` then checks
+    how they go together. A key left out is None."""
+
+    expected: ClassVar[str] = "a mapping entry, e.g. {cc: 0, param: alpha}"
+    cc: int | None = validation.setting(validation.whole(0, 127), None)
+    note: int | None = validation.setting(validation.whole(0, 127), None)
+    program: int | str | None = validation.setting(
+        validation.either(validation.choice("any"), validation.whole(0, 127),
+                          what="a program number from 0 to 127, or any"), None)
+    channel: int | None = validation.setting(validation.whole(1, 16), None)
+    param: str | None = validation.setting(validation.text("a parameter key, e.g. alpha or weight_a/1"), None)
+    scene: int | str | None = validation.setting(validation.checked(_scene_rule), None)
+    set: Mapping[str, object] | None = validation.setting(validation.checked(_set_rule), None)
+    range: tuple[object, object] | None = validation.setting(validation.checked(_pair), None)
+    curve: str | None = validation.setting(validation.choice(*CURVES), None)
+    smoothing: float | None = validation.setting(validation.number(0.0, 10.0), None)
+    pickup: bool | None = validation.setting(validation.FLAG, None)
+    mode: str | None = validation.setting(validation.choice(*MODES), None)
+    step: float | None = validation.setting(validation.number(0.0, 1.0, above=True), None)
+    bits: int | None = validation.setting(validation.whole(7, 14), None)
+    latch: bool | None = validation.setting(validation.FLAG, None)
+
+
+ENTRY_KEYS = tuple(Entry.model_fields)
 
 
 def check_target(key: object) -> tuple[params.Param, int | None]:
@@ -234,58 +258,69 @@ def _describe(entry: Mapping) -> str:
     return f"{what} -> {target}" if target else what
 
 
+def entry_errors(entry: object, scenes: Sequence[str] | None = None) -> tuple[Binding | None, validation.Errors]:
+    """Check one mapping entry (a dict from YAML): its Binding, or None and every error found
+    as (key, message) pairs; ``scenes`` are the configured scene names, in order (when given,
+    scene names must exist)."""
+    try:
+        checked = Entry.model_validate(entry)
+    except ValidationError as exc:
+        return None, validation.messages(exc)
+    try:
+        return _binding(checked, _describe(entry), scenes), []  # type: ignore[arg-type]
+    except (_Bad, UserError) as exc:
+        return None, [("", str(exc))]
+
+
 def check_entry(entry: object, scenes: Sequence[str] | None = None) -> Binding:
     """Check one mapping entry (a dict from YAML) and return its Binding; UserError if bad.
 
     ``scenes`` are the configured scene names, in order; when given, scene names must exist.
     """
-    if not isinstance(entry, Mapping):
-        raise UserError(f"{entry!r} is not a mapping entry; use e.g. {{cc: 0, param: alpha}}")
-    try:
-        return _check_entry(entry, scenes)
-    except _Bad as exc:
-        raise UserError(str(exc)) from None
+    binding, errors = entry_errors(entry, scenes)
+    if binding is None:
+        raise UserError("; ".join(_say(path, message) for path, message in errors))
+    return binding
 
 
-def _check_entry(entry: Mapping, scenes: Sequence[str] | None) -> Binding:
-    unknown = [k for k in entry if k not in ENTRY_KEYS]
-    if unknown:
-        k = str(unknown[0])
-        raise _Bad(f"unknown key {k!r}{params.suggest(k, ENTRY_KEYS)} "
-                   f"(keys: {', '.join(ENTRY_KEYS)})")
-    kinds = [k for k in KINDS if k in entry]
+def _say(path: str, message: str) -> str:
+    return f"{path}: {message}" if path else message
+
+
+def _binding(e: Entry, label: str, scenes: Sequence[str] | None) -> Binding:
+    given = e.model_fields_set
+    kinds = [k for k in KINDS if k in given]
     if len(kinds) != 1:
         raise _Bad("give exactly one of cc, note or program")
     kind = kinds[0]
-    targets = [k for k in ("param", "scene", "set") if k in entry]
+    targets = [k for k in ("param", "scene", "set") if k in given]
     if len(targets) > 1 or (not targets and kind != "program"):
         raise _Bad("give exactly one target: param, scene or set")
     target = targets[0] if targets else "scene"
 
-    bits = _int(entry, "bits", 7, 14) if "bits" in entry else 7
+    bits = e.bits if e.bits is not None else 7
     if bits not in (7, 14):
         raise _Bad("bits: use 7 or 14")
     if bits == 14 and kind != "cc":
         raise _Bad("bits: 14-bit pairs are control changes; use cc")
-    if kind == "program" and entry["program"] == "any":
-        number = None
-    else:
-        number = _int(entry, kind, 0, 31 if bits == 14 else 127)
-    channel = _int(entry, "channel", 1, 16) - 1 if "channel" in entry else None
-    _only(entry, kind, target)
-    common = dict(kind=kind, number=number, channel=channel, label=_describe(entry))
+    number: int | None = None if e.program == "any" else getattr(e, kind)
+    if bits == 14 and e.cc is not None and e.cc > 31:
+        raise _Bad(f"cc: {e.cc} is out of range; use {validation.whole_words(0, 31)}")
+    channel = e.channel - 1 if e.channel is not None else None
+    _only(e, kind, target)
+    common: dict[str, Any] = dict(kind=kind, number=number, channel=channel, label=label)
 
     if target == "scene":
-        return Binding(**common, scene=_scene(entry.get("scene"), number, scenes))
+        return Binding(**common, scene=_scene(e.scene, number, scenes))
     if target == "set":
-        return Binding(**common, values=_set_values(entry["set"]))
-    return _knob(entry, common, kind, bits)
+        return Binding(**common, values=e.set)
+    return _knob(e, common, bits)
 
 
-def _only(entry: Mapping, kind: str, target: str) -> None:
+def _only(e: Entry, kind: str, target: str) -> None:
     """Refuse options that do nothing for this kind of entry."""
     knob_cc = kind == "cc" and target == "param"
-    relative = entry.get("mode", "absolute") != "absolute"
+    relative = e.mode not in (None, "absolute")
     allowed = {
         "range": target == "param", "curve": target == "param",
         "smoothing": target == "param", "pickup": knob_cc and not relative,
@@ -293,58 +328,36 @@ def _only(entry: Mapping, kind: str, target: str) -> None:
         "latch": kind == "note" and target == "param",
     }
     for key, ok in allowed.items():
-        if key in entry and not ok:
+        if key in e.model_fields_set and not ok:
             raise _Bad(f"{key}: does not apply to this entry; remove it")
     if kind == "program" and target != "scene":
         raise _Bad("a program change recalls a scene; use scene: N")
 
 
-def _scene(value: object, program: int | None, scenes: Sequence[str] | None) -> int | str | None:
+def _scene(value: int | str | None, program: int | None, scenes: Sequence[str] | None) -> int | str | None:
     if value is None:
         if program is not None:
             raise _Bad("scene: give a scene number or name (only `program: any` may leave it "
                        "out, meaning the program number)")
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise _Bad(f"scene: {value!r} is not valid; use a scene number or name")
-    if isinstance(value, int):
-        row = params.param("scene")
-        try:
-            params.coerce(row, value)
-        except params.InvalidValue as exc:
-            raise _Bad(f"scene: {exc}") from None
-    if scenes is not None and isinstance(value, str):
+    if scenes is not None and isinstance(value, str) and value not in scenes:
         # names must exist; numbers may point at scenes the config adds later (a ready
         # controller mapping recalls 0..7), and a missing one is reported when recalled
-        if value not in scenes:
-            listed = ", ".join(f"{i}={n}" for i, n in enumerate(scenes)) or "none are configured"
-            raise _Bad(f"scene: {value!r} does not exist; scenes: {listed}")
+        listed = ", ".join(f"{i}={n}" for i, n in enumerate(scenes)) or "none are configured"
+        raise _Bad(f"scene: {value!r} does not exist; scenes: {listed}")
     return value
 
 
-def _set_values(raw: object) -> Mapping[str, object]:
-    if not isinstance(raw, Mapping) or not raw:
-        raise _Bad("set: use a mapping of parameter keys to values, e.g. {prompt_a/1: \"rain\"}")
-    values = {}
-    for key, value in raw.items():
-        row, slot = params.parse_key(str(key))
-        if row.effect == "action":
-            raise _Bad(f"set: {row.name} is an action; use scene: N instead")
-        values[str(key)] = params.validate(row.name, value, slot)
-    return MappingProxyType(values)
-
-
-def _knob(entry: Mapping, common: dict, kind: str, bits: int) -> Binding:
-    key = str(entry["param"])
+def _knob(e: Entry, common: dict[str, Any], bits: int) -> Binding:
+    key = str(e.param)
     row, slot = check_target(key)
     numeric = row.type in ("float", "int")
-    if not numeric and any(k in entry for k in ("range", "curve")):
+    if not numeric and (e.range is not None or e.curve is not None):
         raise _Bad(f"range, curve: {row.name} is {row.type}; a knob picks its value by position")
     low, high = float(row.minimum or 0), float(row.maximum or 1)
-    if "range" in entry:
-        low, high = _range(entry["range"], row, slot)
-    curve = _choice(entry, "curve", CURVES) if "curve" in entry else row.curve
-    mode = _choice(entry, "mode", MODES) if "mode" in entry else "absolute"
+    if e.range is not None:
+        low, high = _range(e.range, row)
+    mode = e.mode or "absolute"
     if mode != "absolute" and bits == 14:
         raise _Bad("mode: relative encoders send 7-bit steps; remove bits: 14")
     return Binding(
@@ -352,29 +365,25 @@ def _knob(entry: Mapping, common: dict, kind: str, bits: int) -> Binding:
         key=key,
         low=low,
         high=high,
-        curve=curve,
-        smoothing=_real(entry, "smoothing", 0.0, 10.0) if "smoothing" in entry else 0.0,
-        pickup=_bool(entry, "pickup") if "pickup" in entry else True,
+        curve=e.curve or row.curve,
+        smoothing=e.smoothing if e.smoothing is not None else 0.0,
+        pickup=e.pickup if e.pickup is not None else True,
         mode=mode,
-        step=_real(entry, "step", 0.0, 1.0, open_low=True) if "step" in entry else 1 / 127,
+        step=e.step if e.step is not None else 1 / 127,
         bits=bits,
-        latch=_bool(entry, "latch") if "latch" in entry else False,
+        latch=bool(e.latch),
     )
 
 
-def _range(raw: object, row: params.Param, slot: int | None) -> tuple[float, float]:
-    if not isinstance(raw, (list, tuple)) or len(raw) != 2:
-        raise _Bad(f"range: {raw!r} is not valid; use [low, high], e.g. "
-                   f"[{params._num(row.minimum)}, {params._num(row.maximum)}]")
-    ends = []
-    for value in raw:
-        try:
-            ends.append(float(params.coerce(row, value)))  # type: ignore[arg-type]
-        except params.InvalidValue as exc:
-            raise _Bad(f"range: {exc}") from None
-    if ends[0] == ends[1]:
+def _range(ends: tuple[object, object], row: params.Param) -> tuple[float, float]:
+    """A knob's ``range: [low, high]``: two different values of the parameter."""
+    try:
+        low, high = (float(validation.coerce(row, end)) for end in ends)  # type: ignore[arg-type]
+    except validation.Invalid as exc:
+        raise _Bad(f"range: {exc}") from None
+    if low == high:
         raise _Bad("range: low and high are equal; give two different values")
-    return ends[0], ends[1]
+    return low, high
 
 
 # --- loading and saving files --------------------------------------------------------------
@@ -390,12 +399,13 @@ def parse_mappings(data: object, source: str = "mappings", lines: Sequence[int] 
                         "(- cc: 0\\n  param: alpha); see configs/nanokontrol2.yaml")
     bindings, errors = [], []
     for i, entry in enumerate(data):
-        try:
-            bindings.append(check_entry(entry, scenes))
-        except UserError as exc:
-            where = f"{source}:{lines[i]}" if lines and i < len(lines) else source
-            label = _describe(entry) if isinstance(entry, Mapping) else "?"
-            errors.append(f"{where}: entry {i + 1} ({label}): {exc}")
+        binding, problems = entry_errors(entry, scenes)
+        if binding is not None:
+            bindings.append(binding)
+            continue
+        where = f"{source}:{lines[i]}" if lines and i < len(lines) else source
+        label = _describe(entry) if isinstance(entry, Mapping) else "?"
+        errors += [f"{where}: entry {i + 1} ({label}): {_say(path, message)}" for path, message in problems]
     if errors:
         raise UserError("\n".join(errors))
     return tuple(bindings)
@@ -416,7 +426,8 @@ def mappings_from_settings(mappings: object, scenes: Sequence[str] | None = None
         return ()
     if isinstance(mappings, str):
         return load_mappings(mappings, scenes)
-    return parse_mappings([dict(m) for m in mappings], "midi.mappings", None, scenes)  # type: ignore[union-attr]
+    entries: Sequence[Mapping[str, object]] = mappings  # type: ignore[assignment]
+    return parse_mappings([dict(m) for m in entries], "midi.mappings", None, scenes)
 
 
 def learned_entry(key: str, cc: int, channel: int) -> dict[str, object]:

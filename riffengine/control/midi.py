@@ -26,7 +26,6 @@ on the asyncio loop's thread.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import time
@@ -161,7 +160,7 @@ class MidiSurface:
         mapper = mapping.Mapper(list(mapping.mappings_from_settings(midi.mappings, scenes)))
         if (midi.input, midi.backend) != (self.settings.input, self.settings.backend):
             log.warning("midi.input and midi.backend take effect at the next start")
-            midi = dataclasses.replace(midi, input=self.settings.input, backend=self.settings.backend)
+            midi = midi.model_copy(update={"input": self.settings.input, "backend": self.settings.backend})
         self.settings = midi
         self.mapper = mapper
         self.learn_path = learn_file(settings)

@@ -76,6 +76,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
+from riffengine import validation
 from riffengine.config import OscSettings, PathsSettings
 from riffengine.control import params
 from riffengine.control.actions import Controls
@@ -181,9 +182,9 @@ def check_address(address: str) -> None:
                         f"{MAX_STARS} '*' and {MAX_BRACES} '{{}}' group")
 
 
-def _number(value: object, what: str) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UserError(f"{what}: {_show(value)} is not a number; send an int or a float")
+def _number(value: object) -> object:
+    """An argument for a number: a float32 as its shortest decimal; anything else as sent, for
+    the parameter's rule to check (:mod:`riffengine.validation`)."""
     return _short_float(value) if isinstance(value, float) else value
 
 
@@ -213,20 +214,25 @@ def _text_part(value: object, what: str) -> str:
     return f"{value:g}"
 
 
+KNOB: validation.Rule = validation.number(0.0, 1.0)
+"""A knob position (``/norm``)."""
+REPLY_PORT: validation.Rule = validation.whole(1, 65535)
+"""A port to answer on (``/riff/status``, ``/riff/notify``)."""
+
+
+def _checked(rule: validation.Rule, value: object, what: str) -> Any:
+    """``value`` as ``rule`` makes it, or UserError naming ``what``, the value and the fix."""
+    try:
+        return validation.check(rule, value)
+    except validation.Invalid as exc:
+        raise UserError(f"{what}: {exc}") from None
+
+
 def _flag(value: object, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, numbers.Real) and value in (0, 1):
-        return bool(value)
-    raise UserError(f"{what}: {_show(value)} is not 1 or 0; send 1 to subscribe, 0 to stop")
-
-
-def _port(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-        math.isfinite(value) and float(value).is_integer() and 1 <= value <= 65535
-    ):
-        raise UserError(f"{what}: reply port {_show(value)} is not valid; use 1 to 65535")
-    return int(value)
+    try:
+        return bool(validation.check(validation.FLAG, value))
+    except validation.Invalid:
+        raise UserError(f"{what}: {_show(value)} is not 1 or 0; send 1 to subscribe, 0 to stop") from None
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -467,15 +473,15 @@ class OscServer:
         p, slot = fixed[0]
         what = params.label(p, slot)
         if not args:
-            raise UserError(f"{what}: no value; send {params.allowed(p)}")
+            raise UserError(f"{what}: no value; send {validation.allowed(p)}")
         if p.type in ("str", "enum"):
             value: object = " ".join(_text_part(a, what) for a in args)
         elif len(args) != 1:
-            raise UserError(f"{what}: {len(args)} arguments; send one value, {params.allowed(p)}")
+            raise UserError(f"{what}: {len(args)} arguments; send one value, {validation.allowed(p)}")
         elif p.type == "bool":
             value = args[0]
         else:
-            value = _number(args[0], what)
+            value = _number(args[0])
         if p.name in PATH_PARAMS:
             value = self.confine_path(p.name, str(value))
         key = p.name if slot is None else f"{p.name}/{slot}"
@@ -494,10 +500,11 @@ class OscServer:
         if not args or len(args) > p.slots:
             raise UserError(f"{p.name}: {len(args)} arguments; send 1 to {p.slots} values, one "
                             f"per slot, or set one slot at {p.address}/<slot>")
+        values: list[object]
         if p.type == "str":
             values = [_text_part(a, p.name) for a in args]
         else:
-            values = [_number(a, p.name) for a in args]
+            values = [_number(a) for a in args]
         current = self.store.state.values[p.name]
         whole = list(values) + list(current[len(values):])  # type: ignore[index]
         self.controls.set([(p.name, whole)], self._source(sender))
@@ -507,9 +514,7 @@ class OscServer:
         what = f"{params.label(p, slot)}/{NORM}"
         if len(args) != 1:
             raise UserError(f"{what}: send one knob position from 0 to 1")
-        x = _number(args[0], what)
-        if not (math.isfinite(x) and 0.0 <= x <= 1.0):
-            raise UserError(f"{what}: {_show(x)} is out of range; send a position from 0 to 1")
+        x = _checked(KNOB, _number(args[0]), what)
         key = p.name if slot is None else f"{p.name}/{slot}"
         self.controls.set([(key, params.from_normalized(p.name, x))], self._source(sender))
 
@@ -517,7 +522,7 @@ class OscServer:
         if len(args) > 1:
             raise UserError("status: send no argument, or the port to answer on")
         if args:
-            self._remember_route(sender, _port(args[0], "status"))
+            self._remember_route(sender, _checked(REPLY_PORT, args[0], "status: reply port"))
         self.send(self.route(sender), f"{STATUS}.reply", *self.status_args())
 
     def _on_notify(self, sender: Address, address: str, *args: object) -> None:
@@ -526,7 +531,7 @@ class OscServer:
                             "to send events to")
         on = _flag(args[0], "notify")
         if len(args) == 2:
-            self._remember_route(sender, _port(args[1], "notify"))
+            self._remember_route(sender, _checked(REPLY_PORT, args[1], "notify: reply port"))
         dest = self.route(sender)
         if on and dest not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
             raise UserError(f"notify: {MAX_SUBSCRIBERS} subscribers already; unsubscribe one first")
@@ -555,7 +560,7 @@ class OscServer:
         if len(args) > 1 or (args and not isinstance(args[0], str)):
             raise UserError("scene_save: send no argument (the next number) or one name, e.g. "
                             "/riff/scene_save \"chorus\"")
-        name, number = self.controls.save_scene(args[0] if args else None)
+        name, number = self.controls.save_scene(str(args[0]) if args else None)
         self.bus.publish("scene_saved", name=name, number=number, source=self._source(sender))
         if not isinstance(sender, str):
             self.send(self.route(sender), f"{SCENE_SAVE}.reply", name, number)

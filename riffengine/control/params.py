@@ -2,9 +2,9 @@
 
 One declarative table, :data:`PARAMS`, says for each parameter its type, range or choices,
 default, OSC address, slot count, unit, knob curve, what a change does, and a line of help.
-Validation, normalised knob mapping, OSC address lookup, status replies, the YAML ``initial``
-and ``scenes`` sections and ``docs/parameters.md`` all read this one table, so adding a
-parameter here makes it controllable everywhere.
+Validation (:mod:`riffengine.validation`), normalised knob mapping, OSC address lookup, status
+replies, the YAML ``initial`` and ``scenes`` sections and ``docs/parameters.md`` all read this
+one table, so adding a parameter here makes it controllable everywhere.
 
 Naming. Names are flat identifiers with the side as a suffix: ``prompt_a``, ``weight_a``,
 ``seed_a``, ``denoise_b``... One name is then one thing everywhere, with no translation: a
@@ -14,9 +14,10 @@ address (``/riff/<name>``). Per-slot parameters (the prompt blend: ``prompt_a``,
 one more address part, ``/riff/prompt_a/2``, and as a key suffix, ``prompt_a/2``. Slots count
 from 0, as lists do in Python, Pure Data and Max.
 
-Values. Pure Data sends every number as a float, so integer parameters accept any integral
-number (``8.0`` becomes ``8``); NaN, infinities, booleans given for numbers, out-of-range
-values, unknown choices and over-long strings are refused with a
+Values are checked by :mod:`riffengine.validation`, which generates each parameter's rule
+from its row here: Pure Data sends every number as a float, so integer parameters accept any
+integral number (``8.0`` becomes ``8``); NaN, infinities, booleans given for numbers,
+out-of-range values, unknown choices and over-long strings are refused with a
 :class:`~riffengine.errors.UserError` that names the parameter, the value and what is allowed.
 
 Effects (``Param.effect``) tell the planner what a change costs:
@@ -36,6 +37,7 @@ import difflib
 import math
 import numbers
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from riffengine.errors import UserError
@@ -58,10 +60,6 @@ EXP_RATIO = 100.0
 """Ratio of the exponential and log curves on a range that touches or crosses zero."""
 TEMPO_SOURCES = ("internal", "link", "midi")
 """Where the tempo comes from: riffengine itself, an Ableton Link session, MIDI clock in."""
-
-
-class InvalidValue(ValueError):
-    """A value a parameter does not accept; the message says why and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +264,7 @@ def param(name: str) -> Param:
         raise UserError(f"unknown parameter {name!r}{suggest(str(name), _BY_NAME)}") from None
 
 
-def suggest(word: str, candidates) -> str:
+def suggest(word: str, candidates: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest candidate, or ``""`` if none is close."""
     close = difflib.get_close_matches(word, list(candidates), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -275,19 +273,6 @@ def suggest(word: str, candidates) -> str:
 def label(p: Param, slot: int | None = None) -> str:
     """How errors name a parameter or one of its slots: ``bars`` or ``prompt_a/2``."""
     return p.name if slot is None else f"{p.name}/{slot}"
-
-
-def allowed(p: Param) -> str:
-    """What a parameter accepts, in words, for error messages and docs."""
-    if p.type == "float":
-        return f"a number from {_num(p.minimum)} to {_num(p.maximum)}"
-    if p.type == "int":
-        return f"a whole number from {_num(p.minimum)} to {_num(p.maximum)}"
-    if p.type == "enum":
-        return "one of " + ", ".join(p.choices)
-    if p.type == "bool":
-        return "true or false (or 1 or 0)"
-    return f"a string of at most {p.max_length} characters"
 
 
 def _num(x: float | None) -> str:
@@ -299,83 +284,15 @@ def _show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def coerce(p: Param, value: object) -> object:
-    """Check one value (one slot's value for a per-slot parameter) and return it typed.
-
-    Raises :class:`InvalidValue` saying why and what is allowed, without naming the parameter.
-    """
-    if p.type in ("float", "int"):
-        return _coerce_number(p, value)
-    if p.type == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, numbers.Real) and value in (0, 1):
-            return bool(value)
-        raise InvalidValue(f"{_show(value)} is not a boolean; use {allowed(p)}")
-    if not isinstance(value, str):
-        raise InvalidValue(f"{_show(value)} is not a string; use {allowed(p)}")
-    if p.type == "enum":
-        if value not in p.choices:
-            raise InvalidValue(f"{_show(value)} is not a choice{suggest(value, p.choices)} "
-                               f"(use {allowed(p)})")
-        return value
-    if len(value) > p.max_length:
-        raise InvalidValue(f"a string of {len(value)} characters is too long; "
-                           f"use at most {p.max_length} characters")
-    return value
-
-
-def _coerce_number(p: Param, value: object) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidValue(f"{_show(value)} is not a number; use {allowed(p)}")
-    if not math.isfinite(value):
-        raise InvalidValue(f"{_show(value)} is not a finite number; use {allowed(p)}")
-    if p.type == "int" and not float(value).is_integer():
-        raise InvalidValue(f"{_show(value)} is not a whole number; use {allowed(p)}")
-    if not p.minimum <= value <= p.maximum:  # type: ignore[operator]
-        raise InvalidValue(f"{_show(value)} is out of range; use {allowed(p)}")
-    return int(value) if p.type == "int" else float(value)
-
-
 def check_slot(p: Param, slot: object) -> int:
     """Check a slot index for ``p`` and return it as an int; raises UserError."""
     if not p.slots:
         raise UserError(f"{p.name} has no slots; address it as {p.address}")
-    if isinstance(slot, bool) or not isinstance(slot, numbers.Real) or not (
-        math.isfinite(slot) and float(slot).is_integer() and 0 <= slot < p.slots
-    ):
+    number = float(slot) if isinstance(slot, numbers.Real) and not isinstance(slot, bool) else math.nan
+    if not (math.isfinite(number) and number.is_integer() and 0 <= number < p.slots):
         raise UserError(f"{p.name}: slot {_show(slot)} does not exist; "
                         f"use a slot from 0 to {p.slots - 1}")
-    return int(slot)
-
-
-def validate(name: str, value: object, slot: int | None = None) -> object:
-    """Check ``value`` for parameter ``name`` (and ``slot``) and return it typed.
-
-    For a per-slot parameter without a slot, ``value`` is a list or tuple of up to ``slots``
-    values; missing trailing slots take their defaults, and a tuple of all slots is returned.
-    Raises UserError naming the parameter, the value and what is allowed.
-    """
-    p = param(name)
-    if slot is not None:
-        slot = check_slot(p, slot)
-        return _checked(p, value, slot)
-    if not p.slots:
-        return _checked(p, value, None)
-    if not isinstance(value, (list, tuple)) or len(value) > p.slots:
-        raise UserError(f"{p.name}: {_show(value)} is not a list of up to {p.slots} values; "
-                        f"give a list, or set one slot at {p.name}/<slot>")
-    return tuple(
-        _checked(p, value[i], i) if i < len(value) else p.slot_default(i)
-        for i in range(p.slots)
-    )
-
-
-def _checked(p: Param, value: object, slot: int | None) -> object:
-    try:
-        return coerce(p, value)
-    except InvalidValue as exc:
-        raise UserError(f"{label(p, slot)}: {exc}") from None
+    return int(number)
 
 
 def parse_key(key: str) -> tuple[Param, int | None]:
@@ -409,14 +326,14 @@ def lookup_address(address: str) -> tuple[Param, int | None]:
     return parse_key(rest)
 
 
-def to_normalized(name: str, value: object, slot: int | None = None) -> float:
-    """Map a value of a number, enum or bool parameter onto 0..1 (the knob position)."""
+def to_normalized(name: str, value: object) -> float:
+    """Map a valid value (as the State holds it) of a number, enum or bool parameter onto 0..1
+    (the knob position)."""
     p = param(name)
-    value = _checked(p, value, slot)
     if p.type == "bool":
         return 1.0 if value else 0.0
     if p.type == "enum":
-        return p.choices.index(value) / max(len(p.choices) - 1, 1)  # type: ignore[arg-type]
+        return p.choices.index(str(value)) / max(len(p.choices) - 1, 1)
     if p.type == "str":
         raise UserError(f"{p.name} is text; it has no knob position")
     lo, hi = p.bounds
@@ -456,7 +373,7 @@ def curve_value(curve: str, x: float, lo: float, hi: float) -> float:
         return lo + x * (hi - lo)
     r = _ratio(lo, hi)
     if curve == "exponential":
-        y = (r**x - 1) / (r - 1)
+        y: float = (r**x - 1) / (r - 1)
     else:  # log: the exponential curve mirrored
         y = 1 - (r ** (1 - x) - 1) / (r - 1)
     return lo + y * (hi - lo)
@@ -489,7 +406,7 @@ def _range_text(p: Param) -> str:
 
 def _default_text(p: Param) -> str:
     values = p.default if p.slots else (p.default,)
-    shown = ", ".join(f'"{v}"' if isinstance(v, str) else _num(v) for v in values)  # type: ignore[union-attr]
+    shown = ", ".join(f'"{v}"' if isinstance(v, str) else _num(v) for v in values)  # type: ignore[attr-defined]
     return f"[{shown}]" if p.slots else shown
 
 

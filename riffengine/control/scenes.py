@@ -8,7 +8,8 @@ existing scene replaces it and keeps its number; saving without a name makes ``s
 the next number. A saved scene holds what makes the music (:data:`SAVED_EFFECTS`: prompts,
 weights, alpha, seeds, render settings, tempo and loop length, evolve and glide), not the live
 controls (gain, mute, transport, tempo source). Files are written atomically and read back with
-the parameter table's checks: a damaged file is logged and left out, never a crash.
+the parameter table's rules (:mod:`riffengine.validation`, as the config's ``scenes``): a
+damaged file is logged, naming every bad key, and left out, never a crash.
 
 Thread rule: loop thread only.
 """
@@ -23,9 +24,10 @@ from pathlib import Path
 
 import yaml
 
+from riffengine import validation
 from riffengine.control import params
 from riffengine.errors import UserError
-from riffengine.state import State, apply_many
+from riffengine.state import State
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +67,11 @@ def read_saved(folder: Path) -> dict[str, Mapping[str, object]]:
             values = yaml.safe_load(path.read_text(encoding="utf-8"))
             if not isinstance(values, dict):
                 raise UserError("it is not a mapping of parameter values")
-            apply_many(State(), list(values.items()))  # the table's checks
+            checked = validation.param_values(values)  # the table's rules, every bad key named
         except (OSError, UnicodeDecodeError, yaml.YAMLError, UserError) as exc:
             log.warning("scene file %s is left out: %s", path, exc)
             continue
-        found[name] = values
+        found[name] = checked
     return found
 
 

@@ -3,7 +3,7 @@
 One asyncio program (:meth:`Engine.run`) wires the parts of ``DESIGN.md``'s one-way flow:
 
 - the :class:`~riffengine.store.StateStore` holds the newest State; control surfaces, a script
-  and :meth:`Engine.set_tempo` change it;
+  and the tempo followers (Link, MIDI clock) change it;
 - the :class:`~riffengine.planner.Planner` decides which clip to make next (newest state wins,
   one job at a time) and when it will be heard;
 - a :class:`~riffengine.render.worker.RenderWorker` thread owns the renderer (through a

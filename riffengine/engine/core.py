@@ -75,7 +75,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
     SIGINT/SIGTERM (main thread only).
 
     API for control surfaces and tempo sync (all on the loop's thread): :attr:`store`,
-    :attr:`bus`, :meth:`figures`, :meth:`position`, :meth:`set_tempo`, :meth:`stop`.
+    :attr:`bus`, :meth:`figures`, :meth:`position`, :meth:`stop`.
     """
 
     def __init__(
@@ -196,10 +196,6 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         tempo = self.timeline.tempo_at(frame)
         return Position(frame, tempo.bar_at(frame), tempo.beat_at(frame), tempo.effective_bpm,
                         tempo.beats_per_bar)
-
-    def set_tempo(self, bpm: float, source: str = "internal") -> State:
-        """Change the session tempo (Link, MIDI clock, a surface); heard at the next seam."""
-        return self.store.apply({"bpm": float(bpm)}, source=source)
 
     @property
     def tempo_source(self) -> str:
@@ -348,6 +344,11 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         if self.duration is not None:
             self._end_frame = max(1, round(self.duration * self.sample_rate))
 
+    @property
+    def _audio_here(self) -> bool:
+        """The audio callback runs in this process (a live output without the audio host)."""
+        return self.realtime and self._host is None
+
     async def _start_renderer(self) -> None:
         assert self._loop is not None
         await self._load_safe_loop()
@@ -356,7 +357,8 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             renderer = self._renderer_factory(self.realtime)
         if renderer is None:
             try:
-                renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings)
+                renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings,
+                                                            self._audio_here)
                 self._compiles = self.settings.model.compile is not None
             except Exception as exc:  # noqa: BLE001 - missing weights, a GPU fault: play on
                 if self.settings.model.required:

@@ -11,14 +11,18 @@ from riffengine.config import Settings
 log = logging.getLogger("riffengine.engine")
 
 
-def build_renderer(settings: Settings):
-    """The real renderer with the configured model (loads it: slow, call off the loop)."""
+def build_renderer(settings: Settings, audio_here: bool = False):
+    """The real renderer with the configured model (loads it: slow, call off the loop).
+
+    ``audio_here``: the audio callback runs in this process (a live output without the audio
+    host), so a render on the CPU leaves it a core (:func:`~riffengine.render.speed.split_guidance`).
+    """
     import torch
 
     from riffengine.render.adapters import describe_adapters, load_adapters
     from riffengine.render.model import load_model, optimize_model
-    from riffengine.render.renderer import Renderer
-    from riffengine.render.speed import cpu_threads, describe_levers, resolve_levers
+    from riffengine.render.renderer import GuidanceHalves, Renderer
+    from riffengine.render.speed import cpu_threads, describe_levers, resolve_levers, split_guidance
 
     device = settings.model.device
     if device == "auto":
@@ -37,16 +41,20 @@ def build_renderer(settings: Settings):
              str(model.dtype).removeprefix("torch."),
              describe_adapters(model.adapters, model.adapters_fused), describe_levers(levers))
     optimize_model(model, levers.channels_last, levers.fuse_qkv, levers.compile_mode)
+    halves = None
     if model.device.type == "cpu":
         threads = cpu_threads(settings.model.cpu_threads, os.cpu_count())
         torch.set_num_threads(threads)  # process-wide; the render thread starts after this
-        log.info("rendering on %d CPU thread(s)", threads)
-    return Renderer(model)
+        if split_guidance(threads, os.cpu_count(), audio_here) and not model.compiled:
+            halves = GuidanceHalves(threads)
+        log.info("rendering on %d CPU thread(s)%s", threads,
+                 ", the two guidance rows side by side" if halves is not None else "")
+    return Renderer(model, halves=halves)
 
 
-def build_cached_renderer(settings: Settings):
+def build_cached_renderer(settings: Settings, audio_here: bool = False):
     """The real renderer behind the render cache when ``cache.enabled`` (slow: off the loop)."""
-    renderer = build_renderer(settings)
+    renderer = build_renderer(settings, audio_here)
     if not settings.cache.enabled:
         return renderer
     from riffengine.render.cache import CachedRenderer, RenderCache

@@ -13,6 +13,7 @@ A Renderer is not thread-safe: one thread (the render worker) uses it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import inspect
 import math
 import time
@@ -193,14 +194,18 @@ def step_kwargs(scheduler, generator: torch.Generator) -> dict:
 
 
 def predict_noise(unet, latents: torch.Tensor, t: torch.Tensor, embeddings: torch.Tensor,
-                  guidance: float, scheduler) -> torch.Tensor:
+                  guidance: float, scheduler, halves: GuidanceHalves | None = None) -> torch.Tensor:
     """The guided noise prediction; ``embeddings`` is ``[uncond, cond]`` or ``[cond]``.
 
     With two rows and guidance <= 1 the cond half is the answer (a compiled UNet is always fed
     two rows so that its shapes never change); it is copied, because a CUDA-graph replay
-    overwrites the UNet's output while multistep schedulers still hold earlier ones.
+    overwrites the UNet's output while multistep schedulers still hold earlier ones. With
+    ``halves`` (the CPU, guidance above 1) the two rows run side by side on two threads.
     """
     paired = embeddings.shape[0] == 2
+    if paired and guidance > 1.0 and halves is not None:
+        uncond, cond = halves.run(unet, scheduler.scale_model_input(latents, t), t, embeddings)
+        return uncond + guidance * (cond - uncond)
     model_input = torch.cat([latents, latents]) if paired else latents
     model_input = scheduler.scale_model_input(model_input, t)
     noise = unet(model_input, t, encoder_hidden_states=embeddings, return_dict=False)[0]
@@ -210,6 +215,41 @@ def predict_noise(unet, latents: torch.Tensor, t: torch.Tensor, embeddings: torc
     if guidance <= 1.0:
         return cond.clone()
     return uncond + guidance * (cond - uncond)
+
+
+def _unet_row(unet, latents: torch.Tensor, t: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():  # grad mode is per thread
+        return unet(latents, t, encoder_hidden_states=row, return_dict=False)[0]
+
+
+class GuidanceHalves:
+    """Runs the unconditional UNet row on a second thread while the render thread runs the
+    conditional one (:func:`~riffengine.render.speed.split_guidance` says when).
+
+    Thread rules: the second thread only ever runs a UNet forward the render thread asked for,
+    and the render thread waits for it before it goes on (even when its own half raised), so
+    no torch call outlives the step that made it. The UNet keeps no state between forwards
+    (not compiled: the engine splits only an eager model). The thread takes ``threads`` torch
+    threads of its own (the count is per thread).
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="riffengine-guidance", initializer=torch.set_num_threads,
+            initargs=(threads,))
+
+    def run(self, unet, latents: torch.Tensor, t: torch.Tensor,
+            embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(unconditional, conditional) noise for ``latents`` and the two-row ``embeddings``."""
+        other = self._pool.submit(_unet_row, unet, latents, t, embeddings[:1])
+        try:
+            cond = _unet_row(unet, latents, t, embeddings[1:])
+        finally:
+            concurrent.futures.wait([other])
+        return other.result(), cond
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 def blend_masked(latents: torch.Tensor, init: torch.Tensor, noise: torch.Tensor,
@@ -241,8 +281,10 @@ class Renderer:
     """Renders requests with one loaded model; caches prompt embeddings and seed latents."""
 
     def __init__(self, model: RiffusionModel, codec=None, seeds_dir=BUILTIN_DIR,
-                 stereo: bool = False):
+                 stereo: bool = False, halves: GuidanceHalves | None = None):
         self.model = model
+        self.halves = halves
+        """Set: guided renders run their two UNet rows side by side (the CPU)."""
         self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device,
                                      model.dtype)
         self.codec = codec
@@ -332,7 +374,8 @@ class Renderer:
             latents = scheduler.add_noise(init, noise, timesteps[:1])
         extra = step_kwargs(scheduler, generator)
         for i, t in enumerate(timesteps):
-            noise_pred = predict_noise(model.unet, latents, t, embeddings, mix.guidance, scheduler)
+            noise_pred = predict_noise(model.unet, latents, t, embeddings, mix.guidance, scheduler,
+                                       None if model.compiled else self.halves)
             latents = scheduler.step(noise_pred, t, latents, **extra, return_dict=False)[0]
             if keep is not None:
                 assert init is not None  # a mask comes with a seed image
