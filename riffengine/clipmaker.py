@@ -20,6 +20,7 @@ Thread rule: it runs on the render worker's thread only; it owns the renderer.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,7 +85,7 @@ class ClipMaker:
         self.renderer = renderer
         self.output_rate = output_rate
         self.channels = channels
-        self.on_step = None
+        self.on_step: Callable[[int, int], None] | None = None
         """``on_step(step, steps)`` passed to the renderer while set (the warm-up's progress)."""
         self._last_request: RenderRequest | None = None
         self._last_pixels = None

@@ -55,6 +55,7 @@ The engine's roles, one module each (methods of :class:`Engine`, on its loop thr
 - :mod:`~riffengine.engine.hosted`: the engine under the audio host;
 - :mod:`~riffengine.engine.safe`: the safe loop and panic;
 - :mod:`~riffengine.engine.daemon`: readiness and reload;
+- :mod:`~riffengine.engine.base`: the attributes the roles share, declared once with their types;
 - :mod:`~riffengine.engine.parts` and :mod:`~riffengine.engine.model`: constants, small types,
   loading the model.
 """

@@ -13,8 +13,7 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-
-import numpy as np
+from typing import SupportsFloat, SupportsInt, cast
 
 from riffengine.ahead import Ahead
 from riffengine.audio import gil
@@ -22,7 +21,7 @@ from riffengine.audio.jackoutput import JackOutput
 from riffengine.audio.output import WavFileOutput, open_output
 from riffengine.audio.recorder import Recorder
 from riffengine.audio.ringbuffer import RingBuffer
-from riffengine.audio.timeline import LoopStarted, Timeline
+from riffengine.audio.timeline import Timeline
 from riffengine.clipmaker import ClipMaker
 from riffengine.config import Settings
 from riffengine.engine.daemon import DaemonRole
@@ -37,7 +36,6 @@ from riffengine.engine.parts import (
     REALTIME_BLOCK,
     STOP_RENDER_SECONDS,
     TICK_SECONDS,
-    Arrival,
     Position,
 )
 from riffengine.engine.renders import RenderRole
@@ -47,7 +45,7 @@ from riffengine.eventlog import EventLog
 from riffengine.events import EventBus
 from riffengine.host import resume
 from riffengine.host.client import HostOutput
-from riffengine.planner import RENDER, Job, Planner
+from riffengine.planner import RENDER, Planner
 from riffengine.render.worker import (
     RenderWorker,
 )
@@ -60,6 +58,9 @@ from riffengine.timing.sources import FrameClock
 from riffengine.timing.tempo import TempoMap
 
 log = logging.getLogger("riffengine.engine")
+
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them.
 
 
 class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, DaemonRole):
@@ -108,69 +109,69 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         self._learn = learn
         self._reload_settings = reload_settings
         self.notifier = notifier if notifier is not None else Notifier()
-        self._watchdog: asyncio.Task | None = None
-        self._reconnect: asyncio.Task | None = None
+        self._watchdog = None
+        self._reconnect = None
         self.safe = None
         """The bank's safe loop (:class:`~riffengine.render.bank.SafeLoop`), or None."""
-        self._safe_frames: np.ndarray | None = None
+        self._safe_frames = None
         self._discard_before = 0
         self._fail_streak = 0
         self._failed_key = None
         self._streak_started = 0.0
-        self._retry_frame: int | None = None
+        self._retry_frame = None
         self._late_reported = 0
         # Built by run():
-        self.ring: RingBuffer | None = None
+        self.ring = None
         self.output = None
-        self.recorder: Recorder | None = None
-        self.timeline: Timeline | None = None
-        self.worker: RenderWorker | None = None
-        self.planner: Planner | None = None
+        self.recorder = None
+        self.timeline = None
+        self.worker = None
+        self.planner = None
         self.ahead = Ahead(settings.render.ahead)
-        self.events_log: EventLog | None = None
+        self.events_log = None
         self.surfaces = None
-        self.follower: Follower | None = None
+        self.follower = None
         self.sample_rate = settings.audio.sample_rate
         self.realtime = True
         # Loop-side bookkeeping:
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = None
         self._stop_requested = False
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._arrivals: list[Arrival] = []
-        self._jobs: dict[int, Job] = {}
-        self._warm_future: asyncio.Future | None = None
+        self._arrivals = []
+        self._jobs = {}
+        self._warm_future = None
         self._compiles = False  # the model is compiled by its warm-up render
-        self._heard: deque[LoopStarted] = deque()
-        self._clips: dict[str, dict] = {}
+        self._heard = deque()
+        self._clips = {}
         self._clip_count = 0
         self._loops_heard = 0
         self._last_beat = -1
-        self._heard_bpm: float | None = None
-        self._heard_clip: str | None = None
+        self._heard_bpm = None
+        self._heard_clip = None
         self._underruns_seen = 0
         self._xruns_seen = 0
         self._gil_interval: float | None = None  # the switch interval before the stream started
         self.degraded = ""
         """Why the engine plays without its model ('' when it has it): status, events."""
         self._real_model = renderer is None and renderer_factory is None
-        self._maker: ClipMaker | None = None
-        self._model_retry: asyncio.Task | None = None
+        self._maker = None
+        self._model_retry = None
         self._model_retries = 0
         self._gain = self._wanted_gain(self.store.state)
         self._gain_target = self._gain
-        self._end_frame: int | None = None
+        self._end_frame = None
         self._stream_started = False
         self._stats = {"renders": 0, "stretches": 0, "failures": 0, "late": 0, "dropped": 0,
                        "retries": 0, "outputs_lost": 0, "panics": 0, "reloads": 0, "walk_repeats": 0}
         self._last_render_ms = 0.0
-        self._job_bpm: dict[int, float] = {}
-        self._cancel: set[int] = set()  # jobs to stop at their next step (read on the worker thread)
+        self._job_bpm = {}
+        self._cancel = set()  # jobs to stop at their next step (read on the worker thread)
         self._unsubscribe: list[Callable[[], None]] = []
         self._state_dirty = state_file is not None
         self._state_saved_at = 0.0
-        self._grid: resume.Grid | None = self._resume.grid if self._resume else None
-        self._beat_task: asyncio.Task | None = None
+        self._grid = self._resume.grid if self._resume else None
+        self._beat_task = None
 
     # --- public API (loop thread) ---------------------------------------------------------------
 
@@ -190,8 +191,8 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         """Frame, bar, beat, tempo and meter of the heard stream (for Link/MIDI clock out)."""
         frame = self.heard_frame()
         if self.timeline is None:
-            bpm = float(self.store.state.values["bpm"])
-            return Position(0, 0, 0.0, bpm, int(self.store.state.values["beats_per_bar"]))
+            bpm = float(cast(SupportsFloat, self.store.state.values["bpm"]))
+            return Position(0, 0, 0.0, bpm, int(cast(SupportsInt, self.store.state.values["beats_per_bar"])))
         tempo = self.timeline.tempo_at(frame)
         return Position(frame, tempo.bar_at(frame), tempo.beat_at(frame), tempo.effective_bpm,
                         tempo.beats_per_bar)
@@ -330,12 +331,14 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             raise UserError(f"tempo source {self.tempo_source} needs a live output (a device or jack), "
                             "not a file: set tempo.source: internal to render to a file")
         self.sample_rate = self.output.sample_rate
+        assert self.output.live is not None  # made once the output's rate is known, as it is now
         self.output.live.reset(self._gain_target)  # the callback starts at the configured gain
         if self.recorder is not None:
             self.recorder.sample_rate = self.sample_rate
         state = self.store.state
-        tempo = TempoMap(float(state.values["bpm"]), int(state.values["beats_per_bar"]), self.sample_rate)
-        self.timeline = Timeline(tempo, CHANNELS, float(state.values["crossfade_ms"]))
+        tempo = TempoMap(float(cast(SupportsFloat, state.values["bpm"])),
+                         int(cast(SupportsInt, state.values["beats_per_bar"])), self.sample_rate)
+        self.timeline = Timeline(tempo, CHANNELS, float(cast(SupportsFloat, state.values["crossfade_ms"])))
         margin = self.settings.render.safety_margin_ms / 1000.0
         self.planner = Planner(self.sample_rate, margin_seconds=margin)
         if self.duration is not None:
@@ -347,6 +350,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         return self.realtime and self._host is None
 
     async def _start_renderer(self) -> None:
+        assert self._loop is not None
         await self._load_safe_loop()
         renderer = self._renderer
         if renderer is None and self._renderer_factory is not None:
@@ -380,6 +384,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
     def _install_signal_handlers(self) -> None:
         if not self._signals or threading.current_thread() is not threading.main_thread():
             return
+        assert self._loop is not None
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._loop.add_signal_handler(sig, self.stop)
         self._loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -393,6 +398,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
 
     def _start_stream(self) -> None:
         """Prefill the ring (live), start the recorder and the output."""
+        assert self.output is not None
         if self.realtime:
             # Short GIL waits: for the audio callback in this process, or under the host for the
             # loop thread, which passes gain, mute and panic on to the host's callback.
@@ -412,6 +418,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
 
     def _start_follower(self) -> None:
         """The tempo source (Link, MIDI clock in) and MIDI clock out, once the stream runs."""
+        assert self.timeline is not None
         clock = FrameClock.for_output(self.output) if self.realtime else FrameClock.free_running(self.sample_rate)
         self.follower = Follower(self.store, self.bus, self.settings, clock, self.timeline.tempo_at,
                                  self.tempo_source)
@@ -420,6 +427,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
 
     async def _play(self) -> None:
         """Until stopped or at the end: apply script steps and results, plan, feed, publish."""
+        assert self._loop is not None and self.timeline is not None
         while not self._stop_requested:
             if self.follower is not None:
                 self.follower.poll(self._loop.time())
@@ -447,6 +455,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
 
     async def _stop_worker(self) -> None:
         """End the render worker's thread (off the loop: the render in flight may take a while)."""
+        assert self._loop is not None and self.worker is not None
         await self._loop.run_in_executor(None, self.worker.stop, STOP_RENDER_SECONDS)
         if self.worker.alive:
             log.warning("the render thread is still running after %g s; exiting anyway",
@@ -461,13 +470,15 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             if key in ("gain", "mute"):
                 self._gain_target = self._wanted_gain(new)
                 if self.output is not None:
+                    assert self.output.live is not None  # made when the output was opened
                     self.output.live.set(self._gain_target)  # heard in the next period
             elif key == "crossfade_ms" and self.timeline is not None:
-                frames = round(float(value) * self.sample_rate / 1000.0)
+                frames = round(float(cast(SupportsFloat, value)) * self.sample_rate / 1000.0)
                 self.timeline.crossfade_frames = frames
                 self.timeline.min_crossfade_frames = min(64, frames)
             elif key == "tempo_source" and self.follower is not None and source != "tempo":
                 if not self.follower.switch(str(value)):  # refused: put the old value back
+                    assert self._loop is not None
                     self._loop.call_soon(self.store.apply, {"tempo_source": self.follower.sync.source}, "tempo")
             elif key == "transport" and self.timeline is not None:
                 self._set_transport(str(value), source)
@@ -492,7 +503,9 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
     def _set_transport(self, value: str, source: str) -> None:
         """``transport``: stop at the next bar line (fading out before it) or play from the next
         one; a ``transport`` event says where."""
+        assert self.timeline is not None
         timeline = self.timeline
+        frame: int | None
         if value == "stop":
             timeline.stop(timeline.cursor)
             frame = timeline.stopping_at if timeline.stopping_at is not None else timeline.cursor
@@ -506,6 +519,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
     # --- script ----------------------------------------------------------------------------------
 
     def _run_script(self) -> None:
+        assert self.timeline is not None
         if not self._script:
             return
         frame = self.heard_frame()
@@ -539,6 +553,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         self._save_state()
         if isinstance(self.output, HostOutput):
             with contextlib.suppress(Exception):
+                assert self._loop is not None
                 self._loop.remove_reader(self.output.fileno())
         steps: list[Callable[[], object]] = []
         if self.surfaces is not None:

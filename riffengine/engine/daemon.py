@@ -10,17 +10,22 @@ import logging
 
 from riffengine.config import initial_values
 from riffengine.control.params import PREFIX
+from riffengine.engine.base import EngineBase
 from riffengine.errors import UserError
 from riffengine.sdnotify import watchdog_pings
 
 log = logging.getLogger("riffengine.engine")
 
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them.
 
-class DaemonRole:
+
+class DaemonRole(EngineBase):
     """The daemon's side (see the module)."""
 
     def _announce_ready(self) -> None:
         """READY=1 and the watchdog task, once the first loop plays (systemd notify)."""
+        assert self._loop is not None
         playing = f"playing at {self.sample_rate} Hz to {self.settings.audio.output}"
         self.notifier.ready(f"{playing}, degraded: {self.degraded}" if self.degraded else playing)
         self._watchdog = self._loop.create_task(watchdog_pings(self.notifier))
@@ -63,5 +68,6 @@ class DaemonRole:
         self._stats["reloads"] += 1
         self.bus.publish("reloaded", source=str(new.source or ""), changes=[k for k, _ in changes])
         log.info("config reloaded from %s (%d values changed)", new.source, len(changes))
+        assert self._loop is not None  # SIGHUP is handled once run() started
         self._loop.create_task(self._load_safe_loop())
         self.notifier.ready(f"config reloaded; playing at {self.sample_rate} Hz")

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from riffengine.audio.jackoutput import forget_portaudio_at_exit
+from riffengine.audio.output import WavFileOutput
 from riffengine.control.params import PREFIX
+from riffengine.engine.base import EngineBase
 from riffengine.engine.model import build_cached_renderer
 from riffengine.engine.parts import (
     RECONNECT_SECONDS,
@@ -21,12 +24,16 @@ from riffengine.render.fallback import FallbackRenderer
 
 log = logging.getLogger("riffengine.engine")
 
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them.
 
-class FaultsRole:
+
+class FaultsRole(EngineBase):
     """Supervising outputs and faults (see the module)."""
 
     def _watch_output(self) -> None:
         """Live: notice a lost output (JACK server gone, device unplugged) and start reconnecting."""
+        assert self._loop is not None
         if self._reconnect is not None or not getattr(self.output, "lost", False):
             return
         self._stats["outputs_lost"] += 1
@@ -43,6 +50,8 @@ class FaultsRole:
 
     async def _reconnect_output(self) -> None:
         """Poll until the output plays again; the ring (and so the recording) resumes as it was."""
+        assert self._loop is not None and self.output is not None
+        assert not isinstance(self.output, WavFileOutput)  # a file output is never lost
         lost_at = self._loop.time()
         tries = 0
         while not self._stop_requested:
@@ -71,7 +80,7 @@ class FaultsRole:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._report_recording_error, exc)
 
-    def _report_recording_error(self, exc: Exception, path: str | None = None) -> None:
+    def _report_recording_error(self, exc: Exception, path: str | os.PathLike[str] | None = None) -> None:
         """Loop thread: a recording that failed is reported (log, events, OSC ``/riff/fail``)."""
         if path is None:
             path = self.recorder.path if self.recorder is not None else ""
@@ -95,6 +104,7 @@ class FaultsRole:
 
     async def _retry_model(self) -> None:
         """Load the model again every ``model.retry_seconds`` until it loads; then render with it."""
+        assert self._loop is not None and self._maker is not None and self.planner is not None
         while not self._stop_requested:
             await asyncio.sleep(self.settings.model.retry_seconds)
             try:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import SupportsFloat, cast
 
 import numpy as np
 
 from riffengine.audio.livegain import db_to_gain
 from riffengine.audio.timeline import ClipDropped, LoopStarted, Stopped
+from riffengine.engine.base import EngineBase
 from riffengine.engine.parts import (
     CHANNELS,
     FADE_OUT_SECONDS,
@@ -23,13 +25,16 @@ from riffengine.engine.parts import (
     STOP_PAD_FRAMES,
     STOP_WAIT_SECONDS,
 )
-from riffengine.host.client import SKIP_AHEAD_SECONDS, RingWriter
+from riffengine.host.client import SKIP_AHEAD_SECONDS, HostOutput, RingWriter
 from riffengine.state import State
 
 log = logging.getLogger("riffengine.engine")
 
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them.
 
-class FeedRole:
+
+class FeedRole(EngineBase):
     """Feeding the ring (see the module)."""
 
     def _fade_frames(self) -> int:
@@ -37,6 +42,7 @@ class FeedRole:
 
     def _feed_limit(self) -> int:
         """The cursor frame the ring may be fed up to now."""
+        assert self.timeline is not None and self.ring is not None
         limit = self.timeline.cursor + self.ring.free()
         if self._end_frame is not None:
             limit = min(limit, self._end_frame - self._fade_frames())
@@ -44,6 +50,7 @@ class FeedRole:
 
     def _feed(self) -> None:
         """Live: top up the ring with timeline blocks (never waits)."""
+        assert self.timeline is not None
         if isinstance(self.ring, RingWriter):
             self._catch_up()
         limit = self._feed_limit()
@@ -57,6 +64,7 @@ class FeedRole:
         """Under the host: if its stream has passed what we wrote (we were stalled, or we join a
         stream that was playing), skip the timeline to just ahead of it. The host played the
         held loop meanwhile, in the phase the timeline has, so the music goes on unbroken."""
+        assert self.timeline is not None and isinstance(self.ring, RingWriter)
         margin = round(SKIP_AHEAD_SECONDS * self.sample_rate) if self.ring.host_started else 0
         ahead = self.ring.frames_read + margin
         timeline = self.timeline
@@ -71,6 +79,8 @@ class FeedRole:
 
     async def _feed_file(self) -> None:
         """File output: one block, bounded by the next thing that must happen at a frame."""
+        assert self.planner is not None and self.timeline is not None and self.ring is not None
+        assert self._end_frame is not None  # a file output has an end
         if self.planner.in_flight is not None and not self._arrivals:
             self._wake.clear()
             await self._wake.wait()  # the cursor waits for the render: simulated render time
@@ -85,7 +95,7 @@ class FeedRole:
             end = min(end, self._retry_frame)
         if self._script and self._script[0].seconds is not None:
             frame = self._script[0].frame(self.sample_rate)
-            if frame > cursor:
+            if frame is not None and frame > cursor:
                 end = min(end, frame)
         end = min(end, self._end_frame - self._fade_frames())
         if end <= cursor:
@@ -96,6 +106,7 @@ class FeedRole:
         await asyncio.sleep(0)
 
     def _render_into_ring(self, n: int) -> None:
+        assert self.timeline is not None and self.ring is not None
         block = self.timeline.render_block(n)
         frames = self._apply_gain(block.frames)
         written = self.ring.write(frames)
@@ -109,7 +120,7 @@ class FeedRole:
                 self._heard.append(event)
                 if hold is not None and isinstance(event, Stopped):
                     hold(event.frame, None)
-                elif hold is not None and event.clip is not None:
+                elif hold is not None and isinstance(event, LoopStarted) and event.clip is not None:
                     hold(event.frame, event.clip.audio, event.clip_id)
             elif isinstance(event, ClipDropped):
                 self._stats["dropped"] += 1
@@ -119,7 +130,7 @@ class FeedRole:
     @staticmethod
     def _wanted_gain(state: State) -> float:
         """The linear output gain ``state`` asks for (0 while muted)."""
-        return 0.0 if state.values["mute"] else db_to_gain(float(state.values["gain"]))
+        return 0.0 if state.values["mute"] else db_to_gain(float(cast(SupportsFloat, state.values["gain"])))
 
     def _apply_gain(self, frames: np.ndarray) -> np.ndarray:
         """Output gain for a file output, ramped linearly over the block when it changes.
@@ -150,7 +161,10 @@ class FeedRole:
         """
         if not self._stream_started:
             return
+        assert self.timeline is not None and self.ring is not None and self.output is not None
+        assert self._loop is not None
         if self._host is not None:  # the host fades out (or plays on) by itself
+            assert isinstance(self.output, HostOutput)
             self._publish_heard()
             stats = dict(self._stats, outputs_lost=self.output.shm.field("outputs_lost"))
             self.bus.publish("stopped", frame=self.heard_frame(), underruns=self.ring.underruns,

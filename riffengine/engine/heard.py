@@ -12,17 +12,22 @@ import math
 
 from riffengine import evolve
 from riffengine.audio.timeline import LoopStarted, Stopped
+from riffengine.engine.base import EngineBase
 from riffengine.host import resume
 
 log = logging.getLogger("riffengine.engine")
 
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them.
 
-class HeardRole:
+
+class HeardRole(EngineBase):
     """Publishing what is heard (see the module)."""
 
     # --- publishing what is heard -----------------------------------------------------------------
 
     def _publish_heard(self) -> None:
+        assert self.ring is not None
         heard = self.heard_frame()
         while self._heard and self._heard[0].frame <= heard:
             event = self._heard.popleft()
@@ -41,6 +46,7 @@ class HeardRole:
             self._xruns_seen = xruns
 
     def _publish_loop(self, event: LoopStarted) -> None:
+        assert self.timeline is not None
         info = self._clips.get(event.clip_id, {})
         self._loops_heard += 1
         self._heard_clip = event.clip_id
@@ -69,6 +75,7 @@ class HeardRole:
         return {prefix + k: v for k, v in evolve.describe(planned.loop).items()}
 
     def _publish_beats(self, heard: int) -> None:
+        assert self.timeline is not None
         tempo = self.timeline.tempo_at(heard)
         beat = math.floor(tempo.beat_at(heard) + 1e-9)
         while self._last_beat < beat:

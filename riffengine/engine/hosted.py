@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import SupportsFloat, SupportsInt, cast
 
 from riffengine.audio.timeline import Timeline
 from riffengine.config import Settings
+from riffengine.engine.base import EngineBase
 from riffengine.engine.parts import (
     CHANNELS,
     HEARTBEAT_SECONDS,
@@ -25,8 +27,11 @@ from riffengine.timing.tempo import TempoMap
 
 log = logging.getLogger("riffengine.engine")
 
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them, and only under the audio host.
 
-class HostedRole:
+
+class HostedRole(EngineBase):
     """The engine under the audio host (see the module)."""
 
     @staticmethod
@@ -43,6 +48,7 @@ class HostedRole:
 
     def _open_host_output(self) -> None:
         """Under the audio host: its ring and stream; it records, applies gain and panic."""
+        assert self._host is not None and self._loop is not None
         self.output = HostOutput(self._host)
         self.ring = self.output.ring
         self._beat_task = asyncio.ensure_future(self._beat())
@@ -51,14 +57,16 @@ class HostedRole:
         self.sample_rate = self.output.sample_rate
         self.output.live.reset(self._gain_target)
         state = self.store.state
-        tempo = TempoMap(float(state.values["bpm"]), int(state.values["beats_per_bar"]), self.sample_rate)
+        tempo = TempoMap(float(cast(SupportsFloat, state.values["bpm"])),
+                         int(cast(SupportsInt, state.values["beats_per_bar"])), self.sample_rate)
         grid = self._grid
         if grid is not None and grid.beats_per_bar == tempo.beats_per_bar:
             # the grid of the loops the host holds: our first loop lands on one of its bar lines
             tempo = TempoMap(grid.bpm, grid.beats_per_bar, self.sample_rate, anchor_frame=grid.frame,
                              anchor_beat=float(grid.bar * grid.beats_per_bar))
         start = max(self.ring.frames_written, self.ring.frames_read)
-        self.timeline = Timeline(tempo, CHANNELS, float(state.values["crossfade_ms"]), start_frame=start)
+        crossfade_ms = float(cast(SupportsFloat, state.values["crossfade_ms"]))
+        self.timeline = Timeline(tempo, CHANNELS, crossfade_ms, start_frame=start)
         margin = self.settings.render.safety_margin_ms / 1000.0
         self.planner = Planner(self.sample_rate, margin_seconds=margin)
         if self.duration is not None:
@@ -66,6 +74,7 @@ class HostedRole:
 
     def _from_host(self) -> None:
         """Loop thread: what the audio host tells us (a recording that failed)."""
+        assert isinstance(self.output, HostOutput)
         for message in self.output.messages():
             if message["kind"] == "record_failed":
                 self._report_recording_error(Exception(str(message.get("reason", ""))),
@@ -74,6 +83,7 @@ class HostedRole:
     async def _beat(self) -> None:
         """Under the host: the heartbeat it watches (a hung engine is restarted), and the state
         the next engine starts from."""
+        assert isinstance(self.output, HostOutput)
         while True:
             if not self.output.beat():
                 log.error("the audio host is gone; this engine ends")

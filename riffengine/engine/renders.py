@@ -12,9 +12,12 @@ import contextlib
 import logging
 import math
 import sys
+from typing import Any, SupportsInt, cast
 
 from riffengine import evolve
+from riffengine.audio.timeline import Clip
 from riffengine.clipmaker import BadAudio, ClipSpec, MadeClip
+from riffengine.engine.base import EngineBase
 from riffengine.engine.parts import (
     RETRY_FIRST_SECONDS,
     RETRY_MAX_SECONDS,
@@ -36,12 +39,17 @@ from riffengine.timing.tempo import loop_frames
 
 log = logging.getLogger("riffengine.engine")
 
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them.
 
-class RenderRole:
+
+class RenderRole(EngineBase):
     """Scheduling renders and taking their results (see the module)."""
 
     async def _warm_up(self) -> bool:
         """Render the starting State before the stream starts; False if stopped meanwhile."""
+        assert self._loop is not None and self.worker is not None and self._maker is not None
+        assert self.planner is not None and self.timeline is not None
         state = self.store.state
         first = evolve.first_loop(state)
         key = first.key
@@ -53,7 +61,7 @@ class RenderRole:
             what = "compiling the model and rendering the first loop (minutes on a first start)"
         log.info("warm-up: %s", what)
         self.notifier.status(f"warm-up: {what}")
-        stopper = asyncio.ensure_future(self._stopped.wait())
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(self._stopped.wait())
         try:
             done, _ = await asyncio.wait({self._warm_future, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -102,6 +110,7 @@ class RenderRole:
         slow renderer the first loop always played twice. Each later render starts a loop or
         more before its seam.
         """
+        assert self.planner is not None
         self._plan()
         job = self.planner.in_flight
         if job is None or job.number not in self.ahead.jobs:
@@ -119,6 +128,7 @@ class RenderRole:
 
         The renderer reports its diffusion steps from the worker thread (tqdm is thread-safe).
         """
+        assert self.worker is not None
         if not sys.stderr.isatty():
             return None
         from tqdm import tqdm
@@ -140,6 +150,7 @@ class RenderRole:
             return
         if self.store.state.values["transport"] == "stop":
             return  # stopped: nothing is rendered until play
+        assert self.timeline is not None
         state = self.store.state
         queued = 1 if self.timeline.pending_clip_id is not None else 0
         planned = self.ahead.candidate(state, self.timeline.current_clip_id, queued)
@@ -176,6 +187,7 @@ class RenderRole:
             raise RenderCancelled(f"job {job.tag} overtaken by a control change (step {step}/{steps})")
 
     def _spec(self, key) -> ClipSpec:
+        assert self.timeline is not None
         request, bpm, bars = key
         meter = self.timeline.tempo.beats_per_bar
         return ClipSpec(request, loop_frames(bars, bpm, MODEL_RATE, meter),
@@ -190,12 +202,13 @@ class RenderRole:
             loop.call_soon_threadsafe(self._on_result, result)
 
     def _on_result(self, result: RenderResult) -> None:
+        assert self.timeline is not None
         tag = result.job.tag
         if tag == WARM_UP:
             if self._warm_future is not None and not self._warm_future.done():
                 self._warm_future.set_result(result)
             return
-        job = self._jobs.pop(tag, None)
+        job = self._jobs.pop(cast(int, tag), None)
         if job is None:
             return
         if self.realtime:
@@ -207,6 +220,7 @@ class RenderRole:
         self._wake.set()
 
     def _apply_arrivals(self) -> None:
+        assert self.timeline is not None
         cursor = self.timeline.cursor
         ready = [a for a in self._arrivals if a.apply_at <= cursor]
         if not ready:
@@ -216,6 +230,7 @@ class RenderRole:
             self._apply_result(arrival.job, arrival.result)
 
     def _apply_result(self, job: Job, result: RenderResult) -> None:
+        assert self.planner is not None and self.timeline is not None
         bpm = self._job_bpm.pop(job.number, job.bpm)
         planned, play = self.ahead.result(job.number, result.ok)
         self._cancel.discard(job.number)
@@ -255,10 +270,12 @@ class RenderRole:
                          timings={k: round(v * 1000.0, 1) for k, v in made.timings.items()},
                          speculative=speculative)
         if speculative:
+            assert planned is not None
             self.ahead.add_ready(clip, planned, job)  # waits its turn behind the loops queued
             self._submit_ahead()
             return
         self.ahead.ready.clear()
+        assert lands is not None
         self._schedule(clip, job, made.image, lands)
 
     def _submit_ahead(self) -> None:
@@ -266,15 +283,19 @@ class RenderRole:
         if self.timeline is None or self.timeline.pending_clip_id is not None or not self.ahead.ready:
             return
         ready = self.ahead.take()
-        image = self._clips.get(ready.clip.clip_id, {}).get("image")
-        self._schedule(ready.clip, ready.job, image, self._landing(ready.clip))
+        assert ready is not None  # self.ahead.ready is not empty
+        clip = cast(Clip, ready.clip)  # the timeline's clip and the job _apply_result gave add_ready
+        image = self._clips.get(clip.clip_id, {}).get("image")
+        self._schedule(clip, cast(Job, ready.job), image, self._landing(clip))
 
     def _landing(self, clip) -> int:
         """The seam ``clip`` lands on if submitted to the timeline now (the timeline's rule)."""
+        assert self.timeline is not None
         return self.timeline.landing_seam(len(clip.audio))
 
     def _schedule(self, clip, job: Job, image, lands: int) -> None:
         """Submit ``clip`` (made by ``job``) to the timeline; it lands at seam ``lands``."""
+        assert self.timeline is not None
         self.timeline.submit(clip, 0)
         late = lands > job.target_seam
         if late:
@@ -296,7 +317,9 @@ class RenderRole:
 
     def _render_failed(self, job: Job, result: RenderResult) -> None:
         """A failed render: report it once per streak and schedule a retry after the back-off."""
+        assert self._loop is not None and self.timeline is not None
         error = result.error
+        assert error is not None  # a failed render has one
         if isinstance(error, BadAudio):
             reason = error.reason
         elif is_out_of_memory(error):
@@ -323,6 +346,7 @@ class RenderRole:
 
     def _end_streak(self, recovered: bool = True) -> None:
         if self._fail_streak and recovered:
+            assert self._loop is not None
             seconds = round(self._loop.time() - self._streak_started, 3)
             self.bus.publish("render_recovered", failures=self._fail_streak, seconds=seconds)
             log.info("renders recovered after %d failure(s) in %.1f s", self._fail_streak, seconds)
@@ -333,6 +357,7 @@ class RenderRole:
 
     def _retry_due(self) -> None:
         """After the back-off, let the planner try the failed state again."""
+        assert self.timeline is not None and self.planner is not None
         if self._retry_frame is None or self.timeline.cursor < self._retry_frame:
             return
         self._retry_frame = None
@@ -342,6 +367,7 @@ class RenderRole:
 
     def _report_late(self) -> None:
         """A render still running when its bar comes (slow, or hung): say so once per job."""
+        assert self.planner is not None and self.timeline is not None
         job = self.planner.in_flight
         if job is None or job.number == self._late_reported or self.timeline.cursor <= job.target_seam:
             return
@@ -353,10 +379,12 @@ class RenderRole:
 
     def _loop_geometry(self) -> tuple[int, int, int]:
         """(next seam, current loop length, crossfade) in cursor frames."""
+        assert self.timeline is not None
         timeline = self.timeline
         seam = timeline.next_seam_frame()
         current = self._clips.get(timeline.current_clip_id or "", {})
-        length = current.get("frames") or timeline.tempo.loop_frames(int(self.store.state.values["bars"]))
+        length = current.get("frames") or timeline.tempo.loop_frames(
+            int(cast(SupportsInt, self.store.state.values["bars"])))
         return seam, length, timeline.crossfade_frames
 
     def _heard_at_seam(self) -> int | None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import cast
 
 from riffengine import evolve
 from riffengine.audio.panic import PanicRequest
-from riffengine.clipmaker import MadeClip
+from riffengine.clipmaker import ClipSpec, MadeClip
+from riffengine.engine.base import EngineBase
 from riffengine.engine.parts import (
     CHANNELS,
 )
@@ -21,12 +23,16 @@ from riffengine.state import apply_many
 
 log = logging.getLogger("riffengine.engine")
 
+# The asserts narrow the parts run() builds (None until then): the methods they are in run only
+# once it has built them.
 
-class SafeRole:
+
+class SafeRole(EngineBase):
     """The safe loop and panic (see the module)."""
 
     async def _load_safe_loop(self) -> None:
         """Read the bank's safe loop from the cache folder (off the loop), if one is banked."""
+        assert self._loop is not None
         cache = self.settings.cache
         if not cache.enabled:
             self.safe, self._safe_frames = None, None
@@ -68,15 +74,18 @@ class SafeRole:
                             "before the show (it marks one), then reload (SIGHUP) or restart")
         values = tuple(safe.values.items())
         new = apply_many(self.store.state, values) if values else self.store.state
+        assert self.planner is not None  # built with the timeline
         self.planner.adopt(clip_key(new))
         self._discard_before = self.store.state.version + 1  # renders under way are for older states
         self._end_streak(recovered=False)
         self._stats["panics"] += 1
-        clip_id = self._register_clip(MadeClip(None, frames, None, None, 0.0, False), new.version)
+        made = MadeClip(cast(ClipSpec, None), frames, None, None, 0.0, False)  # banked, not made from a spec
+        clip_id = self._register_clip(made, new.version)
         self.ahead.start(evolve.first_loop(new), new, clip_id)
         self.timeline.submit(self.timeline.make_clip(clip_id, frames, safe.bpm, safe.bars), 0)
         seam, _, _ = self._loop_geometry()
         if self.realtime:  # heard at once: the callback crossfades to the loop until the seam
+            assert self.output is not None and self.output.panic is not None
             self.output.panic.request = PanicRequest(frames, origin=seam, until=seam)
         self.bus.publish("panic", safe=safe.name, clip_id=clip_id, frame=seam,
                          bar=self.timeline.tempo.bar_at(seam), heard_from=self.heard_frame())

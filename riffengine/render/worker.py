@@ -45,6 +45,10 @@ class Maker(Protocol):
     """What the worker runs: ``render(spec)`` makes one clip (the engine's
     :class:`~riffengine.clipmaker.ClipMaker`, whose specs are :class:`~riffengine.clipmaker.ClipSpec`)."""
 
+    on_step: Callable[[int, int], None] | None
+    """Called with ``(step, steps)`` during a render while set (the engine's warm-up progress
+    and its cancelling of renders nobody wants)."""
+
     def render(self, spec: Any) -> Any: ...
 
 
