@@ -330,6 +330,10 @@ class LoopSettings:
     crossfade_ms: float = _setting(params.param("crossfade_ms").default, _param("crossfade_ms"))
 
 
+BACKENDS = ("local", "ray")
+"""``render.backend``: where renders run."""
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """Starting render parameters and the renderer's timing margin.
@@ -351,6 +355,15 @@ class RenderSettings:
     safety_margin_ms: float = _setting(250.0, _number(0.0, 10000.0))
     ahead: int = _setting(2, _integer(1, 8))
     """Loops of an evolve or glide walk kept rendered ahead of the one playing."""
+    # Scale-out (docs/scale-out.md): where renders run. Flat keys, checked in _check_backend.
+    backend: str = _setting("local", _choice(*BACKENDS))
+    """``local`` (one render thread in this process) or ``ray`` (Ray actors, one per GPU)."""
+    workers: int = _setting(1, _integer(1, 64))
+    """Render workers (Ray actors) with ``backend: ray``; 1 with ``backend: local``."""
+    ray_address: str = _setting("auto", _text("auto, local, or a Ray address such as 10.0.0.2:6379"))
+    """``auto`` (a running Ray instance), ``local`` (start one here) or a cluster address."""
+    speculate_alpha_step: float = _setting(0.1, _number(0.0, 0.5))
+    """Spare workers render alpha on this grid around the current alpha (0: no alpha guesses)."""
 
 
 @dataclass(frozen=True)
@@ -614,6 +627,13 @@ def render_preset(render: RenderSettings) -> str:
     return "fast" if render.fast and render.preset == "quality" else render.preset
 
 
+def _check_backend(render: RenderSettings, errors: Errors) -> None:
+    """More than one render worker needs the Ray backend."""
+    if render.backend == "local" and render.workers > 1:
+        errors.append(("render.workers", f"is {render.workers} but render.backend is local (one "
+                                         "render thread); set render.backend: ray, or workers: 1"))
+
+
 def _cross_checks(settings: Settings, errors: Errors) -> None:
     render = settings.render
     if render.fast and render.preset not in ("quality", "fast"):
@@ -624,6 +644,7 @@ def _cross_checks(settings: Settings, errors: Errors) -> None:
                                         "Hyper-SD for SD 1.5); add one to model.adapters with "
                                         "few_step: true (README: 'Few-step and style "
                                         "adapters'), or use preset fast"))
+    _check_backend(render, errors)
     if settings.tempo.source == "midi" and not settings.tempo.midi_clock_in:
         errors.append(("tempo.midi_clock_in", "is not set; name the MIDI port the clock "
                                               "comes in on, since tempo.source is midi"))

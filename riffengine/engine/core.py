@@ -42,6 +42,7 @@ from riffengine.engine.parts import (
 )
 from riffengine.engine.renders import RenderRole
 from riffengine.engine.safe import SafeRole
+from riffengine.engine.scaleout import ScaleOutRole
 from riffengine.errors import UserError
 from riffengine.eventlog import EventLog
 from riffengine.events import EventBus
@@ -62,7 +63,7 @@ from riffengine.timing.tempo import TempoMap
 log = logging.getLogger("riffengine.engine")
 
 
-class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, DaemonRole):
+class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, DaemonRole, ScaleOutRole):
     """The live engine; build it, then ``await engine.run()`` (returns 0).
 
     ``renderer``: an object with ``render(request, num_frames)`` (and ``pixels_to_audio`` for
@@ -171,6 +172,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         self._state_saved_at = 0.0
         self._grid: resume.Grid | None = self._resume.grid if self._resume else None
         self._beat_task: asyncio.Task | None = None
+        self._guessed: tuple | None = None  # what the spare Ray workers were last given to guess
 
     # --- public API (loop thread) ---------------------------------------------------------------
 
@@ -260,6 +262,8 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             "outputs_lost": self._stats["outputs_lost"],
             "safe_loop": self.safe.name if self.safe is not None else "",
             "degraded": self.degraded,
+            "render_backend": self.settings.render.backend,
+            "workers": self._workers_figure(),
             "state_version": self.store.state.version,
             **self._host_figures(),
         }
@@ -347,6 +351,10 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
 
     async def _start_renderer(self) -> None:
         await self._load_safe_loop()
+        if self.settings.render.backend == "ray":
+            await self._start_pool()
+            self._unsubscribe.append(self.store.subscribe(self._on_state))
+            return
         renderer = self._renderer
         if renderer is None and self._renderer_factory is not None:
             renderer = self._renderer_factory(self.realtime)
