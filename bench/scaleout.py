@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             f = run_pool(ray, settings, workers, args.seconds, bar)
             print(f"workers {f['workers']}: {f['renders_per_min']:.1f} renders/min, "
                   f"{f['heard_next_bar']:.0%} of {f['changes']} changes heard at the next bar "
-                  f"({f['hits']} from guesses), workers lost {f['lost']}")
+                  f"({f['hits']} answered from the store), workers lost {f['lost']}")
     finally:
         ray.shutdown()
     return 0

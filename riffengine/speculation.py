@@ -31,7 +31,8 @@ ALPHA_NEIGHBOURS = 2
 
 
 def alpha_neighbours(alpha: float, step: float, count: int = ALPHA_NEIGHBOURS) -> list[float]:
-    """Grid points ``k * step`` in [0, 1] nearest ``alpha``, nearest first (not ``alpha`` itself).
+    """The ``2 * count`` grid points ``k * step`` in [0, 1] nearest ``alpha``, nearest first
+    (``alpha`` itself left out).
 
     >>> alpha_neighbours(0.5, 0.1)
     [0.4, 0.6, 0.3, 0.7]
