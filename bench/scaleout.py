@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                                             "model.cpu_threads": 1, "render.steps": args.steps,
                                             "cache.enabled": False, "loop.bars": 1, "tempo.bpm": args.bpm})
     bar = 4 * 60.0 / args.bpm
-    ray = connect(args.address)
+    ray, _ = connect(args.address)
     try:
         print(f"model {model} on {args.device}; {args.steps} steps; a change every bar ({bar:.2f} s)")
         sent = transfer_ms(ray)

@@ -87,7 +87,7 @@ def test_two_workers_render_and_a_guessed_alpha_is_heard_with_no_new_render(
 def test_a_worker_killed_mid_render_loses_no_loop_and_comes_back(jack_server, ray_instance, tmp_path,
                                                                   tiny_model_dir):
     settings = ray_settings(tmp_path, tiny_model_dir, "riffengine-ray-kill",
-                            **{"render.speculate_alpha_step": 0.0, "render.steps": 6})
+                            **{"render.speculate_alpha_step": 0.0, "render.steps": 4})
     with LiveEngine(Engine(settings, signals=False)) as live:
         pool = live.engine.worker
         wait_until(lambda: all(w["state"] != "starting" for w in pool.status()), SLOW, "both workers")
@@ -114,7 +114,7 @@ def test_a_worker_killed_mid_render_loses_no_loop_and_comes_back(jack_server, ra
 def test_when_ray_stops_renders_fall_back_to_local(jack_server, ray_instance, tmp_path, tiny_model_dir):
     """Stops the session's Ray instance: the last test of the session that uses it."""
     settings = ray_settings(tmp_path, tiny_model_dir, "riffengine-ray-stop",
-                            **{"render.speculate_alpha_step": 0.0})
+                            **{"render.workers": 1, "render.speculate_alpha_step": 0.0})
     with LiveEngine(Engine(settings, signals=False)) as live:
         live.loops_after(1)
         ray_instance.shutdown()

@@ -61,10 +61,10 @@ class ScaleOutRole:
         make_maker = functools.partial(build_clip_maker, self.settings, self.sample_rate, CHANNELS)
 
         def start() -> RayPool:
-            ray = connect(render.ray_address)
+            ray, owned = connect(render.ray_address)
             options = actor_options(self.settings.model.device, ray.cluster_resources().get("GPU", 0.0))
             return RayPool(ray, ray.remote(RenderActor), make_maker, render.workers, self._result_from_worker,
-                           LoopPublisher(self._loop, self.bus), self._maker, options)
+                           LoopPublisher(self._loop, self.bus), self._maker, options, owns_ray=owned)
 
         try:
             pool = await self._loop.run_in_executor(None, start)

@@ -35,16 +35,18 @@ def init_arguments(address: str) -> dict[str, object]:
     return {"address": address, **quiet}
 
 
-def connect(address: str) -> ModuleType:
-    """Join the Ray instance at ``address`` (a running one in this process is used as it is).
+def connect(address: str) -> tuple[ModuleType, bool]:
+    """Join the Ray instance at ``address``; also whether this call started or joined it (a
+    connection this process already has is used as it is, and left to its owner).
 
     Blocking (seconds; a new local instance takes longer): call it off the engine's loop.
     Raises what ``ray.init`` raises (ConnectionError when nothing listens there).
     """
     ray = import_ray()
-    if not ray.is_initialized():
-        ray.init(**init_arguments(address))
-    return ray
+    if ray.is_initialized():
+        return ray, False
+    ray.init(**init_arguments(address))
+    return ray, True
 
 
 def actor_options(device: str, cluster_gpus: float) -> dict[str, object]:

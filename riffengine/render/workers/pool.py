@@ -138,8 +138,10 @@ class RayPool:
 
     def __init__(self, ray: Any, actor_class: Any, make_maker: Callable[[], Any], workers: int,
                  on_result: Callable[[RenderResult], None], events: Publisher, local_maker: Any,
-                 options: dict[str, object]) -> None:
+                 options: dict[str, object], owns_ray: bool = False) -> None:
         self.ray = ray
+        self.owns_ray = owns_ray
+        """Shut Ray down at :meth:`stop` (the engine started the instance: ``ray_address: local``)."""
         self.on_result = on_result
         self.events = events
         self.renderer = local_maker
@@ -154,6 +156,7 @@ class RayPool:
         self._pending: RenderJob | None = None
         self._guesses: list[Any] = []
         self._stopping = False
+        self._on_local = False  # jobs go to the local worker until a worker is back
         self._thread = threading.Thread(target=self._run, name="riffengine-ray-pool", daemon=True)
         for slot in self.slots:
             slot.ref = slot.actor.where.remote()
@@ -189,12 +192,15 @@ class RayPool:
             self._thread.join(timeout)
         if self._local is not None:
             self._local.stop(timeout)
-        if not self.fallback_reason:
-            for slot in self.slots:
-                try:
-                    self.ray.kill(slot.actor, no_restart=True)
-                except Exception as exc:  # noqa: BLE001 - Ray may be gone already
-                    log.debug("cannot kill %s: %s", slot.name, exc)
+        if not self.ray.is_initialized():
+            return
+        for slot in self.slots if not self.fallback_reason else ():
+            try:
+                self.ray.kill(slot.actor, no_restart=True)
+            except Exception as exc:  # noqa: BLE001 - Ray may be gone already
+                log.debug("cannot kill %s: %s", slot.name, exc)
+        if self.owns_ray:
+            self.ray.shutdown()
 
     @property
     def alive(self) -> bool:
@@ -255,6 +261,7 @@ class RayPool:
             raise ConnectionError("Ray was shut down")
         self._dispatch_primary()
         self._dispatch_guesses()
+        self._watch()
         refs = {slot.ref: slot for slot in self.slots if slot.ref is not None}
         if not refs:
             with self._cond:
@@ -263,6 +270,9 @@ class RayPool:
         ready, _ = self.ray.wait(list(refs), num_returns=1, timeout=POLL_SECONDS)
         for ref in ready:
             self._collect(refs[ref], ref)
+
+    def _watch(self) -> None:
+        """Kill a hung render; ask a lost worker again whether Ray has restarted it."""
         now = time.monotonic()
         for slot in self.slots:
             if slot.state == BUSY and now - slot.started > hang_limit(slot.seconds):
@@ -300,6 +310,9 @@ class RayPool:
                 return
             if primary is None and not any(s.state == STARTING for s in self.slots):
                 self._pending = None
+                if not self._on_local:
+                    self._on_local = True
+                    self.events.publish("render_fallback", reason="no render worker is alive")
                 self._local_worker().submit(job)
 
     def _dispatch_guesses(self) -> None:
@@ -331,6 +344,9 @@ class RayPool:
             value = self.ray.get(ref)
         except actor_errors as exc:
             slot.ref = None
+            if slot.state == LOST:  # not back yet: ask again after PING_SECONDS
+                slot.pinged = time.monotonic()
+                return
             self._lost(slot, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             return
         except Exception as exc:  # noqa: BLE001 - the render raised: the show goes on
@@ -347,6 +363,7 @@ class RayPool:
         again = slot.state == LOST
         with self._cond:
             slot.state, slot.where = IDLE, dict(where)
+            self._on_local = False
         if again:
             slot.restarts += 1
             log.info("render worker %s is back (pid %s on %s)", slot.name, where.get("pid"), where.get("host"))
@@ -406,6 +423,7 @@ class RayPool:
     def _kill_hung(self, slot: Slot) -> None:
         log.warning("render worker %s hung (%.0f s on one render); killing it for a restart",
                     slot.name, time.monotonic() - slot.started)
+        slot.started = time.monotonic()  # one kill per hang
         self.ray.kill(slot.actor, no_restart=False)  # its render ref then fails: _lost
 
     def _ray_gone(self, exc: BaseException) -> None:
@@ -425,8 +443,6 @@ class RayPool:
 
     def _local_worker(self) -> RenderWorker:
         if self._local is None:
-            if not self.fallback_reason:
-                self.events.publish("render_fallback", reason="no render worker is alive")
             self._local = RenderWorker(self.renderer, self._local_result, name="riffengine-render-local")
             self._local.start()
         return self._local
