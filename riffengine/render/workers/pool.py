@@ -241,7 +241,8 @@ class RayPool:
     def pid_of(self, name: str) -> int:
         """The process id of worker ``name`` as it last reported it (0 before it started)."""
         with self._cond:
-            return int(next(s for s in self.slots if s.name == name).where.get("pid", 0))
+            pid = next(s for s in self.slots if s.name == name).where.get("pid", 0)
+        return pid if isinstance(pid, int) else 0
 
     # -- the dispatcher thread
 
