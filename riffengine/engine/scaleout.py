@@ -7,6 +7,7 @@ thread, on the engine's attributes). See ``docs/scale-out.md``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 
@@ -31,7 +32,7 @@ class LoopPublisher:
         self._bus = bus
 
     def publish(self, kind: str, **data) -> None:
-        if not self._loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # the loop closed: the engine has ended
             self._loop.call_soon_threadsafe(functools.partial(self._bus.publish, kind, **data))
 
 
