@@ -100,6 +100,7 @@ def run_pool(ray, settings: Settings, workers: int, seconds: float, bar: float) 
     pool.stop(30.0)
     return {"workers": workers, "changes": changes, "heard_next_bar": heard / max(1, changes),
             "renders_per_min": made / minutes, "hits": pool.store.hits,
+            "guess_hits": pool.store.guess_hits,
             "lost": events.kinds.get("worker_lost", 0)}
 
 
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             f = run_pool(ray, settings, workers, args.seconds, bar)
             print(f"workers {f['workers']}: {f['renders_per_min']:.1f} renders/min, "
                   f"{f['heard_next_bar']:.0%} of {f['changes']} changes heard at the next bar "
-                  f"({f['hits']} answered from the store), workers lost {f['lost']}")
+                  f"({f['guess_hits']} from a guess, {f['hits'] - f['guess_hits']} from a state "
+                  f"played before), workers lost {f['lost']}")
     finally:
         ray.shutdown()
     return 0

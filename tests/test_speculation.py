@@ -74,9 +74,10 @@ def test_hang_limit_follows_the_slowest_recent_render():
 
 def test_the_speculation_store_drops_the_least_recently_used():
     store = SpeculationStore(size=2)
-    store.put("a", 1, "ray-1")
-    store.put("b", 2, "ray-1")
+    store.put("a", 1, "ray-1", guessed=True)
+    store.put("b", 2, "ray-0")
     assert store.take("a") == (1, "ray-1")
     store.put("c", 3, "ray-2")
     assert "b" not in store and "a" in store and "c" in store
-    assert store.take("b") is None and store.hits == 1
+    assert store.take("b") is None and store.take("c") == (3, "ray-2")
+    assert (store.hits, store.guess_hits) == (2, 1)

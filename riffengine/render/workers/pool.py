@@ -94,17 +94,19 @@ class Slot:
 
 
 class SpeculationStore:
-    """Clips rendered on a guess, by spec, least recently used dropped first (thread-safe)."""
+    """Clips by spec (guesses and primary renders), least recently used dropped first
+    (thread-safe). ``hits`` counts every answer, ``guess_hits`` those a guess made."""
 
     def __init__(self, size: int = STORE_SIZE) -> None:
         self.size = size
-        self._clips: OrderedDict[Any, tuple[Any, str]] = OrderedDict()
+        self._clips: OrderedDict[Any, tuple[Any, str, bool]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
+        self.guess_hits = 0
 
-    def put(self, spec: Any, clip: Any, worker: str) -> None:
+    def put(self, spec: Any, clip: Any, worker: str, guessed: bool = False) -> None:
         with self._lock:
-            self._clips[spec] = (clip, worker)
+            self._clips[spec] = (clip, worker, guessed)
             self._clips.move_to_end(spec)
             while len(self._clips) > self.size:
                 self._clips.popitem(last=False)
@@ -113,10 +115,12 @@ class SpeculationStore:
         """The clip stored for ``spec`` and its worker, or None; a hit counts."""
         with self._lock:
             found = self._clips.get(spec)
-            if found is not None:
-                self._clips.move_to_end(spec)
-                self.hits += 1
-            return found
+            if found is None:
+                return None
+            self._clips.move_to_end(spec)
+            self.hits += 1
+            self.guess_hits += found[2]
+            return found[0], found[1]
 
     def __contains__(self, spec: Any) -> bool:
         with self._lock:
@@ -387,7 +391,7 @@ class RayPool:
         clip = dataclasses.replace(clip, seconds=wall, timings=timings)
         if job is None:
             slot.guesses += 1
-            self.store.put(spec, clip, slot.name)
+            self.store.put(spec, clip, slot.name, guessed=True)
             request = spec.request
             self.events.publish("render_speculated", worker=slot.name, ms=round(wall * 1000.0, 1),
                                 alpha=request.alpha, seed=request.a.seed)
