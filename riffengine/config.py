@@ -252,6 +252,10 @@ class LoopSettings(Section):
     crossfade_ms: float = v.param_setting("crossfade_ms")
 
 
+BACKENDS = ("local", "ray")
+"""``render.backend``: where renders run."""
+
+
 class RenderSettings(Section):
     """Starting render parameters and the renderer's timing margin.
 
@@ -272,6 +276,16 @@ class RenderSettings(Section):
     fast: bool = v.setting(v.FLAG, False)
     safety_margin_ms: float = v.setting(v.number(0.0, 10000.0), 250.0)
     ahead: int = v.setting(v.whole(1, 8), 2)
+    """Loops of an evolve or glide walk kept rendered ahead of the one playing."""
+    # Scale-out (docs/scale-out.md): where renders run; more than one worker needs ray.
+    backend: str = v.setting(v.choice(*BACKENDS), "local")
+    """``local`` (one render thread in this process) or ``ray`` (Ray actors, one per GPU)."""
+    workers: int = v.setting(v.whole(1, 64), 1)
+    """Render workers (Ray actors) with ``backend: ray``; 1 with ``backend: local``."""
+    ray_address: str = v.setting(v.text("auto, local, or a Ray address such as 10.0.0.2:6379"), "auto")
+    """``auto`` (a running Ray instance), ``local`` (start one here) or a cluster address."""
+    speculate_alpha_step: float = v.setting(v.number(0.0, 0.5), 0.1)
+    """Spare workers render alpha on this grid around the current alpha (0: no alpha guesses)."""
 
 
 class OscSettings(Section):
@@ -503,6 +517,13 @@ def render_preset(render: RenderSettings) -> str:
     return "fast" if render.fast and render.preset == "quality" else render.preset
 
 
+def _check_backend(render: RenderSettings, errors: Errors) -> None:
+    """More than one render worker needs the Ray backend."""
+    if render.backend == "local" and render.workers > 1:
+        errors.append(("render.workers", f"is {render.workers} but render.backend is local (one "
+                                         "render thread); set render.backend: ray, or workers: 1"))
+
+
 def _cross_checks(settings: Settings, errors: Errors) -> None:
     render = settings.render
     if render.fast and render.preset not in ("quality", "fast"):
@@ -513,6 +534,7 @@ def _cross_checks(settings: Settings, errors: Errors) -> None:
                                         "Hyper-SD for SD 1.5); add one to model.adapters with "
                                         "few_step: true (README: 'Few-step and style "
                                         "adapters'), or use preset fast"))
+    _check_backend(render, errors)
     if settings.tempo.source == "midi" and not settings.tempo.midi_clock_in:
         errors.append(("tempo.midi_clock_in", "is not set; name the MIDI port the clock "
                                               "comes in on, since tempo.source is midi"))

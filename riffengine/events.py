@@ -70,9 +70,10 @@ STATS_FIELDS = ("renders", "stretches", "failures", "late", "dropped", "retries"
 """The engine's counters, sent with ``stopped``."""
 
 RENDER_FAILURE_FIELDS = ("job", "version", "mode", "reason", "error", "ms", "playing", "failures",
-                         "retry_in_s")
+                         "retry_in_s", "worker")
 """A failed render: job, state version, mode, reason (``nan``, ``silent``, ``out_of_memory``,
-``error``), the error, its time, the clip still playing, failures in the streak, back-off."""
+``error``), the error, its time, the clip still playing, failures in the streak, back-off,
+the worker it failed on."""
 
 _LOOP = ("clip_id", "version", "frame", "bar", "bpm", "frames", "image")
 
@@ -93,10 +94,12 @@ EVENTS: tuple[EventKind, ...] = (
               "A beat is heard: its number, its bar, its place in the bar, its frame and tempo."),
     EventKind("render", ("phase", "job", "clip_id", "version", "mode", "ms", "expected_ms", "late",
                          "timings", "speculative", "warm_up", "heard_at_frame", "heard_at_bar",
-                         "heard_in_s", "loops", "reason"),
+                         "heard_in_s", "loops", "reason", "worker", "speculated"),
               "A render or stretch `started` (expected time, when it will be heard), is `done` "
-              "(its time, per-stage timings, whether it was late) or was `dropped` (reason: "
-              "`superseded`, `cancelled`, `panic`)."),
+              "(its time, per-stage timings, whether it was late, the `worker` that made it: "
+              "`local` or a Ray worker such as `ray-0`; `speculated`: taken from a spare "
+              "worker's guess, no new render) or was `dropped` (reason: `superseded`, "
+              "`cancelled`, `panic`)."),
     EventKind("render_late", ("job", "version", "waited_s", "expected_ms", "playing"),
               "A render is still running when its bar comes; the playing loop goes on."),
     EventKind("render_failed", RENDER_FAILURE_FIELDS,
@@ -106,6 +109,19 @@ EVENTS: tuple[EventKind, ...] = (
               "fields of `render_failed`)."),
     EventKind("render_recovered", ("failures", "seconds"),
               "Renders work again after a streak of failures: how many, over how long."),
+    EventKind("render_speculated", ("worker", "ms", "alpha", "seed"),
+              "A spare Ray worker rendered a likely next state (a walk step, an alpha near the "
+              "current one, a scene): a change to it is heard at the next bar, no new render."),
+    EventKind("worker_ready", ("worker", "host", "node", "pid", "gpus"),
+              "A Ray render worker loaded its model and takes jobs: where it runs."),
+    EventKind("worker_lost", ("worker", "reason", "job", "moved"),
+              "A Ray render worker died, hung or lost its node; its job moved to another worker "
+              "or the local one (`moved`); Ray restarts it. The music goes on."),
+    EventKind("worker_restarted", ("worker", "host", "node", "pid", "restarts"),
+              "A lost Ray render worker is back (restarted by Ray, model loaded) and takes jobs."),
+    EventKind("render_fallback", ("reason",),
+              "Renders go to the local worker: Ray could not start, no worker is alive, or the "
+              "Ray head is gone (then for the rest of the run)."),
     EventKind("loop_scheduled", (*_LOOP, "bars", "late", *WALK_FIELDS),
               "A clip is placed on the bar grid: where it lands, its tempo and length, whether "
               "it missed its bar; a loop of a walk also says what it is."),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Refreshes the lock files from pyproject.toml's ranges:
 #
-#   requirements/test.txt   the engine, its tests and the Link extra (what `setup.sh --test` installs)
+#   requirements/test.txt   the engine, its tests, the Link and Ray extras (what `setup.sh --test` installs)
 #   requirements/run.txt    the engine alone (what `setup.sh` installs), the same versions
 #
 # Every package, transitive ones included, at one exact version with the hashes of its files.
@@ -35,7 +35,7 @@ export CUSTOM_COMPILE_COMMAND="scripts/lock.sh"
 compile=("$tools/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras
          --no-emit-index-url --no-emit-find-links --newline=lf "${upgrade[@]}")
 
-"${compile[@]}" --extra test --extra link -o requirements/test.txt pyproject.toml requirements/build.in
+"${compile[@]}" --extra test --extra link --extra ray -o requirements/test.txt pyproject.toml requirements/build.in
 "${compile[@]}" -o requirements/run.txt pyproject.toml requirements/build.in requirements/run.in
 
 echo "lock.sh: wrote requirements/test.txt and requirements/run.txt; run the tests, then commit them"

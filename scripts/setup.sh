@@ -3,8 +3,9 @@
 # Python virtual environment in .venv with the package installed in it.
 #
 #   scripts/setup.sh           engine only                    (from requirements/run.txt)
-#   scripts/setup.sh --test    engine plus the test tools and  (from requirements/test.txt)
+#   scripts/setup.sh --test    engine plus the test tools,     (from requirements/test.txt)
 #                              the Link extra (aalink, GPL-3)
+#                              and the Ray extra (render.backend: ray)
 #
 # Python packages come from the lock alone: exact versions, checked against the hashes in the
 # lock, no resolution at install time, so two machines a month apart get the same tree. The

@@ -136,6 +136,14 @@ def test_cross_check_midi_clock(tmp_path):
     assert "tempo.midi_clock_in: is not set" in line
 
 
+def test_cross_check_workers_need_the_ray_backend(tmp_path):
+    [line] = errors_of(write(tmp_path, "render: {workers: 2}\n"))
+    assert "render.workers: is 2 but render.backend is local" in line and "render.backend: ray" in line
+    settings = load_config(write(tmp_path, "render: {backend: ray, workers: 2, ray_address: '10.0.0.2:6379'}\n"))
+    assert (settings.render.backend, settings.render.workers, settings.render.ray_address) == \
+        ("ray", 2, "10.0.0.2:6379")
+
+
 def test_duplicate_key(tmp_path):
     [line] = errors_of(write(tmp_path, "loop: {bars: 4}\nloop: {bars: 8}\n"))
     assert ":1: loop: appears twice (again on line 2)" in line

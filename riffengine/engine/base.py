@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from riffengine.audio.recorder import Recorder
     from riffengine.audio.ringbuffer import RingBuffer
     from riffengine.audio.timeline import LoopStarted, Stopped, Timeline
-    from riffengine.clipmaker import ClipMaker, MadeClip
+    from riffengine.clipmaker import ClipMaker, ClipSpec, MadeClip
     from riffengine.config import Settings
     from riffengine.control.surfaces import Surfaces
     from riffengine.engine.parts import Arrival
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from riffengine.render.bank import SafeLoop
     from riffengine.render.fallback import FallbackRenderer
     from riffengine.render.worker import RenderResult, RenderWorker
+    from riffengine.render.workers.pool import RayPool
     from riffengine.script import Step
     from riffengine.sdnotify import Notifier
     from riffengine.store import StateStore
@@ -105,6 +106,8 @@ class EngineBase:
     _last_render_ms: float
     _state_dirty: bool
     _grid: resume.Grid | None
+    _guessed: tuple[object, ...] | None
+    _renderer_factory: Callable[[bool], object] | None
 
     # --- built by run(): None until then ---------------------------------------------------------
     _loop: asyncio.AbstractEventLoop | None
@@ -113,7 +116,7 @@ class EngineBase:
     recorder: Recorder | None
     timeline: Timeline | None
     planner: Planner | None
-    worker: RenderWorker | None
+    worker: RenderWorker | RayPool | None
     events_log: EventLog | None
     surfaces: Surfaces | None
     follower: Follower | None
@@ -153,3 +156,9 @@ class EngineBase:
         def _report_recording_error(self, exc: Exception, path: str | os.PathLike[str] | None = None) -> None: ...
 
         def _save_state(self) -> None: ...
+
+        def _speculate(self) -> None: ...
+
+        def _spec(self, key: ClipKey) -> ClipSpec: ...
+
+        def _result_from_worker(self, result: RenderResult) -> None: ...

@@ -40,6 +40,7 @@ from riffengine.engine.parts import (
 )
 from riffengine.engine.renders import RenderRole
 from riffengine.engine.safe import SafeRole
+from riffengine.engine.scaleout import ScaleOutRole
 from riffengine.errors import UserError
 from riffengine.eventlog import EventLog
 from riffengine.events import EventBus
@@ -63,7 +64,7 @@ log = logging.getLogger("riffengine.engine")
 # once it has built them.
 
 
-class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, DaemonRole):
+class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, DaemonRole, ScaleOutRole):
     """The live engine; build it, then ``await engine.run()`` (returns 0).
 
     ``renderer``: an object with ``render(request, num_frames)`` (and ``pixels_to_audio`` for
@@ -172,6 +173,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         self._state_saved_at = 0.0
         self._grid = self._resume.grid if self._resume else None
         self._beat_task = None
+        self._guessed = None  # what the spare Ray workers were last given to guess
 
     # --- public API (loop thread) ---------------------------------------------------------------
 
@@ -257,6 +259,8 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             "outputs_lost": self._stats["outputs_lost"],
             "safe_loop": self.safe.name if self.safe is not None else "",
             "degraded": self.degraded,
+            "render_backend": self.settings.render.backend,
+            "workers": self._workers_figure(),
             "state_version": self.store.state.version,
             **self._host_figures(),
         }
@@ -352,6 +356,10 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
     async def _start_renderer(self) -> None:
         assert self._loop is not None
         await self._load_safe_loop()
+        if self.settings.render.backend == "ray":
+            await self._start_pool()
+            self._unsubscribe.append(self.store.subscribe(self._on_state))
+            return
         renderer = self._renderer
         if renderer is None and self._renderer_factory is not None:
             renderer = self._renderer_factory(self.realtime)

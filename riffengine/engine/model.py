@@ -60,3 +60,40 @@ def build_cached_renderer(settings: Settings, audio_here: bool = False):
     from riffengine.render.cache import CachedRenderer, RenderCache
 
     return CachedRenderer(renderer, RenderCache(settings.cache.folder, settings.cache.max_bytes))
+
+
+def build_clip_maker(settings: Settings, output_rate: int, channels: int):
+    """A :class:`~riffengine.clipmaker.ClipMaker` over :func:`build_cached_renderer`: what a
+    render actor (``render.backend: ray``) loads once, on its own machine (slow)."""
+    from riffengine.clipmaker import ClipMaker
+
+    return ClipMaker(build_cached_renderer(settings), output_rate, channels)
+
+
+class LazyRenderer:
+    """A renderer loaded on first use, on the thread that first uses it.
+
+    With ``render.backend: ray`` the engine's machine loads no model until a fault sends a
+    render to the local worker. A model that cannot be loaded there gives ``fallback()`` (the
+    safe loop or seed loops): the music goes on, never silence.
+    """
+
+    _renderer = None
+
+    def __init__(self, build, fallback) -> None:
+        self._build = build
+        self._fallback = fallback
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._loaded(), name)
+
+    def _loaded(self):
+        if self._renderer is None:
+            try:
+                self._renderer = self._build()
+            except Exception as exc:  # noqa: BLE001 - no model here: play seed loops
+                log.error("the local renderer cannot load the model (%s); rendering seed loops", exc)
+                self._renderer = self._fallback()
+        return self._renderer

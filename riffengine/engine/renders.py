@@ -93,7 +93,8 @@ class RenderRole(EngineBase):
         if state.values["transport"] == "stop":
             self.timeline.stop(0)  # silent until play
         self.bus.publish("render", phase="done", clip_id=clip_id, version=state.version,
-                         mode=RENDER, ms=round(made.seconds * 1000.0, 1), warm_up=True, late=False)
+                         mode=RENDER, ms=round(made.seconds * 1000.0, 1), warm_up=True, late=False,
+                         worker=result.worker)
         self.bus.publish("loop_scheduled", clip_id=clip_id, version=state.version, bar=0, frame=0,
                          bpm=key[1], bars=key[2], late=False, frames=len(made.audio), image=made.image,
                          **self._walk_fields(clip_id))
@@ -168,6 +169,7 @@ class RenderRole(EngineBase):
                 and needs_realign(reading, seam, length, self.sample_rate, meter):
             job = planner.realign_job(self.timeline.cursor, seam, length, fade)  # tempo sync drift
         if job is None:
+            self._speculate()
             return
         self._jobs[job.number] = job
         bpm = loop_bpm(reading, job.target_seam, job.bars, job.bpm, meter)
@@ -179,6 +181,7 @@ class RenderRole(EngineBase):
                          expected_ms=round(job.expected * 1000.0, 1), heard_at_frame=job.target_seam,
                          heard_at_bar=self.timeline.tempo.bar_at(job.target_seam),
                          heard_in_s=round(max(0, job.target_seam - self.heard_frame()) / self.sample_rate, 3))
+        self._speculate()
 
     def _check_cancel(self, step: int, steps: int) -> None:
         """Worker thread, after each diffusion step: stop a render the loop no longer wants."""
@@ -237,7 +240,7 @@ class RenderRole(EngineBase):
         if isinstance(result.error, RenderCancelled):  # a speculative loop stopped half way
             self.planner.drop(job)
             self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
-                             reason="cancelled", ms=round(result.seconds * 1000.0, 1))
+                             reason="cancelled", ms=round(result.seconds * 1000.0, 1), worker=result.worker)
             return
         if job.version < self._discard_before:  # overtaken by a panic: not wanted any more
             self.planner.drop(job)
@@ -254,7 +257,7 @@ class RenderRole(EngineBase):
         self._last_render_ms = made.seconds * 1000.0
         if planned is not None and not play:  # a speculative loop a control change overtook
             self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
-                             reason="superseded")
+                             reason="superseded", worker=result.worker)
             return
         self._stats["stretches" if made.stretched else "renders"] += 1
         clip_id = self._register_clip(made, job.version)
@@ -268,7 +271,8 @@ class RenderRole(EngineBase):
                          mode="stretch" if made.stretched else "render", ms=round(made.seconds * 1000.0, 1),
                          expected_ms=round(job.expected * 1000.0, 1), late=late,
                          timings={k: round(v * 1000.0, 1) for k, v in made.timings.items()},
-                         speculative=speculative)
+                         speculative=speculative, worker=result.worker,
+                         speculated="speculated" in made.timings)
         if speculative:
             assert planned is not None
             self.ahead.add_ready(clip, planned, job)  # waits its turn behind the loops queued
@@ -337,7 +341,7 @@ class RenderRole(EngineBase):
         data = dict(job=job.number, version=job.version, mode=job.kind, reason=reason,
                     error=f"{type(error).__name__}: {error}", ms=round(result.seconds * 1000.0, 1),
                     playing=self.timeline.current_clip_id, failures=self._fail_streak,
-                    retry_in_s=round(backoff, 3))
+                    retry_in_s=round(backoff, 3), worker=result.worker)
         if retry:
             self.bus.publish("render_retry", phase="failed", **data)
         else:

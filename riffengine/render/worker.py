@@ -62,12 +62,14 @@ class RenderJob:
 
 @dataclass(frozen=True)
 class RenderResult:
-    """What came of a job: the maker's clip or an error, and the seconds the render took."""
+    """What came of a job: the maker's clip or an error, the seconds the render took, and the
+    worker that made it (``local`` for the render thread, a Ray actor's name otherwise)."""
 
     job: RenderJob
     clip: Any
     error: BaseException | None
     seconds: float
+    worker: str = "local"
 
     @property
     def ok(self) -> bool:
