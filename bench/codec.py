@@ -221,8 +221,10 @@ def print_batch(images: list[Path], codec: Codec, device: torch.device, repeat: 
         image = load_image(path)
         mel = image_mel(pixels_from_image(image), params, float(image.getexif().get(11080, 30e6)))
         scs.append(audio_sc(mel, audio[i], params))
-    print(f"batch of 8 on {device}: {seconds * 1000:.1f} ms per batch, {seconds * 1000 / 8:.2f} ms per clip; "
-          f"SC median {statistics.median(scs):.4f}, max {max(scs):.4f}")
+    print(
+        f"batch of 8 on {device}: {seconds * 1000:.1f} ms per batch, {seconds * 1000 / 8:.2f} ms per clip; "
+        f"SC median {statistics.median(scs):.4f}, max {max(scs):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -73,11 +73,17 @@ def stages(tally: Tally) -> str:
 def report(engine: Engine, tally: Tally, seconds: float) -> str:
     f = engine.figures()
     ms = tally.render_ms
-    times = (f"render ms median {statistics.median(ms):.0f} p95 {percentile(ms, 0.95):.0f} "
-             f"max {max(ms):.0f} ({stages(tally)})" if ms else "no renders")
-    return (f"{seconds:6.0f} s: loops {tally.loops} (new {tally.new_loops}), renders {len(ms)}, walk repeats "
-            f"{f['walk_repeats']}, late renders {f['late_renders']}, dropped {tally.dropped}, "
-            f"loops ahead {f['loops_ahead']}, underruns {f['underruns']}, xruns {f['xruns']}; {times}")
+    times = (
+        f"render ms median {statistics.median(ms):.0f} p95 {percentile(ms, 0.95):.0f} "
+        f"max {max(ms):.0f} ({stages(tally)})"
+        if ms
+        else "no renders"
+    )
+    return (
+        f"{seconds:6.0f} s: loops {tally.loops} (new {tally.new_loops}), renders {len(ms)}, walk repeats "
+        f"{f['walk_repeats']}, late renders {f['late_renders']}, dropped {tally.dropped}, "
+        f"loops ahead {f['loops_ahead']}, underruns {f['underruns']}, xruns {f['xruns']}; {times}"
+    )
 
 
 async def watch(engine: Engine, tally: Tally, duration: float) -> None:
@@ -97,21 +103,28 @@ def main() -> int:
     kind.add_argument("--model", help="a real model: hub id or folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--threads", default="auto",
-                        help="torch CPU threads (model.cpu_threads; auto: every core but one)")
+    parser.add_argument(
+        "--threads", default="auto", help="torch CPU threads (model.cpu_threads; auto: every core but one)"
+    )
     parser.add_argument("--duration", type=float, default=600.0)
     parser.add_argument("--evolve", type=float, default=0.25)
     parser.add_argument("--mode", default="seed", help="evolve_mode")
     parser.add_argument("--ahead", type=int, default=2, help="render.ahead")
     parser.add_argument("--bpm", type=float, default=120.0)
     parser.add_argument("--bars", type=int, default=2)
-    parser.add_argument("--no-split", action="store_true",
-                        help="one UNet batch for both guidance rows (as with the audio in the "
-                             "engine's process); default: side by side where the cores allow")
+    parser.add_argument(
+        "--no-split",
+        action="store_true",
+        help="one UNet batch for both guidance rows (as with the audio in the "
+        "engine's process); default: side by side where the cores allow",
+    )
     parser.add_argument("--events", help="also log the engine's events to this .jsonl file")
-    parser.add_argument("--preset", default="quality",
-                        help="render.preset (fast: DPM-Solver++, one UNet call a step; the default "
-                             "scheduler's PLMS makes 4 calls of 4 steps at denoise 0.75)")
+    parser.add_argument(
+        "--preset",
+        default="quality",
+        help="render.preset (fast: DPM-Solver++, one UNet call a step; the default "
+        "scheduler's PLMS makes 4 calls of 4 steps at denoise 0.75)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -121,11 +134,20 @@ def main() -> int:
     setup_logging("ERROR")
     with tempfile.TemporaryDirectory(prefix="riff-evolve-") as folder:
         tmp = Path(folder)
-        values = {"audio.output": "jack", "audio.jack_client_name": f"riff-evolve-{os.getpid()}",
-                  "tempo.bpm": args.bpm, "loop.bars": args.bars, "render.steps": args.steps,
-                  "render.ahead": args.ahead, "initial.evolve": args.evolve,
-                  "initial.evolve_mode": args.mode, "osc.enabled": False, "cache.enabled": False,
-                  "audio.events": args.events, "render.preset": args.preset}
+        values = {
+            "audio.output": "jack",
+            "audio.jack_client_name": f"riff-evolve-{os.getpid()}",
+            "tempo.bpm": args.bpm,
+            "loop.bars": args.bars,
+            "render.steps": args.steps,
+            "render.ahead": args.ahead,
+            "initial.evolve": args.evolve,
+            "initial.evolve_mode": args.mode,
+            "osc.enabled": False,
+            "cache.enabled": False,
+            "audio.events": args.events,
+            "render.preset": args.preset,
+        }
         if args.tiny or args.model:
             if args.tiny:
                 from riffengine.render.model import build_tiny_model
@@ -141,17 +163,22 @@ def main() -> int:
         os.environ["JACK_DEFAULT_SERVER"] = server.name
         os.environ["JACK_NO_START_SERVER"] = "1"
         try:
-            renderer = (build_renderer(settings, audio_here=args.no_split) if (args.tiny or args.model)
-                        else FakeRenderer(seconds=0.3, sleep=True))
+            renderer = (
+                build_renderer(settings, audio_here=args.no_split)
+                if (args.tiny or args.model)
+                else FakeRenderer(seconds=0.3, sleep=True)
+            )
             engine = Engine(settings, renderer, duration=args.duration, signals=True)
             tally = Tally()
             engine.bus.subscribe(tally)
-            print(f"evolve {args.evolve} ({args.mode}), render.ahead {args.ahead}, preset {args.preset}, "
-                  f"{'tiny model' if args.tiny else args.model or 'fake'} on {args.device}, "
-                  f"{args.steps} steps, {torch.get_num_threads()} torch thread(s)"
-                  f"{', guidance rows side by side' if getattr(renderer, 'halves', None) else ''}, {args.bars} bars at "
-                  f"{args.bpm:g} BPM, {args.duration:.0f} s",
-                  flush=True)
+            print(
+                f"evolve {args.evolve} ({args.mode}), render.ahead {args.ahead}, preset {args.preset}, "
+                f"{'tiny model' if args.tiny else args.model or 'fake'} on {args.device}, "
+                f"{args.steps} steps, {torch.get_num_threads()} torch thread(s)"
+                f"{', guidance rows side by side' if getattr(renderer, 'halves', None) else ''}, {args.bars} bars at "
+                f"{args.bpm:g} BPM, {args.duration:.0f} s",
+                flush=True,
+            )
 
             async def run() -> int:
                 watcher = asyncio.get_running_loop().create_task(watch(engine, tally, args.duration))

@@ -27,8 +27,7 @@ def read_json(path: Path) -> dict:
 def grep(path: Path, pattern: str) -> list[str]:
     """Lines of a log matching a regular expression (none when the log is missing)."""
     try:
-        return [line.strip() for line in path.read_text(errors="replace").splitlines()
-                if re.search(pattern, line)]
+        return [line.strip() for line in path.read_text(errors="replace").splitlines() if re.search(pattern, line)]
     except OSError:
         return []
 
@@ -52,28 +51,36 @@ def render_lines(eager: dict, compiled: dict, restart: dict, tiny: bool) -> list
             value = ms(figures, key)
             if value is not None:
                 ratio = f", {a / value:.2f}x faster than (a)" if a else ""
-                lines.append(f"  {key:12s} {name:28s} {value:9.1f} ms per clip "
-                             f"({figures['clip_seconds'] * 1000 / value:.1f}x real time){ratio}")
+                lines.append(
+                    f"  {key:12s} {name:28s} {value:9.1f} ms per clip "
+                    f"({figures['clip_seconds'] * 1000 / value:.1f}x real time){ratio}"
+                )
     best_b = min([v for v in (ms(eager, "b"), ms(compiled, "b")) if v is not None], default=None)
     best_c = min([v for v in (ms(eager, "c"), ms(compiled, "c")) if v is not None], default=None)
     lines.insert(0, f"  (a) stock pipeline + reference decode: {a:.1f} ms" if a else "  (a): not run")
     ok_b = None if best_b is None else best_b <= TARGETS["b_ms"]
     ok_speed = None if best_b is None or not a else a / best_b >= TARGETS["b_speedup"]
     ok_c = None if best_c is None else best_c <= TARGETS["c_ms"]
-    lines.append(f"  target (b) <= {TARGETS['b_ms']:.0f} ms: {verdict(ok_b, tiny)}; "
-                 f"(b) >= {TARGETS['b_speedup']}x (a): {verdict(ok_speed, tiny)}; "
-                 f"(c) <= {TARGETS['c_ms']:.0f} ms: {verdict(ok_c, tiny)}")
+    lines.append(
+        f"  target (b) <= {TARGETS['b_ms']:.0f} ms: {verdict(ok_b, tiny)}; "
+        f"(b) >= {TARGETS['b_speedup']}x (a): {verdict(ok_speed, tiny)}; "
+        f"(c) <= {TARGETS['c_ms']:.0f} ms: {verdict(ok_c, tiny)}"
+    )
     check = eager.get("image_check")
     if check:
-        lines.append(f"  (b) image vs (a): mean {check['mean']:.3f}, p99 {check['p99']:.0f}, "
-                     f"max {check['max']:.0f} levels -> {check['verdict']}")
+        lines.append(
+            f"  (b) image vs (a): mean {check['mean']:.3f}, p99 {check['p99']:.0f}, "
+            f"max {check['max']:.0f} levels -> {check['verdict']}"
+        )
     for key, label in (("first_render", "first compile (cold cache)"),):
         if key in compiled:
             lines.append(f"  {label}: {compiled[key]:.1f} s (model build {compiled['model_build']:.1f} s)")
     if "first_render" in restart:
-        lines.append(f"  restart, warm compile cache: first render {restart['first_render']:.1f} s "
-                     f"+ model build {restart['model_build']:.1f} s; (b) then "
-                     f"{ms(restart, 'b') or float('nan'):.1f} ms")
+        lines.append(
+            f"  restart, warm compile cache: first render {restart['first_render']:.1f} s "
+            f"+ model build {restart['model_build']:.1f} s; (b) then "
+            f"{ms(restart, 'b') or float('nan'):.1f} ms"
+        )
     for figures in (eager, compiled):
         if "gpu_memory_peak_gib" in figures:
             lines.append(f"  GPU memory peak (render bench): {figures['gpu_memory_peak_gib']:.2f} GiB")
@@ -85,14 +92,18 @@ def codec_lines(out: Path, tiny: bool) -> list[str]:
     batch = grep(out / "codec.log", r"batch of 8 on cuda")
     if batch:
         value = float(re.search(r"([\d.]+) ms per clip", batch[0]).group(1))
-        lines.append(f"  target codec <= {TARGETS['codec_ms']:.0f} ms per clip in a batch of 8: "
-                     f"{verdict(value <= TARGETS['codec_ms'], tiny)}")
+        lines.append(
+            f"  target codec <= {TARGETS['codec_ms']:.0f} ms per clip in a batch of 8: "
+            f"{verdict(value <= TARGETS['codec_ms'], tiny)}"
+        )
     return lines
 
 
 def live_lines(out: Path) -> list[str]:
-    patterns = (r"live run:|renderer built|^median:|render times|GPU memory|audio callback|memory \(RSS\)"
-                r"|^engine:|SKIPPED|TIMED OUT|Error")
+    patterns = (
+        r"live run:|renderer built|^median:|render times|GPU memory|audio callback|memory \(RSS\)"
+        r"|^engine:|SKIPPED|TIMED OUT|Error"
+    )
     return [f"  {line}" for line in grep(out / "live.log", patterns)]
 
 
@@ -106,16 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     eager = read_json(args.work / "render_eager.json")
     compiled = read_json(args.work / "render_compiled.json")
     restart = read_json(args.work / "render_restart.json")
-    (args.out / "figures.json").write_text(json.dumps(
-        {"eager": eager, "compiled": compiled, "restart": restart}, indent=2, default=str))
+    (args.out / "figures.json").write_text(
+        json.dumps({"eager": eager, "compiled": compiled, "restart": restart}, indent=2, default=str)
+    )
     sections = [
         "riffengine GPU figures ("
-        + ("tiny model on the CPU: a dry run, no targets" if tiny else "full-size random SD 1.5") + ")",
+        + ("tiny model on the CPU: a dry run, no targets" if tiny else "full-size random SD 1.5")
+        + ")",
         "render (riffusion-app defaults: img2img 50 steps x 0.75, guidance 7, 512x512, to audio):",
         *render_lines(eager, compiled, restart, tiny),
         *[f"  {line}" for line in grep(args.out / "compile.log", r"compile cache after|restart with the warm")],
-        "codec:", *codec_lines(args.out, tiny),
-        "live engine into a JACK dummy server:", *live_lines(args.out),
+        "codec:",
+        *codec_lines(args.out, tiny),
+        "live engine into a JACK dummy server:",
+        *live_lines(args.out),
     ]
     print("\n".join(sections))
     return 0

@@ -125,17 +125,34 @@ def main() -> int:
     parser.add_argument("--bars", type=int, default=2)
     parser.add_argument("--output", default="jack", help="jack (a private dummy server) or a device")
     parser.add_argument("--ring-seconds", type=float, default=None, help="audio.ring_buffer_seconds")
-    parser.add_argument("--browsers", type=int, default=0,
-                        help="serve the web surface and keep it open in this many headless Chromium pages")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="a config override, e.g. model.compile=max-autotune (repeatable)")
-    parser.add_argument("--nice-browsers", action="store_true",
-                        help="run the browsers at the lowest CPU priority (as if on other devices)")
+    parser.add_argument(
+        "--browsers",
+        type=int,
+        default=0,
+        help="serve the web surface and keep it open in this many headless Chromium pages",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override, e.g. model.compile=max-autotune (repeatable)",
+    )
+    parser.add_argument(
+        "--nice-browsers",
+        action="store_true",
+        help="run the browsers at the lowest CPU priority (as if on other devices)",
+    )
     args = parser.parse_args()
 
     overrides: dict[str, object] = {
-        "audio.output": args.output, "tempo.bpm": args.bpm, "loop.bars": args.bars,
-        "osc.enabled": False, "midi.enabled": False, "model.device": args.device,
+        "audio.output": args.output,
+        "tempo.bpm": args.bpm,
+        "loop.bars": args.bars,
+        "osc.enabled": False,
+        "midi.enabled": False,
+        "model.device": args.device,
     }
     if args.steps:
         overrides["render.steps"] = args.steps
@@ -172,8 +189,7 @@ def main() -> int:
     memory = MemorySampler()
     memory.start()
     start_rss = rss_mib()
-    browsers = open_browsers(args.browsers, f"http://127.0.0.1:{http_port}/ui/", temp.name,
-                             args.nice_browsers)
+    browsers = open_browsers(args.browsers, f"http://127.0.0.1:{http_port}/ui/", temp.name, args.nice_browsers)
     most_clients = [0]
 
     def count_clients(event) -> None:
@@ -201,13 +217,17 @@ def main() -> int:
             server.stop()
     rate = engine.sample_rate
 
-    print(f"renderer: {'fake' if args.fake else settings.model.id} on {settings.model.device}; "
-          f"{args.bpm:g} BPM, {args.bars} bar(s) per loop; ring {settings.audio.ring_buffer_seconds} s; "
-          f"output {args.output} at {rate} Hz; {args.duration:g} s")
+    print(
+        f"renderer: {'fake' if args.fake else settings.model.id} on {settings.model.device}; "
+        f"{args.bpm:g} BPM, {args.bars} bar(s) per loop; ring {settings.audio.ring_buffer_seconds} s; "
+        f"output {args.output} at {rate} Hz; {args.duration:g} s"
+    )
     if args.browsers:
-        print(f"web surface open in {args.browsers} headless Chromium page(s)"
-              f"{' (niced)' if args.nice_browsers else ''}; "
-              f"at most {most_clients[0]} WebSocket client(s) connected during the run")
+        print(
+            f"web surface open in {args.browsers} headless Chromium page(s)"
+            f"{' (niced)' if args.nice_browsers else ''}; "
+            f"at most {most_clients[0]} WebSocket client(s) connected during the run"
+        )
     print("\nstate change -> first audible frame of the loop that carries it")
     print(f"{'version':>7} {'to next bar s':>13} {'heard after s':>13} {'render ms':>9}")
     latencies, floors = [], []
@@ -220,37 +240,52 @@ def main() -> int:
         floors.append(floor)
         print(f"{version:>7} {floor:>13.3f} {heard:>13.3f} {collector.renders.get(version, float('nan')):>9.1f}")
     if latencies:
-        print(f"median: heard after {statistics.median(latencies):.3f} s, next bar after "
-              f"{statistics.median(floors):.3f} s (loop {args.bars} bar(s) = "
-              f"{args.bars * 60 * 4 / args.bpm:.2f} s)")
+        print(
+            f"median: heard after {statistics.median(latencies):.3f} s, next bar after "
+            f"{statistics.median(floors):.3f} s (loop {args.bars} bar(s) = "
+            f"{args.bars * 60 * 4 / args.bpm:.2f} s)"
+        )
 
     all_renders = collector.all_renders
     if all_renders:
-        print(f"render times: {len(all_renders)} renders, median {statistics.median(all_renders):.1f} ms, "
-              f"p99 {percentile(all_renders, 99):.1f} ms, max {max(all_renders):.1f} ms")
-    if not args.fake and settings.model.device.startswith("cuda") or (
-            settings.model.device == "auto" and gpu_available()):
+        print(
+            f"render times: {len(all_renders)} renders, median {statistics.median(all_renders):.1f} ms, "
+            f"p99 {percentile(all_renders, 99):.1f} ms, max {max(all_renders):.1f} ms"
+        )
+    if (
+        not args.fake
+        and settings.model.device.startswith("cuda")
+        or (settings.model.device == "auto" and gpu_available())
+    ):
         import torch
 
-        print(f"GPU memory: peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, "
-              f"peak reserved {torch.cuda.max_memory_reserved() / 2**30:.2f} GiB")
+        print(
+            f"GPU memory: peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, "
+            f"peak reserved {torch.cuda.max_memory_reserved() / 2**30:.2f} GiB"
+        )
 
     durations = getattr(engine.output, "callback_durations_ns", lambda: np.array([]))()
     if len(durations):
         period_ms = 256 / rate * 1000 if args.output == "jack" else float("nan")
         us = durations / 1000.0
-        print(f"\naudio callback: {len(us)} calls; median {np.median(us):.1f} us, p99 "
-              f"{percentile(us, 99):.1f} us, max {us.max():.1f} us; period {period_ms:.2f} ms; "
-              f"underruns {engine.ring.underruns}, xruns {getattr(engine.output, 'xruns', 0)}")
+        print(
+            f"\naudio callback: {len(us)} calls; median {np.median(us):.1f} us, p99 "
+            f"{percentile(us, 99):.1f} us, max {us.max():.1f} us; period {period_ms:.2f} ms; "
+            f"underruns {engine.ring.underruns}, xruns {getattr(engine.output, 'xruns', 0)}"
+        )
     rss = [m for _, m in memory.samples]
     if rss:
         half = rss[len(rss) // 2]
-        print(f"\nmemory (RSS): before {start_rss:.0f} MiB, first sample {rss[0]:.0f} MiB, "
-              f"middle {half:.0f} MiB, end {rss[-1]:.0f} MiB, peak {max(rss):.0f} MiB; "
-              f"growth over the second half {rss[-1] - half:+.1f} MiB")
+        print(
+            f"\nmemory (RSS): before {start_rss:.0f} MiB, first sample {rss[0]:.0f} MiB, "
+            f"middle {half:.0f} MiB, end {rss[-1]:.0f} MiB, peak {max(rss):.0f} MiB; "
+            f"growth over the second half {rss[-1] - half:+.1f} MiB"
+        )
     figures = engine.figures()
-    print(f"\nengine: renders {figures['renders']}, stretches {figures['stretches']}, failures "
-          f"{figures['render_failures']}, late {figures['late_renders']}, underruns {figures['underruns']}")
+    print(
+        f"\nengine: renders {figures['renders']}, stretches {figures['stretches']}, failures "
+        f"{figures['render_failures']}, late {figures['late_renders']}, underruns {figures['underruns']}"
+    )
     temp.cleanup()
     return 0
 

@@ -75,21 +75,36 @@ SAMPLE_RATE = 44100
 def sd15_configs() -> dict[str, dict]:
     """Stable Diffusion 1.5's UNet, VAE and CLIP ViT-L/14 text encoder configurations."""
     unet = dict(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        norm_num_groups=32,
     )
     vae = dict(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
         block_out_channels=(128, 256, 512, 512),
         down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, sample_size=512,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=32,
+        sample_size=512,
     )
     text = dict(
-        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+        vocab_size=49408,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
         projection_dim=768,
     )
     return {"unet": unet, "vae": vae, "text_encoder": text}
@@ -111,14 +126,17 @@ def build_random_sd15(device: torch.device, dtype: torch.dtype, tiny: bool = Fal
     with torch.device(device):
         unet = UNet2DConditionModel(**configs["unet"])
         vae = AutoencoderKL(**configs["vae"])
-        text = CLIPTextModel(CLIPTextConfig(**configs["text_encoder"],
-                                            bos_token_id=tokenizer.bos_token_id,
-                                            eos_token_id=tokenizer.eos_token_id))
+        text = CLIPTextModel(
+            CLIPTextConfig(
+                **configs["text_encoder"], bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+            )
+        )
     for part in (unet, vae, text):
         part.to(dtype).eval().requires_grad_(False)
     scheduler_config = dict(tiny_configs(len(tokenizer))["scheduler"], _class_name="PNDMScheduler")
-    return RiffusionModel(unet, vae, text, tokenizer, scheduler_config, device, dtype,
-                          "random tiny" if tiny else "random SD 1.5")
+    return RiffusionModel(
+        unet, vae, text, tokenizer, scheduler_config, device, dtype, "random tiny" if tiny else "random SD 1.5"
+    )
 
 
 def save_model(model: RiffusionModel, folder: Path) -> Path:
@@ -131,8 +149,7 @@ def save_model(model: RiffusionModel, folder: Path) -> Path:
     model.text_encoder.save_pretrained(folder / "text_encoder")
     model.tokenizer.save_pretrained(str(folder / "tokenizer"))
     (folder / "scheduler").mkdir(exist_ok=True)
-    (folder / "scheduler" / "scheduler_config.json").write_text(
-        json.dumps(model.scheduler_config, indent=2))
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(model.scheduler_config, indent=2))
     assert all((folder / part).is_dir() for part in PARTS)
     return folder
 
@@ -144,9 +161,14 @@ def stock_pipeline(model: RiffusionModel):
     from diffusers import StableDiffusionImg2ImgPipeline
 
     pipe = StableDiffusionImg2ImgPipeline(
-        vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
-        unet=model.unet, scheduler=make_scheduler(model, "default"), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False,
+        vae=model.vae,
+        text_encoder=model.text_encoder,
+        tokenizer=model.tokenizer,
+        unet=model.unet,
+        scheduler=make_scheduler(model, "default"),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -161,12 +183,20 @@ class ReferenceDecoder:
         n_fft = int(400 / 1000 * SAMPLE_RATE)
         self.device = device
         self.inverse_mel = torchaudio.transforms.InverseMelScale(
-            n_stft=n_fft // 2 + 1, n_mels=512, sample_rate=SAMPLE_RATE, f_min=0, f_max=10000,
-            norm=None, mel_scale="htk",
+            n_stft=n_fft // 2 + 1,
+            n_mels=512,
+            sample_rate=SAMPLE_RATE,
+            f_min=0,
+            f_max=10000,
+            norm=None,
+            mel_scale="htk",
         ).to(device)
         self.griffin_lim = torchaudio.transforms.GriffinLim(
-            n_fft=n_fft, n_iter=32, win_length=int(100 / 1000 * SAMPLE_RATE),
-            hop_length=int(10 / 1000 * SAMPLE_RATE), power=1.0,
+            n_fft=n_fft,
+            n_iter=32,
+            win_length=int(100 / 1000 * SAMPLE_RATE),
+            hop_length=int(10 / 1000 * SAMPLE_RATE),
+            power=1.0,
         ).to(device)
 
     def __call__(self, image) -> np.ndarray:
@@ -201,16 +231,22 @@ def timed(fn, device: torch.device, repeat: int, warmup: int) -> tuple[float, ob
 
 
 def request_for(args, steps: int, scheduler: str, guidance: float | None = None) -> RenderRequest:
-    side = Side((PromptSlot(PROMPT),), seed=args.seed, denoise=args.denoise,
-                guidance=args.guidance if guidance is None else guidance)
-    return RenderRequest(a=side, steps=steps, scheduler=scheduler, seed_image=str(args.seed_image),
-                         width=args.width)
+    side = Side(
+        (PromptSlot(PROMPT),),
+        seed=args.seed,
+        denoise=args.denoise,
+        guidance=args.guidance if guidance is None else guidance,
+    )
+    return RenderRequest(a=side, steps=steps, scheduler=scheduler, seed_image=str(args.seed_image), width=args.width)
 
 
 def image_difference(ours: torch.Tensor, theirs: torch.Tensor) -> dict[str, float]:
     diff = (ours.float() - theirs.float()).abs()
-    return {"mean": float(diff.mean()), "p99": float(diff.flatten().kthvalue(
-        max(1, int(0.99 * diff.numel()))).values), "max": float(diff.max())}
+    return {
+        "mean": float(diff.mean()),
+        "p99": float(diff.flatten().kthvalue(max(1, int(0.99 * diff.numel()))).values),
+        "max": float(diff.max()),
+    }
 
 
 def stock_image(model, args) -> torch.Tensor:
@@ -221,49 +257,78 @@ def stock_image(model, args) -> torch.Tensor:
     """
     pipe = stock_pipeline(model)
     latents = Renderer(model).seed_latents(str(args.seed_image), args.width)
-    image = pipe(prompt=PROMPT, image=latents, strength=args.denoise,
-                 num_inference_steps=args.steps, guidance_scale=args.guidance,
-                 generator=torch.Generator().manual_seed(args.seed), output_type="pt").images[0]
+    image = pipe(
+        prompt=PROMPT,
+        image=latents,
+        strength=args.denoise,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        generator=torch.Generator().manual_seed(args.seed),
+        output_type="pt",
+    ).images[0]
     return (image.float().cpu() * 255).round().to(torch.uint8)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"],
-                        help="riffengine's dtype (default float16 on CUDA, float32 on CPU)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float16", "bfloat16", "float32"],
+        help="riffengine's dtype (default float16 on CUDA, float32 on CPU)",
+    )
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--fast-steps", type=int, default=FAST_STEPS,
-                        help="steps of the fast preset (DPM-Solver++), default 20")
+    parser.add_argument(
+        "--fast-steps", type=int, default=FAST_STEPS, help="steps of the fast preset (DPM-Solver++), default 20"
+    )
     parser.add_argument("--denoise", type=float, default=0.75)
     parser.add_argument("--guidance", type=float, default=7.0)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--seed-image", type=Path, default=SEED_IMAGE)
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
-                        help="riffengine: NHWC layout (default: as the engine, on for CUDA)")
-    parser.add_argument("--fuse-qkv", action=argparse.BooleanOptionalAction,
-                        help="riffengine: fused attention projections (default: on for CUDA)")
-    parser.add_argument("--compile", metavar="MODE", choices=COMPILE_MODES,
-                        help="riffengine: torch.compile mode for the UNet and VAE decoder "
-                             "(max-autotune adds CUDA graphs)")
-    parser.add_argument("--compile-backend", default="inductor",
-                        help="torch.compile backend (aot_eager: capture only, for a CPU dry run)")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="riffengine: NHWC layout (default: as the engine, on for CUDA)",
+    )
+    parser.add_argument(
+        "--fuse-qkv",
+        action=argparse.BooleanOptionalAction,
+        help="riffengine: fused attention projections (default: on for CUDA)",
+    )
+    parser.add_argument(
+        "--compile",
+        metavar="MODE",
+        choices=COMPILE_MODES,
+        help="riffengine: torch.compile mode for the UNet and VAE decoder (max-autotune adds CUDA graphs)",
+    )
+    parser.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="torch.compile backend (aot_eager: capture only, for a CPU dry run)",
+    )
     parser.add_argument("--repeat", type=int, help="timed runs per variant (median)")
     parser.add_argument("--warmup", type=int, help="untimed runs per variant first")
-    parser.add_argument("--quick", action="store_true",
-                        help="CPU smoke run: 4 steps (fast preset 2), 256 columns, no warm-up")
-    parser.add_argument("--tiny", action="store_true",
-                        help="the tiny model's sizes instead of SD 1.5 (a dry run of the steps)")
-    parser.add_argument("--variants", default="b,c,d",
-                        help="riffengine variants to time, from b,c,d (default all)")
-    parser.add_argument("--skip-stock", action="store_true",
-                        help="skip (a) and the image check (e.g. to time a restart)")
-    parser.add_argument("--no-lever-baseline", dest="lever_baseline", action="store_false",
-                        help="skip timing (b) without the speed levers first")
+    parser.add_argument(
+        "--quick", action="store_true", help="CPU smoke run: 4 steps (fast preset 2), 256 columns, no warm-up"
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="the tiny model's sizes instead of SD 1.5 (a dry run of the steps)"
+    )
+    parser.add_argument("--variants", default="b,c,d", help="riffengine variants to time, from b,c,d (default all)")
+    parser.add_argument(
+        "--skip-stock", action="store_true", help="skip (a) and the image check (e.g. to time a restart)"
+    )
+    parser.add_argument(
+        "--no-lever-baseline",
+        dest="lever_baseline",
+        action="store_false",
+        help="skip timing (b) without the speed levers first",
+    )
     parser.add_argument("--lora-rank", type=int, default=64, help="rank of (d)'s random LoRA")
-    parser.add_argument("--save-model", type=Path, metavar="DIR",
-                        help="also write the random model to DIR (diffusers layout)")
+    parser.add_argument(
+        "--save-model", type=Path, metavar="DIR", help="also write the random model to DIR (diffusers layout)"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the figures to FILE")
     args = parser.parse_args(argv)
     cuda = args.device.startswith("cuda")
@@ -301,24 +366,37 @@ def run_stock(model, args, device, seed_image, figures: dict) -> torch.Tensor | 
     decoder = ReferenceDecoder(device)
 
     def run_a():
-        image = pipe(prompt=PROMPT, image=seed_image, strength=args.denoise,
-                     num_inference_steps=args.steps, guidance_scale=args.guidance,
-                     generator=torch.Generator().manual_seed(args.seed)).images[0]
+        image = pipe(
+            prompt=PROMPT,
+            image=seed_image,
+            strength=args.denoise,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=torch.Generator().manual_seed(args.seed),
+        ).images[0]
         return decoder(image)
 
     figures["a"], audio_a = timed(run_a, device, args.repeat, args.warmup)
-    print(line("(a) stock img2img pipeline + reference decode", figures["a"],
-               figures["clip_seconds"]), f"{audio_a.shape[-1]} samples", flush=True)
+    print(
+        line("(a) stock img2img pipeline + reference decode", figures["a"], figures["clip_seconds"]),
+        f"{audio_a.shape[-1]} samples",
+        flush=True,
+    )
     return stock_image(model, args)
 
 
 def apply_levers(model, args, device, figures: dict):
-    levers = resolve_levers(device.type, "auto" if args.channels_last is None else args.channels_last,
-                            "auto" if args.fuse_qkv is None else args.fuse_qkv, args.compile)
+    levers = resolve_levers(
+        device.type,
+        "auto" if args.channels_last is None else args.channels_last,
+        "auto" if args.fuse_qkv is None else args.fuse_qkv,
+        args.compile,
+    )
     figures["levers"] = describe_levers(levers)
     print(f"riffengine: {str(model.dtype).removeprefix('torch.')}, levers: {figures['levers']}")
-    return optimize_model(model, levers.channels_last, levers.fuse_qkv, levers.compile_mode,
-                          backend=args.compile_backend)
+    return optimize_model(
+        model, levers.channels_last, levers.fuse_qkv, levers.compile_mode, backend=args.compile_backend
+    )
 
 
 def check_image(renderer, req_b, theirs, args, cuda: bool, base_dtype, figures: dict) -> bool:
@@ -331,9 +409,11 @@ def check_image(renderer, req_b, theirs, args, cuda: bool, base_dtype, figures: 
         verdict = f"{verdict} (informative: (b) runs in {renderer.model.dtype}, (a) in {base_dtype})"
         ok = True
     figures["image_check"] = {**diff, "verdict": verdict}
-    print(f"(b) vs stock pipeline image, same seed image and seed: mean |diff| "
-          f"{diff['mean']:.3f}, p99 {diff['p99']:.0f}, max {diff['max']:.0f} (8-bit levels) -> "
-          f"{verdict} (tolerance mean <= {tolerance['mean']}, p99 <= {tolerance['p99']})")
+    print(
+        f"(b) vs stock pipeline image, same seed image and seed: mean |diff| "
+        f"{diff['mean']:.3f}, p99 {diff['p99']:.0f}, max {diff['max']:.0f} (8-bit levels) -> "
+        f"{verdict} (tolerance mean <= {tolerance['mean']}, p99 <= {tolerance['p99']})"
+    )
     return ok
 
 
@@ -353,9 +433,16 @@ def run_instant(args, device, dtype, figures: dict) -> None:
     if model.compiled:
         first_render(renderer, req_d, figures, "d_first_render")
     figures["d"], clip_d = timed(lambda: renderer.render(req_d), device, args.repeat, args.warmup)
-    print(line(f"(d) instant: rank-{args.lora_rank} LoRA fused, lcm x{INSTANT_STEPS}",
-               figures["d"], figures["clip_seconds"], clip_d),
-          f"(adapter load + fuse {figures['d_adapter_load']:.2f} s)", flush=True)
+    print(
+        line(
+            f"(d) instant: rank-{args.lora_rank} LoRA fused, lcm x{INSTANT_STEPS}",
+            figures["d"],
+            figures["clip_seconds"],
+            clip_d,
+        ),
+        f"(adapter load + fuse {figures['d_adapter_load']:.2f} s)",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,15 +456,25 @@ def main(argv: list[str] | None = None) -> int:
     base_dtype = torch.float16 if cuda else torch.float32
     our_dtype = getattr(torch, args.dtype) if args.dtype else base_dtype
     clip_seconds = args.width * 0.01
-    figures: dict = {"device": str(device), "clip_seconds": clip_seconds, "steps": args.steps,
-                     "width": args.width, "compile": args.compile, "tiny": args.tiny,
-                     "seed_image": str(args.seed_image)}
-    print(f"device {device} ({torch.cuda.get_device_name(device) if cuda else 'CPU'}), "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"settings: {args.steps} steps x {args.denoise} denoise, guidance {args.guidance}, "
-          f"512x{args.width}, clip {clip_seconds:.2f} s; fast preset: dpm, {args.fast_steps} steps; "
-          f"instant: {INSTANT_SCHEDULER}, {INSTANT_STEPS} steps, guidance {INSTANT_GUIDANCE}; "
-          f"seed image {args.seed_image.name}")
+    figures: dict = {
+        "device": str(device),
+        "clip_seconds": clip_seconds,
+        "steps": args.steps,
+        "width": args.width,
+        "compile": args.compile,
+        "tiny": args.tiny,
+        "seed_image": str(args.seed_image),
+    }
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if cuda else 'CPU'}), "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
+    print(
+        f"settings: {args.steps} steps x {args.denoise} denoise, guidance {args.guidance}, "
+        f"512x{args.width}, clip {clip_seconds:.2f} s; fast preset: dpm, {args.fast_steps} steps; "
+        f"instant: {INSTANT_SCHEDULER}, {INSTANT_STEPS} steps, guidance {INSTANT_GUIDANCE}; "
+        f"seed image {args.seed_image.name}"
+    )
 
     start = time.perf_counter()
     model = build_random_sd15(device, base_dtype, args.tiny)
@@ -399,20 +496,18 @@ def main(argv: list[str] | None = None) -> int:
     codec = Codec(device=device)
     if args.lever_baseline and "b" in args.variants:
         plain = Renderer(model, codec=codec)
-        figures["b_no_levers"], clip = timed(lambda: plain.render(req_b), device, args.repeat,
-                                             args.warmup)
-        print(line("(b0) riffengine, no speed levers", figures["b_no_levers"], clip_seconds,
-                   clip), flush=True)
+        figures["b_no_levers"], clip = timed(lambda: plain.render(req_b), device, args.repeat, args.warmup)
+        print(line("(b0) riffengine, no speed levers", figures["b_no_levers"], clip_seconds, clip), flush=True)
     apply_levers(model, args, device, figures)
     renderer = Renderer(model, codec=codec)
     if model.compiled:
         first_render(renderer, req_b, figures, "first_render")
-    rows = [("b", "(b) riffengine, same settings", req_b),
-            ("c", "(c) riffengine fast preset", req_c)]
+    rows = [("b", "(b) riffengine, same settings", req_b), ("c", "(c) riffengine fast preset", req_c)]
     for key, name, request in rows:
         if key in args.variants:
-            figures[key], clip = timed(lambda request=request: renderer.render(request), device, args.repeat,
-                                       args.warmup)
+            figures[key], clip = timed(
+                lambda request=request: renderer.render(request), device, args.repeat, args.warmup
+            )
             print(line(name, figures[key], clip_seconds, clip), flush=True)
     for key in ("b", "c"):
         if key in figures and "a" in figures:

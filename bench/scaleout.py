@@ -73,9 +73,16 @@ def run_pool(ray, settings: Settings, workers: int, seconds: float, bar: float) 
     events = Quiet()
     make_maker = functools.partial(build_clip_maker, settings, RATE, 2)
     options = actor_options(settings.model.device, ray.cluster_resources().get("GPU", 0.0))
-    pool = RayPool(ray, ray.remote(RenderActor), make_maker, workers,
-                   lambda r: results.__setitem__(r.job.tag, time.monotonic()),
-                   events, ClipMaker(FakeRenderer(), RATE, 2), options)
+    pool = RayPool(
+        ray,
+        ray.remote(RenderActor),
+        make_maker,
+        workers,
+        lambda r: results.__setitem__(r.job.tag, time.monotonic()),
+        events,
+        ClipMaker(FakeRenderer(), RATE, 2),
+        options,
+    )
     pool.start()
     state = apply_many(initial_state(settings), [("prompt_b", ["jazz piano", "", "", ""]), ("alpha", 0.5)])
     step = settings.render.speculate_alpha_step
@@ -98,10 +105,15 @@ def run_pool(ray, settings: Settings, workers: int, seconds: float, bar: float) 
     minutes = (time.monotonic() - start) / 60.0
     made = sum(w["renders"] + w["guesses"] for w in pool.status())
     pool.stop(30.0)
-    return {"workers": workers, "changes": changes, "heard_next_bar": heard / max(1, changes),
-            "renders_per_min": made / minutes, "hits": pool.store.hits,
-            "guess_hits": pool.store.guess_hits,
-            "lost": events.kinds.get("worker_lost", 0)}
+    return {
+        "workers": workers,
+        "changes": changes,
+        "heard_next_bar": heard / max(1, changes),
+        "renders_per_min": made / minutes,
+        "hits": pool.store.hits,
+        "guess_hits": pool.store.guess_hits,
+        "lost": events.kinds.get("worker_lost", 0),
+    }
 
 
 def transfer_ms(ray, bars: int = 4, bpm: float = 94.0, repeats: int = 10) -> dict[str, float]:
@@ -145,22 +157,35 @@ def main(argv: list[str] | None = None) -> int:
         from riffengine.render.model import build_tiny_model
 
         model = str(build_tiny_model(Path(tempfile.mkdtemp()) / "model"))
-    settings = merge_overrides(Settings(), {"model.id": model, "model.device": args.device,
-                                            "model.cpu_threads": 1, "render.steps": args.steps,
-                                            "cache.enabled": False, "loop.bars": 1, "tempo.bpm": args.bpm})
+    settings = merge_overrides(
+        Settings(),
+        {
+            "model.id": model,
+            "model.device": args.device,
+            "model.cpu_threads": 1,
+            "render.steps": args.steps,
+            "cache.enabled": False,
+            "loop.bars": 1,
+            "tempo.bpm": args.bpm,
+        },
+    )
     bar = 4 * 60.0 / args.bpm
     ray, _ = connect(args.address)
     try:
         print(f"model {model} on {args.device}; {args.steps} steps; a change every bar ({bar:.2f} s)")
         sent = transfer_ms(ray)
-        print(f"transfer through Ray (4 bars at 94 BPM): image alone {sent['image']:.1f} ms, "
-              f"image and audio {sent['clip']:.1f} ms")
+        print(
+            f"transfer through Ray (4 bars at 94 BPM): image alone {sent['image']:.1f} ms, "
+            f"image and audio {sent['clip']:.1f} ms"
+        )
         for workers in args.workers:
             f = run_pool(ray, settings, workers, args.seconds, bar)
-            print(f"workers {f['workers']}: {f['renders_per_min']:.1f} renders/min, "
-                  f"{f['heard_next_bar']:.0%} of {f['changes']} changes heard at the next bar "
-                  f"({f['guess_hits']} from a guess, {f['hits'] - f['guess_hits']} from a state "
-                  f"played before), workers lost {f['lost']}")
+            print(
+                f"workers {f['workers']}: {f['renders_per_min']:.1f} renders/min, "
+                f"{f['heard_next_bar']:.0%} of {f['changes']} changes heard at the next bar "
+                f"({f['guess_hits']} from a guess, {f['hits'] - f['guess_hits']} from a state "
+                f"played before), workers lost {f['lost']}"
+            )
     finally:
         ray.shutdown()
     return 0

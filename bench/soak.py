@@ -182,7 +182,7 @@ class Figures:
         new = out.callbacks - self.seen_callbacks
         if new > 0:
             recent = out.callback_durations_ns()
-            self.durations.extend(recent[-min(new, len(recent)):].tolist())
+            self.durations.extend(recent[-min(new, len(recent)) :].tolist())
             self.seen_callbacks = out.callbacks
         self.memory.append((time.monotonic() - self.start, rss_mib()))
 
@@ -197,13 +197,15 @@ class Figures:
         mem = self.memory
         after_warm = [m for t, m in mem if t >= 60.0] or [m for _, m in mem]
         growth = (after_warm[-1] - after_warm[0]) if after_warm else 0.0
-        return (f"[{label}] {time.monotonic() - self.start:7.0f} s | underruns {engine.ring.underruns} | "
-                f"callback median {med:.3f} ms, p99 {p99:.3f} ms, max {mx:.3f} ms (period {period_ms:.2f} ms) | "
-                f"RSS {mem[0][1] if mem else 0:.0f} -> {mem[-1][1] if mem else 0:.0f} MiB "
-                f"(growth after the first minute {growth:+.1f} MiB) | renders {stats['renders']} "
-                f"stretches {stats['stretches']} failures {stats['failures']} retries {stats['retries']} "
-                f"late {stats['late']} outputs lost {stats['outputs_lost']} | "
-                + " ".join(f"{k} {v}" for k, v in extra.items()))
+        return (
+            f"[{label}] {time.monotonic() - self.start:7.0f} s | underruns {engine.ring.underruns} | "
+            f"callback median {med:.3f} ms, p99 {p99:.3f} ms, max {mx:.3f} ms (period {period_ms:.2f} ms) | "
+            f"RSS {mem[0][1] if mem else 0:.0f} -> {mem[-1][1] if mem else 0:.0f} MiB "
+            f"(growth after the first minute {growth:+.1f} MiB) | renders {stats['renders']} "
+            f"stretches {stats['stretches']} failures {stats['failures']} retries {stats['retries']} "
+            f"late {stats['late']} outputs lost {stats['outputs_lost']} | "
+            + " ".join(f"{k} {v}" for k, v in extra.items())
+        )
 
 
 async def drive(engine: Engine, args, server: JackServer, desk: Desk, figures: Figures) -> None:
@@ -234,8 +236,7 @@ async def drive(engine: Engine, args, server: JackServer, desk: Desk, figures: F
                 next_fault = now + args.fault_every
                 fault = rng.choice(faults)
                 engine.store.apply({"prompt_a/0": f"lo-fi hip hop beat {fault}"}, "soak")
-                loop.call_later(args.change_every / 2, engine.store.apply,
-                                {"prompt_a/0": "lo-fi hip hop beat"}, "soak")
+                loop.call_later(args.change_every / 2, engine.store.apply, {"prompt_a/0": "lo-fi hip hop beat"}, "soak")
                 desk.unplug.set()
             if args.jack_restart_every and now >= next_restart:
                 next_restart = now + args.jack_restart_every
@@ -249,9 +250,19 @@ async def drive(engine: Engine, args, server: JackServer, desk: Desk, figures: F
         load.stop.set()
         desk.stop.set()
         figures.sample()
-        print(figures.report("final", {"osc_sent": load.sent, "osc_replies": load.replies,
-                                       "midi_sent": desk.sent, "midi_replugs": desk.replugs,
-                                       "osc_refused": engine.surfaces.osc.failed}), flush=True)
+        print(
+            figures.report(
+                "final",
+                {
+                    "osc_sent": load.sent,
+                    "osc_replies": load.replies,
+                    "midi_sent": desk.sent,
+                    "midi_replugs": desk.replugs,
+                    "osc_refused": engine.surfaces.osc.failed,
+                },
+            ),
+            flush=True,
+        )
         engine.stop()
 
 
@@ -269,9 +280,13 @@ def main() -> int:
     parser.add_argument("--bars", type=int, default=2)
     parser.add_argument("--change-every", type=float, default=4.0, help="seconds between new seeds")
     parser.add_argument("--fault-every", type=float, default=45.0, help="seconds between render faults")
-    parser.add_argument("--jack-restart-every", type=float, default=0.0,
-                        help="seconds between JACK server restarts (default 0: never; python-rtmidi's "
-                             "JACK MIDI client does not survive a restart, so this also turns MIDI off)")
+    parser.add_argument(
+        "--jack-restart-every",
+        type=float,
+        default=0.0,
+        help="seconds between JACK server restarts (default 0: never; python-rtmidi's "
+        "JACK MIDI client does not survive a restart, so this also turns MIDI off)",
+    )
     parser.add_argument("--osc-rate", type=float, default=300.0, help="OSC packets a second")
     parser.add_argument("--record", action="store_true", help="record the output (to a temp folder)")
     parser.add_argument("--seed", type=int, default=5)
@@ -296,14 +311,18 @@ def main() -> int:
         midi_name = f"soak-desk-{uuid.uuid4().hex[:6]}"
         try:
             settings = settings_for(args, tmp, f"riff-soak-{os.getpid()}", midi_name)
-            renderer = (FakeRenderer(seconds=0.3, sleep=True) if not (args.tiny or args.model)
-                        else build_renderer(settings))
+            renderer = (
+                FakeRenderer(seconds=0.3, sleep=True) if not (args.tiny or args.model) else build_renderer(settings)
+            )
             engine = Engine(settings, renderer, signals=True)
             desk = Desk(midi_name, server.name)
             figures = Figures(engine)
-            print(f"soak: {args.duration:.0f} s, renderer "
-                  f"{'tiny model' if args.tiny else args.model or 'fake'} on {args.device}, "
-                  f"JACK server {server.name} (pid {server.process.pid})", flush=True)
+            print(
+                f"soak: {args.duration:.0f} s, renderer "
+                f"{'tiny model' if args.tiny else args.model or 'fake'} on {args.device}, "
+                f"JACK server {server.name} (pid {server.process.pid})",
+                flush=True,
+            )
 
             if settings.midi.enabled:
                 desk.start()  # the controller is plugged in before the engine looks for it

@@ -52,8 +52,10 @@ def summary(name: str, offsets: list[float]) -> str:
     if not offsets:
         return f"{name:10s} no bars measured"
     a = [abs(x) for x in offsets]
-    return (f"{name:10s} bars {len(offsets):4d}  offset median {statistics.median(a):7.3f} ms  "
-            f"max {max(a):7.3f} ms  (signed mean {statistics.fmean(offsets):+.3f} ms)")
+    return (
+        f"{name:10s} bars {len(offsets):4d}  offset median {statistics.median(a):7.3f} ms  "
+        f"max {max(a):7.3f} ms  (signed mean {statistics.fmean(offsets):+.3f} ms)"
+    )
 
 
 async def follow(sync: TempoSync, frame_clock: FrameClock, seconds: float, reference_bar, on_tick=None) -> list[float]:
@@ -199,8 +201,9 @@ def bench_clock_out(seconds: float, rate: int) -> list[float]:
 
     backend = mido.Backend(JACK_BACKEND, load=True)
     arrivals: list[tuple[str, float]] = []
-    listener = backend.open_input("bench-listener", virtual=True,
-                                  callback=lambda m: arrivals.append((m.type, time.monotonic())))
+    listener = backend.open_input(
+        "bench-listener", virtual=True, callback=lambda m: arrivals.append((m.type, time.monotonic()))
+    )
     frame_clock = FrameClock.free_running(rate)
     tempo = TempoMap(120.0, sample_rate=rate)
     out = MidiClockOut("bench-listener", lambda f: tempo, frame_clock, backend=JACK_BACKEND)

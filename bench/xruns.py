@@ -189,8 +189,10 @@ def bank_safe_loop(tmp: Path) -> Path:
     from riffengine.state import initial_state
 
     show = tmp / "show.yaml"
-    show.write_text(f"cache: {{folder: {tmp / 'cache'}}}\ntempo: {{bpm: 120}}\nloop: {{bars: 2}}\n"
-                    "initial: {prompt_a: [safe groove]}\n")
+    show.write_text(
+        f"cache: {{folder: {tmp / 'cache'}}}\ntempo: {{bpm: 120}}\nloop: {{bars: 2}}\n"
+        "initial: {prompt_a: [safe groove]}\n"
+    )
     item = item_for("safe", initial_state(load_config(show)))
     clip = FakeRenderer().render(item.request, item.model_frames)
     cache = RenderCache(tmp / "cache")
@@ -199,13 +201,29 @@ def bank_safe_loop(tmp: Path) -> Path:
     return show
 
 
-def engine_command(args, load: str, model: str | None, port: int, events: Path,
-                   http_port: int | None = None) -> list[str]:
-    cli = ["run", "--config", str(args.show), "--output", "jack", "--osc-port", str(port), "--events", str(events),
-           "--bpm", "120", "--bars", "2", "--set", f"audio.jack_client_name={CLIENT}",
-           "--set", "midi.enabled=false"]
-    cli += ["--fake-renderer"] if model is None else ["--model", model, "--device", "cpu",
-                                                      "--steps", str(args.steps)]
+def engine_command(
+    args, load: str, model: str | None, port: int, events: Path, http_port: int | None = None
+) -> list[str]:
+    cli = [
+        "run",
+        "--config",
+        str(args.show),
+        "--output",
+        "jack",
+        "--osc-port",
+        str(port),
+        "--events",
+        str(events),
+        "--bpm",
+        "120",
+        "--bars",
+        "2",
+        "--set",
+        f"audio.jack_client_name={CLIENT}",
+        "--set",
+        "midi.enabled=false",
+    ]
+    cli += ["--fake-renderer"] if model is None else ["--model", model, "--device", "cpu", "--steps", str(args.steps)]
     if args.inline:
         cli.append("--no-host")
     if http_port is not None:
@@ -228,7 +246,7 @@ def silence_seconds(peaks: np.ndarray) -> float:
     sounding = np.flatnonzero(peaks > 0)
     if not sounding.size:
         return len(peaks) * PERIOD / RATE
-    after = peaks[sounding[0]:]
+    after = peaks[sounding[0] :]
     return float(np.count_nonzero(after == 0) * PERIOD / RATE)
 
 
@@ -308,9 +326,14 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
     server.start()
     (tmp / "sitecustomize.py").write_text(ENGINE_LOAD)
     root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, **server.env, JACK_NO_START_SERVER="1", PYTHONUNBUFFERED="1",
-               RIFFENGINE_BENCH_LOAD=load,
-               PYTHONPATH=os.pathsep.join([str(tmp), root, os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        **server.env,
+        JACK_NO_START_SERVER="1",
+        PYTHONUNBUFFERED="1",
+        RIFFENGINE_BENCH_LOAD=load,
+        PYTHONPATH=os.pathsep.join([str(tmp), root, os.environ.get("PYTHONPATH", "")]),
+    )
     port = free_port()
     http_port = free_port(socket.SOCK_STREAM) if args.browsers else None
     listener = Listener(server.name, args.seconds + 120)
@@ -324,11 +347,17 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
     panics: list[float] = []
     logs = tmp / f"engine-{load}.log"
     try:
+
         def start_engine(i: int) -> subprocess.Popen:
             events = tmp / f"events-{load}-{i}.jsonl"
             with open(logs, "a") as log:
-                return subprocess.Popen(engine_command(args, load, model, port, events, http_port), env=env,
-                                        stdout=log, stderr=subprocess.STDOUT, preexec_fn=args.as_usual)
+                return subprocess.Popen(
+                    engine_command(args, load, model, port, events, http_port),
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=args.as_usual,
+                )
 
         engines.append(start_engine(0))
         deadline = time.monotonic() + args.warm_up
@@ -337,13 +366,13 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
                 raise RuntimeError(f"the engine did not start playing; see {logs}")
             time.sleep(0.2)
         if args.browsers:  # pages on the web surface for the whole measured run
-            browsers = open_browsers(args.browsers, f"http://127.0.0.1:{http_port}/ui/", str(tmp), nice=False,
-                                     back_to=args.usual_nice)
+            browsers = open_browsers(
+                args.browsers, f"http://127.0.0.1:{http_port}/ui/", str(tmp), nice=False, back_to=args.usual_nice
+            )
             time.sleep(5.0)  # the pages load and connect
         first = listener.cycles
         xruns0 = listener.xruns
-        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), load], env=env,
-                                  preexec_fn=args.as_usual)
+        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), load], env=env, preexec_fn=args.as_usual)
         gain_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         from pythonosc.osc_message_builder import OscMessageBuilder
 
@@ -418,10 +447,14 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
         "underruns (engine)": engine_underruns,
         "silence s": round(silence_seconds(peaks), 3),
         "gain heard ms (median, max)": (
-            f"{1000 * float(np.median(latencies)):.1f}, {1000 * max(latencies):.1f}" if latencies else "n/a"),
+            f"{1000 * float(np.median(latencies)):.1f}, {1000 * max(latencies):.1f}" if latencies else "n/a"
+        ),
         "panic heard ms (median, max, heard/sent)": (
             f"{1000 * float(np.median(panic_heard)):.1f}, {1000 * max(panic_heard):.1f}, "
-            f"{len(panic_heard)}/{len(panics)}" if panic_heard else "n/a"),
+            f"{len(panic_heard)}/{len(panics)}"
+            if panic_heard
+            else "n/a"
+        ),
         "engines started": len(engines) + kills,
         "takeover s (max)": round(max(takeovers), 1) if takeovers else "n/a",
         "browsers": args.browsers,
@@ -439,12 +472,15 @@ def main() -> int:
     parser.add_argument("--warm-up", type=float, default=180.0, help="seconds allowed to start")
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between kills (load e)")
     parser.add_argument("--keep", metavar="DIR", help="keep the engines' events logs and output here")
-    parser.add_argument("--browsers", type=int, default=0,
-                        help="headless Chromium pages on the web surface during each load")
-    parser.add_argument("--realtime", action="store_true",
-                        help="run jackd with real-time scheduling (needs the right to SCHED_FIFO)")
-    parser.add_argument("--inline", action="store_true",
-                        help="the engine in one process (--no-host), as before the audio host")
+    parser.add_argument(
+        "--browsers", type=int, default=0, help="headless Chromium pages on the web surface during each load"
+    )
+    parser.add_argument(
+        "--realtime", action="store_true", help="run jackd with real-time scheduling (needs the right to SCHED_FIFO)"
+    )
+    parser.add_argument(
+        "--inline", action="store_true", help="the engine in one process (--no-host), as before the audio host"
+    )
     args = parser.parse_args()
     random.seed(1)
     # The listener is an instrument: its own Python callback must not be the one that is late.
@@ -458,11 +494,14 @@ def main() -> int:
         model = None
         if args.tiny:
             model = str(tmp / "tiny")
-            subprocess.run([sys.executable, "-m", "riffengine.cli", "tiny-model", model], check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "riffengine.cli", "tiny-model", model], check=True, stdout=subprocess.DEVNULL
+            )
         args.show = bank_safe_loop(tmp)
-        print(f"period {PERIOD} frames = {PERIOD / RATE * 1000:.2f} ms; renderer "
-              f"{'tiny model, ' + str(args.steps) + ' steps' if model else 'fake'}; {args.seconds:g} s a load")
+        print(
+            f"period {PERIOD} frames = {PERIOD / RATE * 1000:.2f} ms; renderer "
+            f"{'tiny model, ' + str(args.steps) + ' steps' if model else 'fake'}; {args.seconds:g} s a load"
+        )
         rows = []
         for load in [x.strip() for x in args.loads.split(",") if x.strip()]:
             row = run_load(args, load, model, tmp)

@@ -44,18 +44,24 @@ def main() -> int:
     parser.add_argument("--evolve", type=float, help="evolve step per loop (0 = off, 0.25 as Riffusion)")
     parser.add_argument("--glide", type=int, help="loops a prompt/weight/seed change glides over")
     parser.add_argument("--transport", choices=["play", "stop"], help="play or stop on the bar grid")
-    parser.add_argument("--listen", type=float, default=0.0, metavar="SECONDS",
-                        help="subscribe and print pushed events for this long")
+    parser.add_argument(
+        "--listen", type=float, default=0.0, metavar="SECONDS", help="subscribe and print pushed events for this long"
+    )
     args = parser.parse_args()
 
     engine = (args.host, args.port)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0" if args.host not in ("127.0.0.1", "localhost") else "127.0.0.1", 0))
 
-    changes = [("/riff/prompt_a/0", args.prompt), ("/riff/prompt_b/0", args.prompt_b),
-               ("/riff/alpha", args.alpha), ("/riff/seed_a", args.seed),
-               ("/riff/evolve", args.evolve), ("/riff/glide", args.glide),
-               ("/riff/transport", args.transport)]
+    changes = [
+        ("/riff/prompt_a/0", args.prompt),
+        ("/riff/prompt_b/0", args.prompt_b),
+        ("/riff/alpha", args.alpha),
+        ("/riff/seed_a", args.seed),
+        ("/riff/evolve", args.evolve),
+        ("/riff/glide", args.glide),
+        ("/riff/transport", args.transport),
+    ]
     for address, value in changes:
         if value is not None:
             sock.sendto(message(address, value), engine)

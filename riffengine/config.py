@@ -68,8 +68,7 @@ INSTANT_GUIDANCE = 1.0
 PRESETS = ("quality", "fast", "instant")
 
 
-def preset_values(preset: str, steps: int, scheduler: str,
-                  guidance: float) -> tuple[int, str, float]:
+def preset_values(preset: str, steps: int, scheduler: str, guidance: float) -> tuple[int, str, float]:
     """Steps, scheduler and guidance a preset makes of the configured ones.
 
     ``quality`` keeps them; ``fast`` caps steps at :data:`FAST_STEPS` with DPM-Solver++;
@@ -100,8 +99,7 @@ def has_few_step(specs: Iterable[AdapterSpec]) -> bool:
 
 # --- rules of the settings that are not parameters -------------------------------------------
 
-_ADAPTER_WHAT = ("a path, or a mapping like {path: adapters/lcm-lora-sdv1-5.safetensors, "
-                 "weight: 1.0, few_step: true}")
+_ADAPTER_WHAT = "a path, or a mapping like {path: adapters/lcm-lora-sdv1-5.safetensors, weight: 1.0, few_step: true}"
 
 
 class _AdapterEntry(v.Strict):
@@ -127,8 +125,10 @@ def _network(value: object) -> str:
     try:
         return str(ipaddress.ip_network(str(value), strict=False))
     except ValueError:
-        raise v.Invalid(f"{v.show(value)} is not a network; use CIDR like 127.0.0.0/8 or "
-                        "192.168.1.0/24, or 0.0.0.0/0 for any IPv4 sender") from None
+        raise v.Invalid(
+            f"{v.show(value)} is not a network; use CIDR like 127.0.0.0/8 or "
+            "192.168.1.0/24, or 0.0.0.0/0 for any IPv4 sender"
+        ) from None
 
 
 def _destination(value: object) -> str:
@@ -148,13 +148,14 @@ def _mappings(value: object) -> object:
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(m, Mapping) for m in value):
         return tuple(MappingProxyType(dict(m)) for m in value)
-    raise v.Invalid(f"{v.show(value)} is not valid; use a mappings file path, a list of "
-                    "mappings, or null")
+    raise v.Invalid(f"{v.show(value)} is not valid; use a mappings file path, a list of mappings, or null")
 
 
 _HOST = r"[A-Za-z0-9.:_\-\[\]]+"
-_TOKEN_WHAT = ("16 to 128 letters, digits, '-' or '_' (e.g. from `python3 -c 'import secrets; "
-               "print(secrets.token_urlsafe())'`), or null for a new one at every start")
+_TOKEN_WHAT = (
+    "16 to 128 letters, digits, '-' or '_' (e.g. from `python3 -c 'import secrets; "
+    "print(secrets.token_urlsafe())'`), or null for a new one at every start"
+)
 _AUTO_OR_FLAG = v.either(v.choice("auto"), v.FLAG, what="auto (on for CUDA), true or false")
 _NETWORKS = v.list_of(v.checked(_network))
 
@@ -203,7 +204,8 @@ class ModelSettings(Section):
     fuse_qkv: str | bool = v.setting(_AUTO_OR_FLAG, "auto")
     compile: str | None = v.setting(v.optional(v.choice(*COMPILE_MODES)), None)
     cpu_threads: str | int = v.setting(
-        v.either(v.choice("auto"), v.whole(1, 1024), what="auto (every core but one) or a number"), "auto")
+        v.either(v.choice("auto"), v.whole(1, 1024), what="auto (every core but one) or a number"), "auto"
+    )
     adapters: tuple[AdapterSpec, ...] = v.setting(v.list_of(v.checked(_adapter)), (), _adapter_paths)
     fuse_adapters: bool = v.setting(v.FLAG, False)
     required: bool = v.setting(v.FLAG, False)
@@ -219,8 +221,10 @@ class AudioSettings(Section):
     """
 
     output: str | int = v.setting(
-        v.either(v.whole(0, 1023), v.text(),
-                 what='"default", "jack", a device name or number, or a .wav path'), "default", _wav_path)
+        v.either(v.whole(0, 1023), v.text(), what='"default", "jack", a device name or number, or a .wav path'),
+        "default",
+        _wav_path,
+    )
     sample_rate: int = v.setting(v.whole(8000, 192000), 44100)
     jack_client_name: str = v.setting(v.text("a JACK client name", max_length=63), "riffengine")
     ring_buffer_seconds: float = v.setting(v.number(0.05, 60.0), 2.0)
@@ -310,8 +314,7 @@ class HttpSettings(Section):
     host: str = v.setting(v.text("an address to listen on, e.g. 127.0.0.1", _HOST), "127.0.0.1")
     port: int = v.setting(v.whole(0, 65535), 9080)
     allow: tuple[str, ...] = v.setting(_NETWORKS, ("127.0.0.0/8", "::1/128"))
-    token: str | None = v.setting(v.optional(v.text(_TOKEN_WHAT, r"[A-Za-z0-9_\-]{16,128}", noun="a token")),
-                                  None)
+    token: str | None = v.setting(v.optional(v.text(_TOKEN_WHAT, r"[A-Za-z0-9_\-]{16,128}", noun="a token")), None)
     max_clients: int = v.setting(v.whole(1, 256), 16)
     zeroconf: bool = v.setting(v.FLAG, True)
 
@@ -367,8 +370,7 @@ class PathsSettings(Section):
 
 
 RETIRED: dict[str, str] = {
-    "audio.block_size": "the audio period is the JACK server's (jackd -p) or the sound "
-                        "card's, never set here",
+    "audio.block_size": "the audio period is the JACK server's (jackd -p) or the sound card's, never set here",
 }
 """Settings that are no longer used, and why. A file that still sets one loads, with a
 warning naming the file, the line and the key."""
@@ -446,7 +448,8 @@ SECTION_NAMES: tuple[str, ...] = tuple(Settings.model_fields)
 """Every section of a config file, in the order of ``configs/default.yaml``."""
 
 SECTIONS: dict[str, type[Section]] = {
-    name: field.annotation for name, field in Settings.model_fields.items()  # type: ignore[misc]
+    name: field.annotation
+    for name, field in Settings.model_fields.items()  # type: ignore[misc]
     if isinstance(field.annotation, type) and issubclass(field.annotation, Section)
 }
 """The sections made of plain settings; ``initial`` and ``scenes`` hold parameter values."""
@@ -488,13 +491,13 @@ def _without(raw: Mapping[str, object], paths: Iterable[tuple[object, ...]]) -> 
     return out
 
 
-def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors,
-           warnings: Errors) -> Settings:
+def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors, warnings: Errors) -> Settings:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        errors.append(("", f"{v.show(raw)} is not a config; the file must be a mapping of "
-                           f"sections ({', '.join(SECTION_NAMES)})"))
+        errors.append(
+            ("", f"{v.show(raw)} is not a config; the file must be a mapping of sections ({', '.join(SECTION_NAMES)})")
+        )
         return Settings()
     raw = {**dict.fromkeys(SECTIONS), **_retire(raw, warnings)}  # every section checked, paths resolved
     context = {"base_dir": base_dir}
@@ -503,8 +506,7 @@ def _build(raw: object, base_dir: str | None, source: str | None, errors: Errors
     except ValidationError as exc:
         errors += v.messages(exc)
         try:  # the rest, with defaults for what was bad, for the checks across sections
-            settings = Settings.model_validate(_without(raw, [e["loc"] for e in exc.errors()]),
-                                               context=context)
+            settings = Settings.model_validate(_without(raw, [e["loc"] for e in exc.errors()]), context=context)
         except ValidationError:
             return Settings()
     settings._source = source
@@ -520,24 +522,39 @@ def render_preset(render: RenderSettings) -> str:
 def _check_backend(render: RenderSettings, errors: Errors) -> None:
     """More than one render worker needs the Ray backend."""
     if render.backend == "local" and render.workers > 1:
-        errors.append(("render.workers", f"is {render.workers} but render.backend is local (one "
-                                         "render thread); set render.backend: ray, or workers: 1"))
+        errors.append(
+            (
+                "render.workers",
+                f"is {render.workers} but render.backend is local (one "
+                "render thread); set render.backend: ray, or workers: 1",
+            )
+        )
 
 
 def _cross_checks(settings: Settings, errors: Errors) -> None:
     render = settings.render
     if render.fast and render.preset not in ("quality", "fast"):
-        errors.append(("render.fast", f"is true but render.preset is {render.preset}; drop "
-                                      "render.fast (render.preset: fast says the same)"))
+        errors.append(
+            (
+                "render.fast",
+                f"is true but render.preset is {render.preset}; drop render.fast (render.preset: fast says the same)",
+            )
+        )
     if render_preset(render) == "instant" and not has_few_step(settings.model.adapters):
-        errors.append(("render.preset", "instant needs a few-step adapter (LCM-LoRA, TCD or "
-                                        "Hyper-SD for SD 1.5); add one to model.adapters with "
-                                        "few_step: true (README: 'Few-step and style "
-                                        "adapters'), or use preset fast"))
+        errors.append(
+            (
+                "render.preset",
+                "instant needs a few-step adapter (LCM-LoRA, TCD or "
+                "Hyper-SD for SD 1.5); add one to model.adapters with "
+                "few_step: true (README: 'Few-step and style "
+                "adapters'), or use preset fast",
+            )
+        )
     _check_backend(render, errors)
     if settings.tempo.source == "midi" and not settings.tempo.midi_clock_in:
-        errors.append(("tempo.midi_clock_in", "is not set; name the MIDI port the clock "
-                                              "comes in on, since tempo.source is midi"))
+        errors.append(
+            ("tempo.midi_clock_in", "is not set; name the MIDI port the clock comes in on, since tempo.source is midi")
+        )
 
 
 def _line(path: str, lines: Mapping[str, int]) -> float:
@@ -588,8 +605,7 @@ def _key_lines(node: yaml.Node | None, prefix: str, lines: dict[str, int], error
     for key_node, value_node in node.value:
         path = f"{prefix}{key_node.value}"
         if path in seen:
-            errors.append((path, f"appears twice (again on line {key_node.start_mark.line + 1}); "
-                                 "keep one"))
+            errors.append((path, f"appears twice (again on line {key_node.start_mark.line + 1}); keep one"))
         seen.add(path)
         lines.setdefault(path, key_node.start_mark.line + 1)
         _key_lines(value_node, path + ".", lines, errors)
@@ -679,8 +695,7 @@ def initial_values(settings: Settings) -> tuple[tuple[str, object], ...]:
     section, which wins.
     """
     tempo, loop, render = settings.tempo, settings.loop, settings.render
-    steps, scheduler, guidance = preset_values(render_preset(render), render.steps,
-                                               render.scheduler, render.guidance)
+    steps, scheduler, guidance = preset_values(render_preset(render), render.steps, render.scheduler, render.guidance)
     return (
         ("bpm", tempo.bpm),
         ("beats_per_bar", tempo.beats_per_bar),

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, replace
-from typing import SupportsInt, TypedDict, cast
+from typing import SupportsFloat, SupportsInt, TypedDict, cast
 
 from riffengine.render.request import PromptSlot, RenderRequest, Side, to_render_request
 from riffengine.state import State
@@ -39,8 +39,18 @@ from riffengine.state import State
 SEED_LIMIT = 2**32
 """Seeds wrap around at this (the parameter's range)."""
 
-GLIDE_KEYS = ("prompt_a", "weight_a", "seed_a", "denoise_a", "guidance_a",
-              "prompt_b", "weight_b", "seed_b", "denoise_b", "guidance_b")
+GLIDE_KEYS = (
+    "prompt_a",
+    "weight_a",
+    "seed_a",
+    "denoise_a",
+    "guidance_a",
+    "prompt_b",
+    "weight_b",
+    "seed_b",
+    "denoise_b",
+    "guidance_b",
+)
 """The parameters whose change glides when ``glide`` > 0."""
 
 DIGITS = 9
@@ -179,8 +189,9 @@ def glide_triggered(old: State, new: State) -> bool:
 def _loop(state: State, step: int, position: float, glide: Glide | None) -> Loop:
     target = evolve_request(state, position)
     request = target if glide is None else glide_request(glide.start, target, glide.fraction)
-    return Loop(step, position, glide, request, float(state.values["bpm"]),  # type: ignore[arg-type]
-                int(state.values["bars"]))  # type: ignore[call-overload]
+    bpm = float(cast("SupportsFloat", state.values["bpm"]))
+    bars = int(cast("SupportsInt", state.values["bars"]))
+    return Loop(step, position, glide, request, bpm, bars)
 
 
 def first_loop(state: State) -> Loop:
@@ -265,4 +276,3 @@ def describe(loop: Loop) -> LoopDescription:
         "position": loop.position,
         "glide": f"{loop.glide.done}/{loop.glide.loops}" if loop.glide is not None else "",
     }
-

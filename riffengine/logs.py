@@ -38,11 +38,11 @@ PRIORITIES = {
 """Python level -> syslog priority (7 debug, 6 info, 4 warning, 3 error, 2 critical)."""
 
 EXPECTED_FAULTS: set[str] = {
-    "UserError",           # anything a user got wrong
-    "BadAudio",            # a render returned NaN or silence
-    "WarmUpFailed",        # the first render failed
-    "OutOfMemoryError",    # torch.cuda.OutOfMemoryError
-    "PortAudioError",      # the audio device or JACK server went away
+    "UserError",  # anything a user got wrong
+    "BadAudio",  # a render returned NaN or silence
+    "WarmUpFailed",  # the first render failed
+    "OutOfMemoryError",  # torch.cuda.OutOfMemoryError
+    "PortAudioError",  # the audio device or JACK server went away
     "JackError",
     "ClipDropped",
 }
@@ -137,9 +137,12 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         pass
 
 
-def setup_logging(level: str | int = "INFO", stream: IO[str] | None = None,
-                  env: Mapping[str, str] | None = None,
-                  journald: bool | None = None) -> logging.Handler:
+def setup_logging(
+    level: str | int = "INFO",
+    stream: IO[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    journald: bool | None = None,
+) -> logging.Handler:
     """Send every log record to ``stream`` (default: the current stderr), one line each, from
     ``level`` up.
 
@@ -156,8 +159,11 @@ def setup_logging(level: str | int = "INFO", stream: IO[str] | None = None,
             raise UserError(f"log level {level!r} is unknown; use DEBUG, INFO, WARNING or ERROR")
         level = logging.getLevelNamesMapping()[name]
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_riffengine", False)
-                or (type(h) is logging.StreamHandler and h.stream in (sys.stderr, stream))]:
+    for old in [
+        h
+        for h in root.handlers
+        if getattr(h, "_riffengine", False) or (type(h) is logging.StreamHandler and h.stream in (sys.stderr, stream))
+    ]:
         root.removeHandler(old)
     handler: logging.Handler = StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(LineFormatter(journald))

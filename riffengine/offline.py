@@ -44,9 +44,14 @@ def walk(state: State, loops: int, change: Changes | None = None) -> list[Loop]:
     return out
 
 
-def render_loops(renderer, loops: list[Loop], beats_per_bar: int, crossfade_ms: float,
-                 sample_rate: int = MODEL_RATE,
-                 on_loop: Callable[[int, Loop], None] | None = None) -> np.ndarray:
+def render_loops(
+    renderer,
+    loops: list[Loop],
+    beats_per_bar: int,
+    crossfade_ms: float,
+    sample_rate: int = MODEL_RATE,
+    on_loop: Callable[[int, Loop], None] | None = None,
+) -> np.ndarray:
     """Render ``loops`` and play them one after the other on the bar grid: float32
     ``[frames, 2]`` of exactly the loops' lengths, the first from frame 0."""
     maker = ClipMaker(renderer, sample_rate, CHANNELS)
@@ -66,8 +71,11 @@ def render_loops(renderer, loops: list[Loop], beats_per_bar: int, crossfade_ms: 
             assert clip is not None  # the loop before's
             previous, start = start, start + len(clip.audio)
             continue
-        spec = ClipSpec(loop.request, loop_frames(loop.bars, loop.bpm, MODEL_RATE, beats_per_bar),
-                        loop_frames(loop.bars, loop.bpm, sample_rate, beats_per_bar))
+        spec = ClipSpec(
+            loop.request,
+            loop_frames(loop.bars, loop.bpm, MODEL_RATE, beats_per_bar),
+            loop_frames(loop.bars, loop.bpm, sample_rate, beats_per_bar),
+        )
         made = maker.render(spec)
         clip = timeline.make_clip(f"loop{index}", made.audio, loop.bpm, loop.bars)
         if index:

@@ -115,9 +115,7 @@ class Planner:
     last_tried_key: ClipKey | None = None
     jobs_issued: int = 0
     superseded: int = 0
-    durations: dict[str, deque] = field(
-        default_factory=lambda: {RENDER: deque(maxlen=16), STRETCH: deque(maxlen=16)}
-    )
+    durations: dict[str, deque] = field(default_factory=lambda: {RENDER: deque(maxlen=16), STRETCH: deque(maxlen=16)})
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -197,8 +195,9 @@ class Planner:
         key = self.wanted_key
         return key != self.last_good_key and key != self.last_tried_key
 
-    def next_job(self, cursor: int, next_seam: int, loop_frames: int, fade_frames: int,
-                 not_before: int = 0) -> Job | None:
+    def next_job(
+        self, cursor: int, next_seam: int, loop_frames: int, fade_frames: int, not_before: int = 0
+    ) -> Job | None:
         """The job to start now, or None (one in flight, or nothing new wanted).
 
         ``not_before``: the earliest seam it may target (a loop rendered ahead follows the

@@ -59,8 +59,9 @@ def parse_step(index: int, raw: object, where: str) -> Step:
         raise UserError(f"{name} is not a mapping; write e.g. '- at: 4.0' and 'set: {{bpm: 130}}'")
     unknown = set(raw) - {"at", "bar", "set", "scene"}
     if unknown:
-        raise UserError(f"{name}: unknown key(s) {', '.join(map(str, sorted(unknown)))}; "
-                        "use at or bar, and set and/or scene")
+        raise UserError(
+            f"{name}: unknown key(s) {', '.join(map(str, sorted(unknown)))}; use at or bar, and set and/or scene"
+        )
     if ("at" in raw) == ("bar" in raw):
         raise UserError(f"{name}: give exactly one of 'at: SECONDS' or 'bar: N'")
     seconds = raw.get("at")
@@ -78,8 +79,7 @@ def parse_step(index: int, raw: object, where: str) -> Step:
         st.apply_many(st.initial_state(), changes)
     except UserError as exc:
         raise UserError(f"{name}: {exc}") from None
-    return Step(index, float(seconds) if seconds is not None else None, bar,
-                tuple(changes.items()), raw.get("scene"))
+    return Step(index, float(seconds) if seconds is not None else None, bar, tuple(changes.items()), raw.get("scene"))
 
 
 def load_script(path: str | os.PathLike[str]) -> list[Step]:

@@ -42,7 +42,7 @@ def alpha_neighbours(alpha: float, step: float, count: int = ALPHA_NEIGHBOURS) -
     grid = [round(k * step, 6) for k in range(int(1.0 / step + 1e-9) + 1)]
     others = [value for value in grid if abs(value - alpha) > 1e-9]
     others.sort(key=lambda value: (round(abs(value - alpha), 6), value))
-    return others[:2 * count]
+    return others[: 2 * count]
 
 
 def walk_keys(loop: evolve.Loop | None, state: State, steps: int = WALK_STEPS) -> list[ClipKey]:
@@ -75,9 +75,15 @@ def scene_keys(state: State, scenes: Iterable[Mapping[str, object]]) -> list[Cli
     return keys
 
 
-def candidates(state: State, walk_loop: evolve.Loop | None, alpha_step: float,
-               scenes: Iterable[Mapping[str, object]] = (), limit: int = 8,
-               skip: Iterable[ClipKey] = (), walk_steps: int = WALK_STEPS) -> list[ClipKey]:
+def candidates(
+    state: State,
+    walk_loop: evolve.Loop | None,
+    alpha_step: float,
+    scenes: Iterable[Mapping[str, object]] = (),
+    limit: int = 8,
+    skip: Iterable[ClipKey] = (),
+    walk_steps: int = WALK_STEPS,
+) -> list[ClipKey]:
     """The guessed clip keys, most likely first, without duplicates, ``skip`` or the State's own."""
     own = clip_key(state)
     seen = {own, *skip}

@@ -72,8 +72,11 @@ def main(argv: list[str]) -> int:
     if problems:
         for line in problems:
             print(f"check_lock: {line} ({lock})", file=sys.stderr)
-        print(f"check_lock: this environment differs from {lock}: run scripts/setup.sh to "
-              "install the lock, or scripts/lock.sh if pyproject.toml changed", file=sys.stderr)
+        print(
+            f"check_lock: this environment differs from {lock}: run scripts/setup.sh to "
+            "install the lock, or scripts/lock.sh if pyproject.toml changed",
+            file=sys.stderr,
+        )
         return 1
     print(f"check_lock: {len(pins)} packages match {lock}")
     return 0

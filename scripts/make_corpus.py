@@ -96,16 +96,57 @@ def drums(name: str, kit: Drums, bpm: float = 100.0) -> Callable:
 
 def full_mix_loop(name: str) -> Loop:
     """Drums, bass, piano, strings, brass and a saw lead at once: the densest clip."""
-    kit = Drums(KIT_STANDARD, {
-        36: "X..x..x.X..x..x.", 38: "....X.......X..g", 42: "xxxxxxxxxxxxxxxx", 49: "X...............",
-    })
-    return Loop(name, 110.0, 2, 4, name, kit, (
-        Instrument(0, FINGER_BASS, tuple(Note(i * 0.5, 0.45, p, 100) for i, p in enumerate("A1 A2 C2 A1 F1 F2 G1 G2 A1 A2 C2 E2 F1 F2 G1 E1".split())), volume=110, reverb=10),
-        Instrument(1, PIANO, chords([(0, 2, "A3 C4 E4"), (2, 2, "F3 A3 C4"), (4, 2, "G3 B3 D4"), (6, 2, "E3 G#3 B3")], 90)),
-        Instrument(2, STRINGS, chords([(0, 4, "A4 C5 E5"), (4, 4, "G4 B4 D5")], 80), volume=90),
-        Instrument(3, BRASS, chords([(1.5, 0.5, "E4 A4 C5"), (3.5, 0.5, "F4 A4 C5"), (5.5, 0.5, "G4 B4 D5"), (7.5, 0.5, "G#4 B4 E5")], 100), volume=100),
-        Instrument(4, SAW_LEAD, tuple(Note(i * 0.25, 0.2, p, 90) for i, p in enumerate("E5 A5 C6 B5 A5 E5 C5 E5 D5 F5 A5 G5 F5 D5 B4 D5".split())), volume=80),
-    ))
+    kit = Drums(
+        KIT_STANDARD,
+        {
+            36: "X..x..x.X..x..x.",
+            38: "....X.......X..g",
+            42: "xxxxxxxxxxxxxxxx",
+            49: "X...............",
+        },
+    )
+    return Loop(
+        name,
+        110.0,
+        2,
+        4,
+        name,
+        kit,
+        (
+            Instrument(
+                0,
+                FINGER_BASS,
+                tuple(
+                    Note(i * 0.5, 0.45, p, 100)
+                    for i, p in enumerate("A1 A2 C2 A1 F1 F2 G1 G2 A1 A2 C2 E2 F1 F2 G1 E1".split())
+                ),
+                volume=110,
+                reverb=10,
+            ),
+            Instrument(
+                1, PIANO, chords([(0, 2, "A3 C4 E4"), (2, 2, "F3 A3 C4"), (4, 2, "G3 B3 D4"), (6, 2, "E3 G#3 B3")], 90)
+            ),
+            Instrument(2, STRINGS, chords([(0, 4, "A4 C5 E5"), (4, 4, "G4 B4 D5")], 80), volume=90),
+            Instrument(
+                3,
+                BRASS,
+                chords(
+                    [(1.5, 0.5, "E4 A4 C5"), (3.5, 0.5, "F4 A4 C5"), (5.5, 0.5, "G4 B4 D5"), (7.5, 0.5, "G#4 B4 E5")],
+                    100,
+                ),
+                volume=100,
+            ),
+            Instrument(
+                4,
+                SAW_LEAD,
+                tuple(
+                    Note(i * 0.25, 0.2, p, 90)
+                    for i, p in enumerate("E5 A5 C6 B5 A5 E5 C5 E5 D5 F5 A5 G5 F5 D5 B4 D5".split())
+                ),
+                volume=80,
+            ),
+        ),
+    )
 
 
 def full_mix(workdir: Path, num_samples: int) -> np.ndarray:
@@ -160,7 +201,7 @@ def noise_bursts(workdir: Path, num_samples: int) -> np.ndarray:
     start = 0
     while start < num_samples:
         length = int(rng.uniform(0.005, 0.4) * SAMPLE_RATE)
-        out[start:start + length] = rng.standard_normal(min(length, num_samples - start)) * rng.uniform(0.05, 0.3)
+        out[start : start + length] = rng.standard_normal(min(length, num_samples - start)) * rng.uniform(0.05, 0.3)
         start += length + int(rng.uniform(0.05, 0.3) * SAMPLE_RATE)
     return out
 
@@ -176,7 +217,7 @@ def filtered_noise(workdir: Path, num_samples: int) -> np.ndarray:
         centre = 400 * 2 ** (3 * (0.5 + 0.5 * np.sin(i / 6)))
         shape = np.exp(-0.5 * (np.log2(np.maximum(freqs, 1) / centre) / 0.4) ** 2)
         spectrum = np.fft.rfft(rng.standard_normal(block)) * shape
-        out[start:start + block] += np.fft.irfft(spectrum, block) * window
+        out[start : start + block] += np.fft.irfft(spectrum, block) * window
     return out[:num_samples]
 
 
@@ -219,10 +260,10 @@ def near_silence_clicks(workdir: Path, num_samples: int) -> np.ndarray:
     rng = np.random.default_rng(14)
     out = rng.standard_normal(num_samples) * 10 ** (-70 / 20)
     for pos in rng.integers(0, num_samples - 2000, size=6):
-        out[pos:pos + 3] += rng.uniform(-0.8, 0.8, size=3)
+        out[pos : pos + 3] += rng.uniform(-0.8, 0.8, size=3)
     t = np.arange(4000) / SAMPLE_RATE
     knock = 0.5 * np.sin(2 * np.pi * 180 * t) * np.exp(-t * 60)
-    out[num_samples // 2:num_samples // 2 + len(knock)] += knock
+    out[num_samples // 2 : num_samples // 2 + len(knock)] += knock
     return out
 
 
@@ -246,24 +287,106 @@ def clipped_bass(workdir: Path, num_samples: int) -> np.ndarray:
 # ---------------------------------------------------------------- the corpus
 
 CLIPS: dict[str, Callable[[Path, int], np.ndarray]] = {
-    "fs_bass_finger": melodic("fs_bass_finger", FINGER_BASS, scale_notes("E1 E2 G1 A1 B1 D2 E2 B1 E1 G1 A1 C2 B1 A1 G1 D1", 0.5, 0.45), reverb=10),
+    "fs_bass_finger": melodic(
+        "fs_bass_finger",
+        FINGER_BASS,
+        scale_notes("E1 E2 G1 A1 B1 D2 E2 B1 E1 G1 A1 C2 B1 A1 G1 D1", 0.5, 0.45),
+        reverb=10,
+    ),
     "fs_bass_synth": melodic("fs_bass_synth", SYNTH_BASS, scale_notes("C2 C2 C3 C2 Eb2 F2 G2 Bb1", 1.0, 0.8), bpm=100),
-    "fs_brass_section": melodic("fs_brass_section", BRASS, chords([(0, 1.5, "C4 E4 G4"), (2, 1, "D4 F4 A4"), (3.5, 0.5, "E4 G4 B4"), (4, 3.5, "F4 A4 C5")], 110)),
+    "fs_brass_section": melodic(
+        "fs_brass_section",
+        BRASS,
+        chords([(0, 1.5, "C4 E4 G4"), (2, 1, "D4 F4 A4"), (3.5, 0.5, "E4 G4 B4"), (4, 3.5, "F4 A4 C5")], 110),
+    ),
     "fs_choir_aahs": melodic("fs_choir_aahs", CHOIR, chords([(0, 4, "D4 F4 A4"), (4, 4, "C4 E4 G4")], 90), bpm=80),
-    "fs_drums_electronic": drums("fs_drums_electronic", Drums(KIT_ELECTRONIC, {36: "X..x..X...x.....", 39: "....X.......X...", 42: "x.xox.xox.xox.xo", 46: "..........X....."}), bpm=124),
-    "fs_drums_kick_snare": drums("fs_drums_kick_snare", Drums(KIT_STANDARD, {36: "X.......X.x.....", 38: "....X.......X..."}), bpm=94),
-    "fs_flute_melody": melodic("fs_flute_melody", FLUTE, scale_notes("G5 A5 B5 D6 B5 A5 G5 E5 D5 E5 G5 A5 G5 E5 D5 D5", 0.5, 0.5, 85)),
+    "fs_drums_electronic": drums(
+        "fs_drums_electronic",
+        Drums(
+            KIT_ELECTRONIC,
+            {36: "X..x..X...x.....", 39: "....X.......X...", 42: "x.xox.xox.xox.xo", 46: "..........X....."},
+        ),
+        bpm=124,
+    ),
+    "fs_drums_kick_snare": drums(
+        "fs_drums_kick_snare", Drums(KIT_STANDARD, {36: "X.......X.x.....", 38: "....X.......X..."}), bpm=94
+    ),
+    "fs_flute_melody": melodic(
+        "fs_flute_melody", FLUTE, scale_notes("G5 A5 B5 D6 B5 A5 G5 E5 D5 E5 G5 A5 G5 E5 D5 D5", 0.5, 0.5, 85)
+    ),
     "fs_full_mix": full_mix,
-    "fs_guitar_distorted": melodic("fs_guitar_distorted", DIST_GUITAR, chords([(0, 0.5, "E2 B2 E3"), (0.5, 0.5, "E2 B2 E3"), (1, 1, "G2 D3 G3"), (2, 0.75, "A2 E3 A3"), (3, 1, "C3 G3 C4"), (4, 2, "B2 F#3 B3"), (6, 2, "E2 B2 E3")], 110), bpm=120, reverb=20),
-    "fs_guitar_nylon": melodic("fs_guitar_nylon", NYLON, scale_notes("E3 B3 E4 G4 B4 G4 E4 B3 A2 E3 A3 C4 E4 C4 A3 E3", 0.5, 1.5, 90)),
-    "fs_harp_pluck": melodic("fs_harp_pluck", HARP, scale_notes("C4 E4 G4 C5 E5 G5 C6 G5 E5 C5 G4 E4 C4 G3 E3 C3 D4 F4 A4 D5 F5 A5 D6 A5 F5 D5 A4 F4 D4 A3 F3 D3", 0.25, 1.0, 90)),
-    "fs_marimba": melodic("fs_marimba", MARIMBA, scale_notes("A4 C5 E5 A5 G5 E5 C5 D5 F4 A4 C5 F5 E5 C5 A4 B4", 0.5, 0.4, 100), bpm=120),
+    "fs_guitar_distorted": melodic(
+        "fs_guitar_distorted",
+        DIST_GUITAR,
+        chords(
+            [
+                (0, 0.5, "E2 B2 E3"),
+                (0.5, 0.5, "E2 B2 E3"),
+                (1, 1, "G2 D3 G3"),
+                (2, 0.75, "A2 E3 A3"),
+                (3, 1, "C3 G3 C4"),
+                (4, 2, "B2 F#3 B3"),
+                (6, 2, "E2 B2 E3"),
+            ],
+            110,
+        ),
+        bpm=120,
+        reverb=20,
+    ),
+    "fs_guitar_nylon": melodic(
+        "fs_guitar_nylon", NYLON, scale_notes("E3 B3 E4 G4 B4 G4 E4 B3 A2 E3 A3 C4 E4 C4 A3 E3", 0.5, 1.5, 90)
+    ),
+    "fs_harp_pluck": melodic(
+        "fs_harp_pluck",
+        HARP,
+        scale_notes(
+            "C4 E4 G4 C5 E5 G5 C6 G5 E5 C5 G4 E4 C4 G3 E3 C3 D4 F4 A4 D5 F5 A5 D6 A5 F5 D5 A4 F4 D4 A3 F3 D3",
+            0.25,
+            1.0,
+            90,
+        ),
+    ),
+    "fs_marimba": melodic(
+        "fs_marimba", MARIMBA, scale_notes("A4 C5 E5 A5 G5 E5 C5 D5 F4 A4 C5 F5 E5 C5 A4 B4", 0.5, 0.4, 100), bpm=120
+    ),
     "fs_organ": melodic("fs_organ", ORGAN, chords([(0, 4, "C3 G3 C4 E4 G4"), (4, 4, "F2 C3 F3 A3 C4")], 95), bpm=70),
-    "fs_pad_warm": melodic("fs_pad_warm", WARM_PAD, chords([(0, 4, "A2 E3 A3 C4 E4"), (4, 4, "F2 C3 F3 A3 C4")], 90), bpm=80, reverb=80),
-    "fs_piano": melodic("fs_piano", PIANO, chords([(0, 1, "C3 C4 E4 G4"), (1, 1, "C5"), (2, 1, "A2 A3 C4 E4"), (3, 0.5, "E5"), (3.5, 0.5, "D5"), (4, 1, "F2 F3 A3 C4"), (5, 1, "A4"), (6, 2, "G2 G3 B3 D4 G4")], 95), bpm=90),
-    "fs_saw_lead": melodic("fs_saw_lead", SAW_LEAD, scale_notes("A4 A4 C5 D5 E5 E5 G5 E5 D5 C5 A4 G4 A4 C5 A4 A4", 0.5, 0.4, 100), bpm=110, reverb=30),
-    "fs_sax_melody": melodic("fs_sax_melody", ALTO_SAX, scale_notes("F4 G4 Ab4 C5 Bb4 Ab4 G4 F4", 1.0, 0.9, 95), bpm=90),
-    "fs_strings": melodic("fs_strings", STRINGS, chords([(0, 2, "E3 B3 G4"), (2, 2, "C3 C4 G4 E5"), (4, 2, "D3 A3 F#4 D5"), (6, 2, "B2 B3 F#4 D5")], 90), bpm=94),
+    "fs_pad_warm": melodic(
+        "fs_pad_warm", WARM_PAD, chords([(0, 4, "A2 E3 A3 C4 E4"), (4, 4, "F2 C3 F3 A3 C4")], 90), bpm=80, reverb=80
+    ),
+    "fs_piano": melodic(
+        "fs_piano",
+        PIANO,
+        chords(
+            [
+                (0, 1, "C3 C4 E4 G4"),
+                (1, 1, "C5"),
+                (2, 1, "A2 A3 C4 E4"),
+                (3, 0.5, "E5"),
+                (3.5, 0.5, "D5"),
+                (4, 1, "F2 F3 A3 C4"),
+                (5, 1, "A4"),
+                (6, 2, "G2 G3 B3 D4 G4"),
+            ],
+            95,
+        ),
+        bpm=90,
+    ),
+    "fs_saw_lead": melodic(
+        "fs_saw_lead",
+        SAW_LEAD,
+        scale_notes("A4 A4 C5 D5 E5 E5 G5 E5 D5 C5 A4 G4 A4 C5 A4 A4", 0.5, 0.4, 100),
+        bpm=110,
+        reverb=30,
+    ),
+    "fs_sax_melody": melodic(
+        "fs_sax_melody", ALTO_SAX, scale_notes("F4 G4 Ab4 C5 Bb4 Ab4 G4 F4", 1.0, 0.9, 95), bpm=90
+    ),
+    "fs_strings": melodic(
+        "fs_strings",
+        STRINGS,
+        chords([(0, 2, "E3 B3 G4"), (2, 2, "C3 C4 G4 E5"), (4, 2, "D3 A3 F#4 D5"), (6, 2, "B2 B3 F#4 D5")], 90),
+        bpm=94,
+    ),
     "noise_bursts": noise_bursts,
     "noise_filtered": filtered_noise,
     "sig_chirps": chirps,
@@ -272,9 +395,24 @@ CLIPS: dict[str, Callable[[Path, int], np.ndarray]] = {
     "sig_near_silence_clicks": near_silence_clicks,
     "sig_sweep_log": log_sweep,
     "sig_sweeps_linear": linear_sweeps,
-    "speech_de_fast": speech("de", 200, 40, "Guten Abend, meine Damen und Herren. Heute Nacht spielen wir neue Musik, die niemand vorher gehört hat."),
-    "speech_en_female": speech("en-us+f3", 160, 60, "Riffusion turns a picture of sound back into sound. Every loop goes through this decoder, so listen closely."),
-    "speech_en_male": speech("en-gb", 140, 35, "The quick brown fox jumps over the lazy dog while seven musicians tune their instruments on stage."),
+    "speech_de_fast": speech(
+        "de",
+        200,
+        40,
+        "Guten Abend, meine Damen und Herren. Heute Nacht spielen wir neue Musik, die niemand vorher gehört hat.",
+    ),
+    "speech_en_female": speech(
+        "en-us+f3",
+        160,
+        60,
+        "Riffusion turns a picture of sound back into sound. Every loop goes through this decoder, so listen closely.",
+    ),
+    "speech_en_male": speech(
+        "en-gb",
+        140,
+        35,
+        "The quick brown fox jumps over the lazy dog while seven musicians tune their instruments on stage.",
+    ),
     "vowels_sung_high": sung_vowels("en-us+f2", (60, 75, 90, 99)),
     "vowels_sung_low": sung_vowels("en-gb", (10, 25, 40, 55)),
 }
@@ -325,7 +463,9 @@ def write_clip(name: str, out_dir: Path, num_samples: int = CLIP_SAMPLES) -> Pat
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Render the decoder's evaluation corpus and encode it as images.")
     parser.add_argument("names", nargs="*", help="clips to make (default: all)")
-    parser.add_argument("-o", "--out-dir", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "-o", "--out-dir", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in CLIPS]
     if unknown:

@@ -144,17 +144,32 @@ LOOPS: tuple[Loop, ...] = (
         bars=2,
         beats_per_bar=4,
         description="Straight drums and finger bass in E minor; the default seed",
-        drums=Drums(KIT_STANDARD, {
-            KICK:  "X.....x.x....... | X.....x...x..o..",
-            SNARE: "....X.......X... | ....X.......X..g",
-            HAT:   "x.o.x.o.x.o.x.o. | x.o.x.o.x.o.x.o.",
-        }),
+        drums=Drums(
+            KIT_STANDARD,
+            {
+                KICK: "X.....x.x....... | X.....x...x..o..",
+                SNARE: "....X.......X... | ....X.......X..g",
+                HAT: "x.o.x.o.x.o.x.o. | x.o.x.o.x.o.x.o.",
+            },
+        ),
         parts=(
-            Instrument(0, FINGER_BASS, (
-                Note(0.0, 1.2, "E2", 105), Note(1.5, 0.4, "E2", 85), Note(2.0, 0.9, "G2", 95),
-                Note(3.0, 0.8, "A2", 90), Note(4.0, 1.2, "E2", 105), Note(5.5, 0.4, "D3", 85),
-                Note(6.0, 0.9, "B2", 95), Note(7.0, 0.4, "A2", 85), Note(7.5, 0.4, "G2", 80),
-            ), volume=110, reverb=10),
+            Instrument(
+                0,
+                FINGER_BASS,
+                (
+                    Note(0.0, 1.2, "E2", 105),
+                    Note(1.5, 0.4, "E2", 85),
+                    Note(2.0, 0.9, "G2", 95),
+                    Note(3.0, 0.8, "A2", 90),
+                    Note(4.0, 1.2, "E2", 105),
+                    Note(5.5, 0.4, "D3", 85),
+                    Note(6.0, 0.9, "B2", 95),
+                    Note(7.0, 0.4, "A2", 85),
+                    Note(7.5, 0.4, "G2", 80),
+                ),
+                volume=110,
+                reverb=10,
+            ),
         ),
     ),
     Loop(
@@ -163,22 +178,47 @@ LOOPS: tuple[Loop, ...] = (
         bars=2,
         beats_per_bar=4,
         description="Four-on-the-floor house: 808 kick, clap, off-beat open hats, organ stabs, A minor",
-        drums=Drums(KIT_808, {
-            KICK:     "X...X...X...X...",
-            CLAP:     "....x.......x...",
-            OPEN_HAT: "..x...x...x...x.",
-            HAT:      "g.g.g.g.g.g.g.gg",
-        }),
+        drums=Drums(
+            KIT_808,
+            {
+                KICK: "X...X...X...X...",
+                CLAP: "....x.......x...",
+                OPEN_HAT: "..x...x...x...x.",
+                HAT: "g.g.g.g.g.g.g.gg",
+            },
+        ),
         parts=(
-            Instrument(0, SYNTH_BASS_1, (
-                Note(0.5, 0.35, "A1", 100), Note(1.5, 0.35, "A1", 100), Note(2.5, 0.35, "C2", 100),
-                Note(3.5, 0.35, "A1", 100), Note(4.5, 0.35, "F1", 100), Note(5.5, 0.35, "F1", 100),
-                Note(6.5, 0.35, "G1", 100), Note(7.5, 0.35, "E1", 100),
-            ), volume=100, reverb=5),
-            Instrument(1, PERC_ORGAN, chords([
-                (0.75, 0.25, "A3 C4 E4 G4"), (2.25, 0.25, "A3 C4 E4 G4"),
-                (4.75, 0.25, "F3 A3 C4 E4"), (6.25, 0.25, "G3 B3 D4 F4"),
-            ], velocity=75), volume=85, reverb=60),
+            Instrument(
+                0,
+                SYNTH_BASS_1,
+                (
+                    Note(0.5, 0.35, "A1", 100),
+                    Note(1.5, 0.35, "A1", 100),
+                    Note(2.5, 0.35, "C2", 100),
+                    Note(3.5, 0.35, "A1", 100),
+                    Note(4.5, 0.35, "F1", 100),
+                    Note(5.5, 0.35, "F1", 100),
+                    Note(6.5, 0.35, "G1", 100),
+                    Note(7.5, 0.35, "E1", 100),
+                ),
+                volume=100,
+                reverb=5,
+            ),
+            Instrument(
+                1,
+                PERC_ORGAN,
+                chords(
+                    [
+                        (0.75, 0.25, "A3 C4 E4 G4"),
+                        (2.25, 0.25, "A3 C4 E4 G4"),
+                        (4.75, 0.25, "F3 A3 C4 E4"),
+                        (6.25, 0.25, "G3 B3 D4 F4"),
+                    ],
+                    velocity=75,
+                ),
+                volume=85,
+                reverb=60,
+            ),
         ),
     ),
     Loop(
@@ -187,19 +227,42 @@ LOOPS: tuple[Loop, ...] = (
         bars=2,
         beats_per_bar=4,
         description="Swung boom-bap: kick, snare on 2 and 4, 16th hats, Rhodes chords and bass in D minor",
-        drums=Drums(KIT_STANDARD, {
-            KICK:  "X......x..x..... | X.......x.x.....",
-            SNARE: "....X.......X..g | ....X..g....X...",
-            HAT:   "x.gox.gox.gox.go | x.gox.gox.goX.go",
-        }),
+        drums=Drums(
+            KIT_STANDARD,
+            {
+                KICK: "X......x..x..... | X.......x.x.....",
+                SNARE: "....X.......X..g | ....X..g....X...",
+                HAT: "x.gox.gox.gox.go | x.gox.gox.goX.go",
+            },
+        ),
         parts=(
-            Instrument(0, ACOUSTIC_BASS, (
-                Note(0.0, 1.6, "D2", 105), Note(1.75, 0.5, "D2", 80), Note(2.5, 1.2, "F2", 95),
-                Note(4.0, 1.6, "G2", 105), Note(5.75, 0.5, "G2", 80), Note(6.5, 1.2, "A2", 95),
-            ), volume=110, reverb=10),
-            Instrument(1, RHODES, chords([
-                (0.0, 3.8, "F3 A3 C4 E4"), (4.0, 3.8, "E3 G3 Bb3 D4"),
-            ], velocity=65), volume=90, reverb=50),
+            Instrument(
+                0,
+                ACOUSTIC_BASS,
+                (
+                    Note(0.0, 1.6, "D2", 105),
+                    Note(1.75, 0.5, "D2", 80),
+                    Note(2.5, 1.2, "F2", 95),
+                    Note(4.0, 1.6, "G2", 105),
+                    Note(5.75, 0.5, "G2", 80),
+                    Note(6.5, 1.2, "A2", 95),
+                ),
+                volume=110,
+                reverb=10,
+            ),
+            Instrument(
+                1,
+                RHODES,
+                chords(
+                    [
+                        (0.0, 3.8, "F3 A3 C4 E4"),
+                        (4.0, 3.8, "E3 G3 Bb3 D4"),
+                    ],
+                    velocity=65,
+                ),
+                volume=90,
+                reverb=50,
+            ),
         ),
         swing=0.5,
     ),
@@ -209,19 +272,40 @@ LOOPS: tuple[Loop, ...] = (
         bars=2,
         beats_per_bar=4,
         description="Half-time ambient: warm pad and sub bass in C, kick on 1, snare on 3, shaker 8ths",
-        drums=Drums(KIT_ROOM, {
-            KICK:   "X.........x..... | X.......o.x.....",
-            SNARE2: "........X....... | ........X.......",
-            SHAKER: "x.o.x.o.x.o.x.o. | x.o.x.o.x.o.x.o.",
-            RIM:    "....o.......o... | ....o.......o...",
-        }, volume=100),
+        drums=Drums(
+            KIT_ROOM,
+            {
+                KICK: "X.........x..... | X.......o.x.....",
+                SNARE2: "........X....... | ........X.......",
+                SHAKER: "x.o.x.o.x.o.x.o. | x.o.x.o.x.o.x.o.",
+                RIM: "....o.......o... | ....o.......o...",
+            },
+            volume=100,
+        ),
         parts=(
-            Instrument(0, SYNTH_BASS_2, (
-                Note(0.0, 3.9, "C2", 95), Note(4.0, 3.9, "A1", 95),
-            ), volume=95, reverb=10),
-            Instrument(1, WARM_PAD, chords([
-                (0.0, 4.0, "E3 G3 B3 D4"), (4.0, 4.0, "C3 E3 G3 B3"),
-            ], velocity=60), volume=85, reverb=90),
+            Instrument(
+                0,
+                SYNTH_BASS_2,
+                (
+                    Note(0.0, 3.9, "C2", 95),
+                    Note(4.0, 3.9, "A1", 95),
+                ),
+                volume=95,
+                reverb=10,
+            ),
+            Instrument(
+                1,
+                WARM_PAD,
+                chords(
+                    [
+                        (0.0, 4.0, "E3 G3 B3 D4"),
+                        (4.0, 4.0, "C3 E3 G3 B3"),
+                    ],
+                    velocity=60,
+                ),
+                volume=85,
+                reverb=90,
+            ),
         ),
     ),
     Loop(
@@ -230,21 +314,44 @@ LOOPS: tuple[Loop, ...] = (
         bars=4,
         beats_per_bar=4,
         description="Drum-and-bass breakbeat (85 BPM half-time feel): two-step kick and snare, "
-                    "ride 8ths, Reese-style bass in F minor",
-        drums=Drums(KIT_STANDARD, {
-            KICK:  "X.........x..... | X.........x..... | X.........x..... | X.......x.x.....",
-            SNARE: "....X..g....X... | ....X..g....X..g | ....X..g....X... | ....X..g..X.X.gx",
-            RIDE:  "x.o.x.o.x.o.x.o. | x.o.x.o.x.o.x.o. | x.o.x.o.x.o.x.o. | x.o.x.o.x.o.x.o.",
-            CRASH: "X............... | ................ | ................ | ................",
-        }),
+        "ride 8ths, Reese-style bass in F minor",
+        drums=Drums(
+            KIT_STANDARD,
+            {
+                KICK: "X.........x..... | X.........x..... | X.........x..... | X.......x.x.....",
+                SNARE: "....X..g....X... | ....X..g....X..g | ....X..g....X... | ....X..g..X.X.gx",
+                RIDE: "x.o.x.o.x.o.x.o. | x.o.x.o.x.o.x.o. | x.o.x.o.x.o.x.o. | x.o.x.o.x.o.x.o.",
+                CRASH: "X............... | ................ | ................ | ................",
+            },
+        ),
         parts=(
-            Instrument(0, SYNTH_BASS_2, (
-                Note(0.0, 3.5, "F1", 100), Note(4.0, 1.5, "F1", 95), Note(6.0, 1.8, "Ab1", 95),
-                Note(8.0, 3.5, "Db2", 100), Note(12.0, 1.5, "C2", 95), Note(14.0, 1.8, "Eb2", 95),
-            ), volume=105, reverb=10),
-            Instrument(1, HALO_PAD, chords([
-                (0.0, 8.0, "F3 Ab3 C4"), (8.0, 8.0, "Db3 F3 Ab3 C4"),
-            ], velocity=50), volume=70, reverb=80),
+            Instrument(
+                0,
+                SYNTH_BASS_2,
+                (
+                    Note(0.0, 3.5, "F1", 100),
+                    Note(4.0, 1.5, "F1", 95),
+                    Note(6.0, 1.8, "Ab1", 95),
+                    Note(8.0, 3.5, "Db2", 100),
+                    Note(12.0, 1.5, "C2", 95),
+                    Note(14.0, 1.8, "Eb2", 95),
+                ),
+                volume=105,
+                reverb=10,
+            ),
+            Instrument(
+                1,
+                HALO_PAD,
+                chords(
+                    [
+                        (0.0, 8.0, "F3 Ab3 C4"),
+                        (8.0, 8.0, "Db3 F3 Ab3 C4"),
+                    ],
+                    velocity=50,
+                ),
+                volume=70,
+                reverb=80,
+            ),
         ),
     ),
     Loop(
@@ -253,22 +360,54 @@ LOOPS: tuple[Loop, ...] = (
         bars=2,
         beats_per_bar=3,
         description="3/4 waltz with brushes: upright bass on 1, piano chords on 2 and 3, strings, G major",
-        drums=Drums(KIT_BRUSH, {
-            KICK:  "x........... | o...........",
-            SNARE: "....o...o... | ....o...o..g",
-            RIDE:  "x...x.o.x... | x...x.o.x...",
-        }, volume=100),
+        drums=Drums(
+            KIT_BRUSH,
+            {
+                KICK: "x........... | o...........",
+                SNARE: "....o...o... | ....o...o..g",
+                RIDE: "x...x.o.x... | x...x.o.x...",
+            },
+            volume=100,
+        ),
         parts=(
-            Instrument(0, ACOUSTIC_BASS, (
-                Note(0.0, 0.9, "G2", 105), Note(3.0, 0.9, "D2", 100),
-            ), volume=110, reverb=20),
-            Instrument(1, ACOUSTIC_PIANO, chords([
-                (1.0, 0.6, "B3 D4 G4"), (2.0, 0.6, "B3 D4 G4"),
-                (4.0, 0.6, "C4 D4 F#4 A4"), (5.0, 0.6, "C4 D4 F#4 A4"),
-            ], velocity=72), volume=95, reverb=50),
-            Instrument(2, STRINGS, chords([
-                (0.0, 3.0, "G3 D4"), (3.0, 3.0, "F#3 C4"),
-            ], velocity=50), volume=70, reverb=70),
+            Instrument(
+                0,
+                ACOUSTIC_BASS,
+                (
+                    Note(0.0, 0.9, "G2", 105),
+                    Note(3.0, 0.9, "D2", 100),
+                ),
+                volume=110,
+                reverb=20,
+            ),
+            Instrument(
+                1,
+                ACOUSTIC_PIANO,
+                chords(
+                    [
+                        (1.0, 0.6, "B3 D4 G4"),
+                        (2.0, 0.6, "B3 D4 G4"),
+                        (4.0, 0.6, "C4 D4 F#4 A4"),
+                        (5.0, 0.6, "C4 D4 F#4 A4"),
+                    ],
+                    velocity=72,
+                ),
+                volume=95,
+                reverb=50,
+            ),
+            Instrument(
+                2,
+                STRINGS,
+                chords(
+                    [
+                        (0.0, 3.0, "G3 D4"),
+                        (3.0, 3.0, "F#3 C4"),
+                    ],
+                    velocity=50,
+                ),
+                volume=70,
+                reverb=70,
+            ),
         ),
     ),
 )
@@ -350,11 +489,26 @@ def render_midi(midi_path: Path, wav_path: Path) -> np.ndarray:
     if not SOUNDFONT.is_file():
         raise SystemExit(f"make_seeds: {SOUNDFONT} is missing; install fluid-soundfont-gm (scripts/setup.sh)")
     command = [
-        "fluidsynth", "-n", "-i", "-q",
-        "-r", str(SAMPLE_RATE), "-g", "0.5",
-        "-C", "0", "-R", "1",
-        "-O", "float", "-T", "wav", "-F", str(wav_path),
-        str(SOUNDFONT), str(midi_path),
+        "fluidsynth",
+        "-n",
+        "-i",
+        "-q",
+        "-r",
+        str(SAMPLE_RATE),
+        "-g",
+        "0.5",
+        "-C",
+        "0",
+        "-R",
+        "1",
+        "-O",
+        "float",
+        "-T",
+        "wav",
+        "-F",
+        str(wav_path),
+        str(SOUNDFONT),
+        str(midi_path),
     ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     audio, rate = soundfile.read(str(wav_path), dtype="float64", always_2d=True)
@@ -367,8 +521,8 @@ def wrap_loop(audio: np.ndarray, num_samples: int) -> np.ndarray:
     """Exactly ``num_samples`` samples: whatever rings past the end is added back from the start."""
     out = np.zeros((audio.shape[0], num_samples))
     for start in range(0, audio.shape[1], num_samples):
-        chunk = audio[:, start:start + num_samples]
-        out[:, :chunk.shape[1]] += chunk
+        chunk = audio[:, start : start + num_samples]
+        out[:, : chunk.shape[1]] += chunk
     return out
 
 

@@ -46,5 +46,7 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.skipped and os.environ.get("CI") and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
-        report.longrepr = (f"skipped under CI ({skip_reason(report)}): CI must install every "
-                           f"component the tests use (scripts/setup.sh --test)")
+        report.longrepr = (
+            f"skipped under CI ({skip_reason(report)}): CI must install every "
+            f"component the tests use (scripts/setup.sh --test)"
+        )

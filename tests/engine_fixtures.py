@@ -70,6 +70,7 @@ class LiveEngine:
 
     def call(self, fn: Callable, *args):
         """Run ``fn(*args)`` on the engine's loop thread and return its result (or raise)."""
+
         async def run():
             return fn(*args)
 
@@ -78,9 +79,9 @@ class LiveEngine:
     def kinds(self, kind: str) -> list:
         return [e for e in list(self.events) if e.kind == kind]
 
-    def wait_event(self, kind: str, predicate: Callable[[dict], bool] = lambda d: True,
-                   timeout: float = TIMEOUT):
+    def wait_event(self, kind: str, predicate: Callable[[dict], bool] = lambda d: True, timeout: float = TIMEOUT):
         """The first event of ``kind`` whose data matches ``predicate``."""
+
         def find():
             return next((e for e in self.kinds(kind) if predicate(e.data)), None)
 
@@ -89,21 +90,27 @@ class LiveEngine:
     def loops_after(self, count: int, timeout: float = TIMEOUT) -> None:
         """Wait until ``count`` more loops have started (the audio goes on)."""
         start = len(self.kinds("loop_started"))
-        wait_until(lambda: len(self.kinds("loop_started")) >= start + count, timeout,
-                   f"{count} more loops")
+        wait_until(lambda: len(self.kinds("loop_started")) >= start + count, timeout, f"{count} more loops")
 
 
 class EngineProcess:
     """``riffengine run`` as a subprocess with an events log; stopped by its PID."""
 
-    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-                 preexec_fn: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.events_path = tmp_path / "events.jsonl"
         self.log_path = tmp_path / "engine.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "riffengine.cli", "run", "--events", str(self.events_path), *args],
-            env=dict(os.environ, **(env or {})), stdout=self._log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, **(env or {})),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             preexec_fn=preexec_fn,
         )
 
@@ -113,8 +120,7 @@ class EngineProcess:
         events = read_events(self.events_path)
         return events if kind is None else [e for e in events if e["kind"] == kind]
 
-    def wait_event(self, kind: str, predicate: Callable[[dict], bool] = lambda e: True,
-                   timeout: float = 60.0) -> dict:
+    def wait_event(self, kind: str, predicate: Callable[[dict], bool] = lambda e: True, timeout: float = 60.0) -> dict:
         def find():
             if self.proc.poll() is not None:
                 raise AssertionError(f"the engine exited ({self.proc.returncode}): {self.output()}")

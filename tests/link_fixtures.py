@@ -55,7 +55,9 @@ class Peer:
     def __init__(self, tempo: float = 123.0, start_stop_sync: bool = False) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", PEER, str(tempo), "1" if start_stop_sync else "0"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout.readline().strip() == "ready"
 

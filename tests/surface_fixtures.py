@@ -41,8 +41,7 @@ def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT, what: 
 class RunningSurfaces:
     """The control surfaces on their own loop thread, with a real store and bus."""
 
-    def __init__(self, settings: Settings, figures: Callable[[], dict] | None = None,
-                 learn: str | None = None) -> None:
+    def __init__(self, settings: Settings, figures: Callable[[], dict] | None = None, learn: str | None = None) -> None:
         self.settings = settings
         self.store = StateStore(initial_state(settings))
         self.bus = EventBus()
@@ -58,8 +57,9 @@ class RunningSurfaces:
         self.thread.start()
         self.store.subscribe(self._record)
         self.bus.subscribe(self.events.append)
-        self.surfaces = self.call_async(start_surfaces(self.settings, self.store, self.bus,
-                                                       self.figures, self.loop, self.learn))
+        self.surfaces = self.call_async(
+            start_surfaces(self.settings, self.store, self.bus, self.figures, self.loop, self.learn)
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -79,6 +79,7 @@ class RunningSurfaces:
 
     def call(self, fn: Callable, *args, **kwargs):
         """Run ``fn`` on the loop thread and return its result."""
+
         async def run():
             return fn(*args, **kwargs)
 
@@ -127,9 +128,11 @@ class OscClient:
                 return
             self.received.append(OscMessage(data))
 
-    def wait_for(self, address: str, predicate: Callable[[OscMessage], bool] = lambda m: True,
-                 timeout: float = TIMEOUT) -> OscMessage:
+    def wait_for(
+        self, address: str, predicate: Callable[[OscMessage], bool] = lambda m: True, timeout: float = TIMEOUT
+    ) -> OscMessage:
         """The first message received at ``address`` matching ``predicate``; consumed."""
+
         def find():
             self._drain()
             for i, msg in enumerate(self.received):

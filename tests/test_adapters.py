@@ -55,8 +55,7 @@ def lora_layers(module) -> int:
     return sum(isinstance(m, BaseTunerLayer) for m in module.modules())
 
 
-def test_adapter_loads_changes_the_image_and_unloads_to_the_base(tiny_model_dir, lora_file,
-                                                                 base_pixels):
+def test_adapter_loads_changes_the_image_and_unloads_to_the_base(tiny_model_dir, lora_file, base_pixels):
     model = load_adapters(load_model(str(tiny_model_dir)), [AdapterSpec(str(lora_file))])
     assert lora_layers(model.unet) > 0 and lora_layers(model.text_encoder) > 0
     assert model.adapters == (AdapterSpec(str(lora_file)),) and not model.adapters_fused
@@ -67,8 +66,7 @@ def test_adapter_loads_changes_the_image_and_unloads_to_the_base(tiny_model_dir,
     assert torch.equal(render(model), base_pixels)
 
 
-def test_weight_zero_is_the_base_and_fusing_keeps_the_image(tiny_model_dir, lora_file,
-                                                            base_pixels):
+def test_weight_zero_is_the_base_and_fusing_keeps_the_image(tiny_model_dir, lora_file, base_pixels):
     off = load_adapters(load_model(str(tiny_model_dir)), [AdapterSpec(str(lora_file), 0.0)])
     assert torch.equal(render(off), base_pixels)
     half = AdapterSpec(str(lora_file), weight=0.5)
@@ -115,12 +113,18 @@ def test_wrong_files_get_errors_naming_the_file_and_the_fix(tiny_model_dir, lora
     expect_error(model, full, "is not a LoRA", "model.id")
     state = random_lora(model, rank=4, seed=2, text_encoder=False)
     shapes = tmp_path / "sdxl-style.safetensors"
-    save_file({k: torch.zeros(v.shape[0], v.shape[1] + 8) if "lora_A" in k else v
-               for k, v in state.items()}, str(shapes))
+    save_file(
+        {k: torch.zeros(v.shape[0], v.shape[1] + 8) if "lora_A" in k else v for k, v in state.items()}, str(shapes)
+    )
     expect_error(model, shapes, "does not fit this model", "Stable Diffusion 1.5")
     names = tmp_path / "other-model.safetensors"
-    save_file({"unet.no_such_block.proj.lora_A.weight": torch.zeros(4, 8),
-               "unet.no_such_block.proj.lora_B.weight": torch.zeros(8, 4)}, str(names))
+    save_file(
+        {
+            "unet.no_such_block.proj.lora_A.weight": torch.zeros(4, 8),
+            "unet.no_such_block.proj.lora_B.weight": torch.zeros(8, 4),
+        },
+        str(names),
+    )
     expect_error(model, names, "Stable Diffusion 1.5")
     empty = tmp_path / "empty-folder"
     empty.mkdir()
@@ -142,18 +146,19 @@ def test_a_folder_with_the_diffusers_file_name_loads(tiny_model_dir, lora_file, 
 
 
 def few_step_settings(lora_path, **extra) -> Settings:
-    values = {"model.adapters": [{"path": str(lora_path), "few_step": True}],
-              "render.preset": "instant", **extra}
+    values = {"model.adapters": [{"path": str(lora_path), "few_step": True}], "render.preset": "instant", **extra}
     return merge_overrides(Settings(), values)
 
 
 def test_instant_preset_needs_a_few_step_adapter(lora_file):
-    with pytest.raises(UserError, match=r"render.preset: instant needs a few-step adapter.*"
-                                        r"few_step: true"):
+    with pytest.raises(
+        UserError,
+        match=r"render.preset: instant needs a few-step adapter.*"
+        r"few_step: true",
+    ):
         merge_overrides(Settings(), {"render.preset": "instant"})
     with pytest.raises(UserError, match="few_step: true"):
-        merge_overrides(Settings(), {"render.preset": "instant",
-                                     "model.adapters": [str(lora_file)]})
+        merge_overrides(Settings(), {"render.preset": "instant", "model.adapters": [str(lora_file)]})
     with pytest.raises(UserError, match="render.fast: is true but render.preset is instant"):
         few_step_settings(lora_file, **{"render.fast": True})
     with pytest.raises(UserError, match="model.adapters: .*use a path, or a mapping"):
@@ -178,8 +183,9 @@ def test_instant_renders_in_its_steps_with_lcm(tiny_model_dir, lora_file, base_p
     model = load_adapters(load_model(str(tiny_model_dir)), settings.model.adapters)
     calls = count_unet_calls(model)
     side = Side((PromptSlot("lofi beat"),), seed=3, guidance=values["guidance_a"])
-    text_to_image = RenderRequest(a=side, steps=values["steps"],
-                                  scheduler=values["scheduler"], seed_image=None, width=64)
+    text_to_image = RenderRequest(
+        a=side, steps=values["steps"], scheduler=values["scheduler"], seed_image=None, width=64
+    )
     steps = []
     pixels = Renderer(model).render_pixels(text_to_image, on_step=lambda i, n: steps.append(n))
     assert calls[0] == INSTANT_STEPS and steps == [INSTANT_STEPS] * INSTANT_STEPS
@@ -202,9 +208,9 @@ def test_few_step_schedulers_render_deterministically(tiny_model_dir, scheduler)
 def test_engine_builds_the_renderer_with_its_adapters(tiny_model_dir, lora_file):
     from riffengine.engine import build_renderer
 
-    settings = few_step_settings(lora_file, **{"model.id": str(tiny_model_dir),
-                                               "model.device": "cpu",
-                                               "model.fuse_adapters": True})
+    settings = few_step_settings(
+        lora_file, **{"model.id": str(tiny_model_dir), "model.device": "cpu", "model.fuse_adapters": True}
+    )
     renderer = build_renderer(settings)
     assert renderer.model.adapters_fused and renderer.model.adapters[0].few_step
     assert lora_layers(renderer.model.unet) == 0

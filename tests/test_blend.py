@@ -47,8 +47,7 @@ def test_slerp_moves_along_the_arc():
     mid = slerp(a, b, 0.5)
     assert torch.allclose(mid, torch.tensor([2**-0.5, 2**-0.5]), atol=1e-6)
     third = slerp(a, b, 1 / 3)
-    assert torch.allclose(third, torch.tensor([np.cos(np.pi / 6), np.sin(np.pi / 6)]).float(),
-                          atol=1e-6)
+    assert torch.allclose(third, torch.tensor([np.cos(np.pi / 6), np.sin(np.pi / 6)]).float(), atol=1e-6)
 
 
 def test_slerp_of_parallel_vectors_falls_back_to_lerp():

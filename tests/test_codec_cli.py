@@ -87,16 +87,40 @@ def write_text(tmp_path: Path) -> Path:
         (lambda d: ["decode", str(write_text(d)), "-o", str(d / "x.wav")], "notes.png: not an image"),
         (lambda d: ["decode", str(write_tall(d)), "-o", str(d / "x.wav")], "300 pixels high"),
         (lambda d: ["decode", str(write_bad_rate(d)), "-o", str(d / "x.wav")], "sample rate 1000 Hz"),
-        (lambda d: ["decode", str(GOLDEN / "seed_images" / "og_beat.png"), "-o", str(d / "no" / "x.wav")],
-         "cannot write"),
-        (lambda d: ["decode", str(GOLDEN / "seed_images" / "og_beat.png"), "-o", str(d / "x.wav"),
-                    "--device", "tpu"], "unknown device"),
+        (
+            lambda d: ["decode", str(GOLDEN / "seed_images" / "og_beat.png"), "-o", str(d / "no" / "x.wav")],
+            "cannot write",
+        ),
+        (
+            lambda d: [
+                "decode",
+                str(GOLDEN / "seed_images" / "og_beat.png"),
+                "-o",
+                str(d / "x.wav"),
+                "--device",
+                "tpu",
+            ],
+            "unknown device",
+        ),
         (lambda d: ["encode", str(d / "missing.wav"), "-o", str(d / "x.png")], "missing.wav: no such file"),
         (lambda d: ["encode", str(write_text(d)), "-o", str(d / "x.png")], "cannot read audio"),
-        (lambda d: ["encode", str(GOLDEN / "a_drum_bass_100bpm.wav"), "-o", str(d / "x.png"), "--bpm", "100"],
-         "--bpm and --bars go together"),
-        (lambda d: ["encode", str(GOLDEN / "a_drum_bass_100bpm.wav"), "-o", str(d / "x.png"), "--bpm", "60",
-                    "--bars", "4"], "lasts 5.110 s"),
+        (
+            lambda d: ["encode", str(GOLDEN / "a_drum_bass_100bpm.wav"), "-o", str(d / "x.png"), "--bpm", "100"],
+            "--bpm and --bars go together",
+        ),
+        (
+            lambda d: [
+                "encode",
+                str(GOLDEN / "a_drum_bass_100bpm.wav"),
+                "-o",
+                str(d / "x.png"),
+                "--bpm",
+                "60",
+                "--bars",
+                "4",
+            ],
+            "lasts 5.110 s",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], args, expected: str) -> None:

@@ -59,8 +59,7 @@ def test_default_yaml_validates_and_matches_the_defaults(tmp_path):
 def test_default_yaml_lists_every_setting():
     text = DEFAULT_YAML.read_text(encoding="utf-8")
     settings = Settings()
-    for section in ("model", "audio", "tempo", "loop", "render", "osc", "midi", "logging",
-                    "paths", "cache"):
+    for section in ("model", "audio", "tempo", "loop", "render", "osc", "midi", "logging", "paths", "cache"):
         assert f"\n{section}:\n" in text
         for name in type(getattr(settings, section)).model_fields:
             assert f"  {name}:" in text, f"{section}.{name} missing from default.yaml"
@@ -76,8 +75,7 @@ def test_settings_are_frozen(tmp_path):
 def test_unknown_key_names_the_path_and_suggests(tmp_path):
     path = write(tmp_path, "loop:\n  barz: 4\n")
     assert errors_of(path) == [
-        f"{path}:2: loop.barz: unknown key; did you mean 'bars'? "
-        "(valid keys here: bars, crossfade_ms)"
+        f"{path}:2: loop.barz: unknown key; did you mean 'bars'? (valid keys here: bars, crossfade_ms)"
     ]
 
 
@@ -95,8 +93,7 @@ def test_a_retired_setting_loads_with_a_warning_naming_file_line_and_key(tmp_pat
 def test_a_retired_setting_given_as_an_override_is_a_warning(caplog):
     with caplog.at_level("WARNING", logger="riffengine.config"):
         merge_overrides(Settings(), {"audio.block_size": 256})
-    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
-        "override: audio.block_size: is no longer used"]
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["override: audio.block_size: is no longer used"]
 
 
 def test_unknown_section_suggests(tmp_path):
@@ -115,17 +112,29 @@ def test_out_of_range(tmp_path):
 
 
 def test_all_errors_are_reported_at_once(tmp_path):
-    lines = errors_of(write(tmp_path, (
-        "tempo:\n  bpm: 300\n  source: clock\n"
-        "osc:\n  allow: [10.0.0.0/8, nonsense]\n"
-        "initial:\n  prompt_a/7: x\n  alpha: 2\n  scene: 1\n"
-        "scenes:\n  verse: {gian: 1}\n  chorus: [1]\n"
-        "model: {dtype: fp8}\n"
-    )))
+    lines = errors_of(
+        write(
+            tmp_path,
+            (
+                "tempo:\n  bpm: 300\n  source: clock\n"
+                "osc:\n  allow: [10.0.0.0/8, nonsense]\n"
+                "initial:\n  prompt_a/7: x\n  alpha: 2\n  scene: 1\n"
+                "scenes:\n  verse: {gian: 1}\n  chorus: [1]\n"
+                "model: {dtype: fp8}\n"
+            ),
+        )
+    )
     keys = [line.split(": ")[1] for line in lines]
     assert keys == [
-        "tempo.bpm", "tempo.source", "osc.allow", "initial.prompt_a/7", "initial.alpha",
-        "initial.scene", "scenes.verse.gian", "scenes.chorus", "model.dtype",
+        "tempo.bpm",
+        "tempo.source",
+        "osc.allow",
+        "initial.prompt_a/7",
+        "initial.alpha",
+        "initial.scene",
+        "scenes.verse.gian",
+        "scenes.chorus",
+        "model.dtype",
     ]
     assert "did you mean 'gain'" in lines[6]
     assert all(line.startswith(str(tmp_path)) for line in lines)
@@ -140,8 +149,11 @@ def test_cross_check_workers_need_the_ray_backend(tmp_path):
     [line] = errors_of(write(tmp_path, "render: {workers: 2}\n"))
     assert "render.workers: is 2 but render.backend is local" in line and "render.backend: ray" in line
     settings = load_config(write(tmp_path, "render: {backend: ray, workers: 2, ray_address: '10.0.0.2:6379'}\n"))
-    assert (settings.render.backend, settings.render.workers, settings.render.ray_address) == \
-        ("ray", 2, "10.0.0.2:6379")
+    assert (settings.render.backend, settings.render.workers, settings.render.ray_address) == (
+        "ray",
+        2,
+        "10.0.0.2:6379",
+    )
 
 
 def test_duplicate_key(tmp_path):
@@ -167,10 +179,13 @@ def test_missing_file(tmp_path):
 
 def test_relative_paths_are_relative_to_the_file(tmp_path):
     (tmp_path / "sub").mkdir()
-    path = write(tmp_path / "sub", (
-        "paths: {scenes: ../scenes}\naudio: {output: out.wav, record: rec.wav}\n"
-        "render: {seed_image: my_loop.png}\nmidi: {mappings: pads.yaml}\n"
-    ))
+    path = write(
+        tmp_path / "sub",
+        (
+            "paths: {scenes: ../scenes}\naudio: {output: out.wav, record: rec.wav}\n"
+            "render: {seed_image: my_loop.png}\nmidi: {mappings: pads.yaml}\n"
+        ),
+    )
     settings = load_config(path)
     assert settings.paths.scenes == str(tmp_path / "scenes")
     assert settings.paths.spectrograms == str(tmp_path / "sub" / "spectrograms")
@@ -181,12 +196,17 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
 
 
 def test_typed_values(tmp_path):
-    settings = load_config(write(tmp_path, (
-        "audio: {output: 3}\nlogging: {level: debug}\nrender: {seed_image: null}\n"
-        "midi: {backend: UNIX_JACK, mappings: [{cc: 1, param: alpha}]}\n"
-        "initial: {prompt_a: [jazz], bars: 8.0}\n"
-        "scenes: {verse: {alpha: 0}, chorus: {alpha: 1}}\n"
-    )))
+    settings = load_config(
+        write(
+            tmp_path,
+            (
+                "audio: {output: 3}\nlogging: {level: debug}\nrender: {seed_image: null}\n"
+                "midi: {backend: UNIX_JACK, mappings: [{cc: 1, param: alpha}]}\n"
+                "initial: {prompt_a: [jazz], bars: 8.0}\n"
+                "scenes: {verse: {alpha: 0}, chorus: {alpha: 1}}\n"
+            ),
+        )
+    )
     assert settings.audio.output == 3
     assert settings.logging.level == "DEBUG"
     assert settings.render.seed_image == ""
@@ -200,8 +220,7 @@ def test_typed_values(tmp_path):
 
 def test_merge_overrides(tmp_path):
     settings = load_config(write(tmp_path, "loop: {bars: 4}\n"))
-    merged = merge_overrides(settings, {"loop.bars": 8, "osc.port": 9100,
-                                        "initial.prompt_a/1": "dub"})
+    merged = merge_overrides(settings, {"loop.bars": 8, "osc.port": 9100, "initial.prompt_a/1": "dub"})
     assert (merged.loop.bars, merged.osc.port) == (8, 9100)
     assert merged.initial == {"prompt_a/1": "dub"}
     assert merged.paths == settings.paths and merged.source == settings.source
@@ -214,8 +233,7 @@ def test_merge_overrides_reports_bad_keys():
     assert str(info.value).splitlines() == [
         "override: bars: is not a setting; use SECTION.KEY, e.g. loop.bars",
         "override: loop.bars: 30 is out of range; use a whole number from 1 to 16",
-        "override: loop.barz: unknown key; did you mean 'bars'? (valid keys here: bars, "
-        "crossfade_ms)",
+        "override: loop.barz: unknown key; did you mean 'bars'? (valid keys here: bars, crossfade_ms)",
     ]
 
 
@@ -244,8 +262,9 @@ def test_check_command_error_is_one_line_and_exit_2(only_check, capsys, tmp_path
     assert cli.main(["check", "--config", str(path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == (f"riffengine: error: {path}:2: loop.bars: 17 is out of range; "
-                            "use a whole number from 1 to 16\n")
+    assert captured.err == (
+        f"riffengine: error: {path}:2: loop.bars: 17 is out of range; use a whole number from 1 to 16\n"
+    )
     assert "Traceback" not in captured.err
 
 
@@ -278,12 +297,9 @@ def test_fast_preset_caps_steps_and_picks_its_scheduler() -> None:
 def test_speed_levers_settings(tmp_path):
     from riffengine.render.speed import describe_levers, resolve_levers
 
-    settings = load_config(write(tmp_path, (
-        "model: {channels_last: false, fuse_qkv: auto, compile: max-autotune}\n"
-    )))
+    settings = load_config(write(tmp_path, ("model: {channels_last: false, fuse_qkv: auto, compile: max-autotune}\n")))
     assert (settings.model.channels_last, settings.model.fuse_qkv) == (False, "auto")
-    levers = resolve_levers("cuda", settings.model.channels_last, settings.model.fuse_qkv,
-                            settings.model.compile)
+    levers = resolve_levers("cuda", settings.model.channels_last, settings.model.fuse_qkv, settings.model.compile)
     assert describe_levers(levers) == "fused QKV, compiled (max-autotune)"
     assert describe_levers(resolve_levers("cpu")) == "none"
     assert describe_levers(resolve_levers("cuda")) == "channels-last, fused QKV"

@@ -64,7 +64,7 @@ def kinds(events, kind):
 def assert_never_silent(audio, end, block=441, floor=0.1):
     """Every block (10 ms by default) before the fade-out holds sound."""
     blocks = audio[: end - end % block].reshape(-1, block, 2)
-    rms = np.sqrt((blocks ** 2).mean(axis=(1, 2)))
+    rms = np.sqrt((blocks**2).mean(axis=(1, 2)))
     assert rms.min() > floor, f"quiet block at {int(np.argmin(rms)) * block}"
 
 
@@ -103,8 +103,7 @@ def test_scripted_session_tempo_change_at_the_next_seam(tmp_path):
     started = [e for e in kinds(events, "render") if e["phase"] == "started"]
     assert started[0]["heard_at_bar"] == 3 and started[0]["mode"] == "render"
     new = [s for s in starts if s["repeat"] == 0]
-    assert [(s["bar"], s["frame"], s["bpm"]) for s in new] == [
-        (0, 0, BPM), (3, 3 * BAR, BPM), (5, 5 * BAR, 180.0)]
+    assert [(s["bar"], s["frame"], s["bpm"]) for s in new] == [(0, 0, BPM), (3, 3 * BAR, BPM), (5, 5 * BAR, 180.0)]
     assert new[1]["crossfade_frames"] == round(0.05 * RATE)  # the default 50 ms
     # The tempo change is a stretch (no new diffusion) heard at the next seam, bar 5.
     assert started[1]["mode"] == "stretch" and started[1]["heard_at_bar"] == 5
@@ -119,11 +118,15 @@ def test_scripted_session_tempo_change_at_the_next_seam(tmp_path):
     assert figures["bpm"] == pytest.approx(180.0) and figures["underruns"] == 0
 
 
-@pytest.mark.parametrize("switch, reason", [("[raise]", "error"), ("[nan]", "nan"), ("[silent]", "silent"),
-                                            ("[oom]", "out_of_memory")])
+@pytest.mark.parametrize(
+    "switch, reason", [("[raise]", "error"), ("[nan]", "nan"), ("[silent]", "silent"), ("[oom]", "out_of_memory")]
+)
 def test_bad_render_keeps_the_last_good_loop_and_the_next_render_recovers(tmp_path, switch, reason):
-    script = [step(0, 1.5, **{"prompt_a/0": "good"}), step(1, 3.5, **{"prompt_a/0": f"bad {switch}"}),
-              step(2, 5.5, **{"prompt_a/0": "recovered"})]
+    script = [
+        step(0, 1.5, **{"prompt_a/0": "good"}),
+        step(1, 3.5, **{"prompt_a/0": f"bad {switch}"}),
+        step(2, 5.5, **{"prompt_a/0": "recovered"}),
+    ]
     audio, events, _, _ = session(tmp_path, script, duration=9.0)
     failed = kinds(events, "render_failed")
     assert len(failed) == 1 and failed[0]["reason"] == reason  # reported once per streak
@@ -213,8 +216,7 @@ class SimulatedTime:
 def test_tiny_model_session_renders_stretches_and_plays_on_the_grid(tmp_path, tiny_model_dir):
     from riffengine.engine import build_renderer
 
-    settings = settings_for(tmp_path, **{"model.id": str(tiny_model_dir), "model.device": "cpu",
-                                         "render.steps": 1})
+    settings = settings_for(tmp_path, **{"model.id": str(tiny_model_dir), "model.device": "cpu", "render.steps": 1})
     renderer = SimulatedTime(build_renderer(settings))
     script = [step(0, 1.0, **{"prompt_a/0": "jazz piano"}), step(1, 2.5, bpm=200.0)]
     engine = Engine(settings, renderer, duration=5.0, script=script, signals=False)
@@ -243,22 +245,39 @@ def test_cli_renders_a_scripted_session_to_a_file(tmp_path, capsys):
     script = tmp_path / "script.yaml"
     script.write_text("- at: 1.5\n  set: {bpm: 200}\n")
     out = tmp_path / "take.wav"
-    code, _ = run_cli(capsys, "--fake-renderer", "--no-osc", "--output", str(out), "--bpm", "240",
-                      "--bars", "1", "--duration", "3", "--script", str(script),
-                      "--events", str(tmp_path / "e.jsonl"))
+    code, _ = run_cli(
+        capsys,
+        "--fake-renderer",
+        "--no-osc",
+        "--output",
+        str(out),
+        "--bpm",
+        "240",
+        "--bars",
+        "1",
+        "--duration",
+        "3",
+        "--script",
+        str(script),
+        "--events",
+        str(tmp_path / "e.jsonl"),
+    )
     assert code == 0
     assert soundfile.info(str(out)).frames == 3 * RATE
     tempo = kinds(read_events(tmp_path / "e.jsonl"), "tempo")
     assert [(t["bpm"], t["bar"]) for t in tempo] == [(200.0, 2)]
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--bars", "99"], ["loop.bars", "99"]),
-    (["--set", "loop.barz=2"], ["loop.barz", "bars"]),
-    (["--duration", "-1"], ["--duration"]),
-    (["--script", "/nonexistent/script.yaml"], ["script", "not found"]),
-    (["--model", "/nonexistent/model", "--require-model"], ["/nonexistent/model", "does not exist"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--bars", "99"], ["loop.bars", "99"]),
+        (["--set", "loop.barz=2"], ["loop.barz", "bars"]),
+        (["--duration", "-1"], ["--duration"]),
+        (["--script", "/nonexistent/script.yaml"], ["script", "not found"]),
+        (["--model", "/nonexistent/model", "--require-model"], ["/nonexistent/model", "does not exist"]),
+    ],
+)
 def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys, args, words):
     base = ["--no-osc", "--output", str(tmp_path / "x.wav"), "--duration", "1"]
     code, err = run_cli(capsys, *base, *args)
@@ -273,8 +292,17 @@ def test_cli_file_output_needs_a_duration_and_bad_script_steps_are_named(tmp_pat
     assert code == 2 and len(err) == 1 and "--duration" in err[-1]
     script = tmp_path / "bad.yaml"
     script.write_text("- at: 1\n  set: {bpm: 999}\n")
-    code, err = run_cli(capsys, "--fake-renderer", "--no-osc", "--output", str(tmp_path / "x.wav"),
-                        "--duration", "1", "--script", str(script))
+    code, err = run_cli(
+        capsys,
+        "--fake-renderer",
+        "--no-osc",
+        "--output",
+        str(tmp_path / "x.wav"),
+        "--duration",
+        "1",
+        "--script",
+        str(script),
+    )
     assert code == 2 and len(err) == 1 and "step 1" in err[0] and "bpm" in err[0]
 
 

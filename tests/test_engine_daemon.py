@@ -36,8 +36,7 @@ def config(tmp_path, text: str):
 
 def bank_safe_loop(folder, load) -> None:
     """Bank a safe loop (another state: a scene of the show) as `riffengine bank` would."""
-    safe_state = initial_state(merge_overrides(load(), {"initial.prompt_a/0": "safe groove",
-                                                        "initial.seed_a": 7}))
+    safe_state = initial_state(merge_overrides(load(), {"initial.prompt_a/0": "safe groove", "initial.seed_a": 7}))
     item = item_for("verse", safe_state)
     clip = FakeRenderer().render(item.request, item.model_frames)
     cache = RenderCache(folder)
@@ -51,10 +50,10 @@ def test_notify_reload_and_refused_reload(jack_server, tmp_path):
     listener.bind(str(tmp_path / "notify"))
     listener.settimeout(0.05)
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "200000"})
-    path, load = config(tmp_path, f"cache: {{folder: {tmp_path / 'cache'}}}\n"
-                                  "initial: {prompt_a: [first prompt]}\n")
-    engine = Engine(load(), FakeRenderer(seconds=0.1, sleep=True), signals=False,
-                    reload_settings=load, notifier=notifier)
+    path, load = config(tmp_path, f"cache: {{folder: {tmp_path / 'cache'}}}\ninitial: {{prompt_a: [first prompt]}}\n")
+    engine = Engine(
+        load(), FakeRenderer(seconds=0.1, sleep=True), signals=False, reload_settings=load, notifier=notifier
+    )
     received: list[str] = []
 
     def drain():
@@ -71,8 +70,10 @@ def test_notify_reload_and_refused_reload(jack_server, tmp_path):
             wait_until(lambda: sum(m == "WATCHDOG=1" for m in drain()) >= 3, what="watchdog pings")
             client.request("/riff/notify", 1, reply="/riff/notify.reply")
             # a good new file: its changed prompt is applied, the allow list too
-            path.write_text(f"cache: {{folder: {tmp_path / 'cache'}}}\n"
-                            "initial: {prompt_a: [second prompt]}\nosc: {allow: [10.0.0.0/8]}\n")
+            path.write_text(
+                f"cache: {{folder: {tmp_path / 'cache'}}}\n"
+                "initial: {prompt_a: [second prompt]}\nosc: {allow: [10.0.0.0/8]}\n"
+            )
             live.call(engine.reload)
             live.wait_event("reloaded")
             assert engine.store.state.values["prompt_a"][0] == "second prompt"
@@ -117,8 +118,11 @@ def test_panic_crossfades_to_the_banked_safe_loop_and_without_a_bank_is_refused(
 def test_panic_is_heard_at_once_in_the_safe_loops_phase_and_continues_from_the_ring(jack_server, tmp_path):
     """The ring holds 2 s ahead; the callback plays the safe loop from the next period on, in the
     phase the timeline gives it at its seam, and the ring takes over with the very same samples."""
-    path, load = config(tmp_path, f"cache: {{folder: {tmp_path / 'cache'}}}\n"
-                                  f"audio: {{record: {tmp_path / 'rec.wav'}, ring_buffer_seconds: 2.0}}\n")
+    path, load = config(
+        tmp_path,
+        f"cache: {{folder: {tmp_path / 'cache'}}}\n"
+        f"audio: {{record: {tmp_path / 'rec.wav'}, ring_buffer_seconds: 2.0}}\n",
+    )
     bank_safe_loop(tmp_path / "cache", load)
     engine = Engine(load(), FakeRenderer(seconds=0.1, sleep=True), signals=False, reload_settings=load)
     with LiveEngine(engine) as live:

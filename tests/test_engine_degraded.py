@@ -72,9 +72,21 @@ def test_without_the_model_the_engine_plays_seed_loops_and_reports_degraded(tmp_
 
 
 def test_require_model_refuses_to_start_with_one_clear_error(tmp_path, capsys):
-    code = cli.main(["run", "--model", str(tmp_path / "no-model-here"), "--output",
-                     str(tmp_path / "out.wav"), "--duration", "2", "--no-osc", "--require-model",
-                     "--set", "midi.enabled=false"])
+    code = cli.main(
+        [
+            "run",
+            "--model",
+            str(tmp_path / "no-model-here"),
+            "--output",
+            str(tmp_path / "out.wav"),
+            "--duration",
+            "2",
+            "--no-osc",
+            "--require-model",
+            "--set",
+            "midi.enabled=false",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "no-model-here" in err and "Traceback" not in err
@@ -84,12 +96,15 @@ def test_require_model_refuses_to_start_with_one_clear_error(tmp_path, capsys):
 def test_the_model_arriving_later_is_loaded_and_rendered_with(jack_server, tmp_path, tiny_model_dir):
     """Live on JACK: degraded at start, the model folder appears, the engine renders with it."""
     target = tmp_path / "no-model-here"
-    settings = settings_for(tmp_path, **{
-        "audio.output": "jack",
-        "audio.jack_client_name": "riffengine-degraded-test",
-        "model.retry_seconds": 0.5,
-        "render.steps": 2,
-    })
+    settings = settings_for(
+        tmp_path,
+        **{
+            "audio.output": "jack",
+            "audio.jack_client_name": "riffengine-degraded-test",
+            "model.retry_seconds": 0.5,
+            "render.steps": 2,
+        },
+    )
 
     def arrive_later(engine: Engine) -> None:
         asyncio.get_running_loop().call_later(1.0, shutil.copytree, tiny_model_dir, target)
@@ -99,7 +114,7 @@ def test_the_model_arriving_later_is_loaded_and_rendered_with(jack_server, tmp_p
     events = [e for e in read_events(tmp_path / "events.jsonl") if e["kind"] != "beat"]
     kinds = [e["kind"] for e in events]
     assert kinds.index("degraded") < kinds.index("model_loaded")
-    after = events[kinds.index("model_loaded"):]
+    after = events[kinds.index("model_loaded") :]
     rendered = [e for e in after if e["kind"] == "render" and e.get("phase") == "done"]
     assert rendered, "nothing was rendered with the model once it loaded"
     assert [e for e in after if e["kind"] == "loop_started" and e["clip_id"] == rendered[0]["clip_id"]]

@@ -39,8 +39,7 @@ from riffengine.render.fake import FakeRenderer
 from riffengine.timing.tempo import loop_frames
 
 BAR = loop_frames(1, BPM, RATE)
-CLI = ["--fake-renderer", "--no-osc", "--output", "jack", "--bpm", "240", "--bars", "1",
-       "--set", "cache.enabled=false"]
+CLI = ["--fake-renderer", "--no-osc", "--output", "jack", "--bpm", "240", "--bars", "1", "--set", "cache.enabled=false"]
 
 
 def live_settings(tmp_path, **extra) -> Settings:
@@ -59,20 +58,19 @@ def live_settings(tmp_path, **extra) -> Settings:
 # --- 1. the renderer -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("switch, reason", [("[raise=2]", "error"), ("[oom=2]", "out_of_memory"),
-                                            ("[nan=2]", "nan"), ("[silent=2]", "silent")])
-def test_a_failing_renderer_is_retried_and_the_engine_recovers_without_a_state_change(
-        tmp_path, switch, reason):
+@pytest.mark.parametrize(
+    "switch, reason",
+    [("[raise=2]", "error"), ("[oom=2]", "out_of_memory"), ("[nan=2]", "nan"), ("[silent=2]", "silent")],
+)
+def test_a_failing_renderer_is_retried_and_the_engine_recovers_without_a_state_change(tmp_path, switch, reason):
     # 1.5 s: the change fails (a failure takes no simulated time), is retried 0.5 s later (fails
     # again at 2.0 s), then 1 s later; that third try (the renderer has recovered) is ready at
     # 3.3 s (0.3 s render), heard at bar 4.
-    audio, events, _, engine = session(tmp_path, [step(0, 1.5, **{"prompt_a/0": f"flaky {switch}"})],
-                                       duration=7.0)
+    audio, events, _, engine = session(tmp_path, [step(0, 1.5, **{"prompt_a/0": f"flaky {switch}"})], duration=7.0)
     failed = kinds(events, "render_failed")
     assert [(f["reason"], f["failures"], f["retry_in_s"]) for f in failed] == [(reason, 1, 0.5)]
     retries = kinds(events, "render_retry")
-    assert [(r["phase"], r["failures"]) for r in retries] == [
-        ("started", 1), ("failed", 2), ("started", 2)]
+    assert [(r["phase"], r["failures"]) for r in retries] == [("started", 1), ("failed", 2), ("started", 2)]
     assert retries[1]["retry_in_s"] == 1.0
     recovered = kinds(events, "render_recovered")
     assert len(recovered) == 1 and recovered[0]["failures"] == 2
@@ -84,7 +82,7 @@ def test_a_failing_renderer_is_retried_and_the_engine_recovers_without_a_state_c
     # bars 1..3: the first loop, sample for sample (up to the crossfade into bar 4)
     fade = round(0.05 * RATE)
     for b in range(1, 4):
-        np.testing.assert_array_equal(audio[b * BAR:(b + 1) * BAR - fade], audio[:BAR - fade])
+        np.testing.assert_array_equal(audio[b * BAR : (b + 1) * BAR - fade], audio[: BAR - fade])
     figures = engine.figures()
     assert figures["render_failures"] == 2 and figures["render_retries"] == 2
     assert figures["failing_renders"] == 0
@@ -116,10 +114,15 @@ def test_the_midi_controller_disappears_and_comes_back_while_the_engine_plays(ja
 
     backend = jack_midi()
     name = f"riff-desk-{uuid.uuid4().hex[:6]}"
-    settings = live_settings(tmp_path, **{
-        "midi.enabled": True, "midi.backend": "UNIX_JACK", "midi.input": name,
-        "midi.mappings": [{"cc": 0, "param": "alpha", "pickup": False}],
-    })
+    settings = live_settings(
+        tmp_path,
+        **{
+            "midi.enabled": True,
+            "midi.backend": "UNIX_JACK",
+            "midi.input": name,
+            "midi.mappings": [{"cc": 0, "param": "alpha", "pickup": False}],
+        },
+    )
     engine = Engine(settings, FakeRenderer(seconds=0.1, sleep=True), signals=False)
     desk = Controller(backend, name).plug()
     try:
@@ -149,8 +152,9 @@ def test_the_jack_server_stops_and_restarts_and_the_engine_plays_and_records_aga
     server = JackServer(name=f"riff-restart-{uuid.uuid4().hex[:8]}").start()
     rec = tmp_path / "rec.wav"
     env = {"JACK_DEFAULT_SERVER": server.name, "JACK_NO_START_SERVER": "1"}
-    engine = EngineProcess(tmp_path, *CLI, "--record", str(rec),
-                           "--set", "audio.jack_client_name=riff-restart", env=env)
+    engine = EngineProcess(
+        tmp_path, *CLI, "--record", str(rec), "--set", "audio.jack_client_name=riff-restart", env=env
+    )
     try:
         engine.loops_after(2)
         server.stop()
@@ -171,7 +175,7 @@ def test_the_jack_server_stops_and_restarts_and_the_engine_plays_and_records_aga
     assert rate == RATE and np.isfinite(recorded).all()
     # what played after the restart is in the recording: it resumed
     assert len(recorded) > last["frame"] + 1024
-    assert np.abs(recorded[last["frame"]:last["frame"] + 8]).min() > 0.89  # the loop's burst
+    assert np.abs(recorded[last["frame"] : last["frame"] + 8]).min() > 0.89  # the loop's burst
     stopped = engine.events("stopped")[-1]
     assert stopped["outputs_lost"] == 1
 
@@ -242,14 +246,14 @@ def rss() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def test_an_osc_garbage_flood_causes_no_underrun_keeps_memory_flat_and_valid_messages_work(
-        jack_server, tmp_path):
+def test_an_osc_garbage_flood_causes_no_underrun_keeps_memory_flat_and_valid_messages_work(jack_server, tmp_path):
     settings = live_settings(tmp_path, **{"osc.enabled": True, "osc.port": 0})
     engine = Engine(settings, FakeRenderer(seconds=0.1, sleep=True), signals=False)
     with LiveEngine(engine) as live:
         osc = engine.surfaces.osc
-        flood = subprocess.Popen([sys.executable, "-c", FLOOD, str(osc.address[1]), "6"],
-                                 stdout=subprocess.PIPE, text=True)
+        flood = subprocess.Popen(
+            [sys.executable, "-c", FLOOD, str(osc.address[1]), "6"], stdout=subprocess.PIPE, text=True
+        )
         try:
             with OscClient(osc.address[1]) as client:
                 wait_until(lambda: osc.failed > 500, what="the flood to arrive")
@@ -287,8 +291,9 @@ def test_a_full_recording_disk_is_reported_and_the_audio_goes_on(jack_server, tm
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ
 
     rec = tmp_path / "rec.wav"
-    engine = EngineProcess(tmp_path, *CLI, "--record", str(rec), "--set",
-                           "audio.jack_client_name=riff-fullrec", preexec_fn=small_disk)
+    engine = EngineProcess(
+        tmp_path, *CLI, "--record", str(rec), "--set", "audio.jack_client_name=riff-fullrec", preexec_fn=small_disk
+    )
     try:
         fail = engine.wait_event("fail", lambda e: e["address"] == "/riff/record")
         assert "recording to" in fail["reason"] and "the audio goes on" in fail["reason"]
@@ -308,12 +313,10 @@ def test_a_full_recording_disk_is_reported_and_the_audio_goes_on(jack_server, tm
 
 
 @pytest.mark.parametrize("seed", [7])
-def test_sigkill_at_a_random_moment_leaves_a_recording_readable_to_within_a_second(
-        jack_server, tmp_path, seed):
+def test_sigkill_at_a_random_moment_leaves_a_recording_readable_to_within_a_second(jack_server, tmp_path, seed):
     delay = random.Random(seed).uniform(1.0, 4.0)
     rec = tmp_path / "rec.wav"
-    engine = EngineProcess(tmp_path, *CLI, "--record", str(rec), "--set",
-                           "audio.jack_client_name=riff-sigkill")
+    engine = EngineProcess(tmp_path, *CLI, "--record", str(rec), "--set", "audio.jack_client_name=riff-sigkill")
     try:
         engine.loops_after(2)
         time.sleep(delay)

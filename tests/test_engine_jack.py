@@ -33,18 +33,20 @@ PERIOD = 256  # the jack_server fixture's period
 
 
 def test_engine_plays_into_jack_on_the_bar_grid_and_records_what_jack_received(jack_server, tmp_path):
-    settings = merge_overrides(Settings(), {
-        "audio.output": "jack",
-        "audio.jack_client_name": "riffengine-engine-test",
-        "audio.record": str(tmp_path / "rec.wav"),
-        "audio.events": str(tmp_path / "events.jsonl"),
-        "audio.ring_buffer_seconds": 0.5,
-        "tempo.bpm": BPM,
-        "loop.bars": 1,
-        "osc.enabled": False,
-    })
-    script = [Step(0, 1.0, None, (("prompt_a/0", "jazz"),)),
-              Step(1, 2.5, None, (("bpm", 200.0),))]
+    settings = merge_overrides(
+        Settings(),
+        {
+            "audio.output": "jack",
+            "audio.jack_client_name": "riffengine-engine-test",
+            "audio.record": str(tmp_path / "rec.wav"),
+            "audio.events": str(tmp_path / "events.jsonl"),
+            "audio.ring_buffer_seconds": 0.5,
+            "tempo.bpm": BPM,
+            "loop.bars": 1,
+            "osc.enabled": False,
+        },
+    )
+    script = [Step(0, 1.0, None, (("prompt_a/0", "jazz"),)), Step(1, 2.5, None, (("bpm", 200.0),))]
     captures: list[JackCapture] = []
 
     def connect(engine: Engine) -> None:
@@ -53,8 +55,14 @@ def test_engine_plays_into_jack_on_the_bar_grid_and_records_what_jack_received(j
         capture.connect_from(engine.output.jack_port_names())
         captures.append(capture)
 
-    engine = Engine(settings, FakeRenderer(seconds=0.2, sleep=True), duration=5.0, script=script,
-                    on_output_open=connect, signals=False)
+    engine = Engine(
+        settings,
+        FakeRenderer(seconds=0.2, sleep=True),
+        duration=5.0,
+        script=script,
+        on_output_open=connect,
+        signals=False,
+    )
     try:
         assert asyncio.run(engine.run()) == 0
         time.sleep(0.05)
@@ -100,18 +108,26 @@ def test_engine_plays_into_jack_on_the_bar_grid_and_records_what_jack_received(j
 
 def test_mute_is_heard_ahead_of_the_look_ahead_ring(jack_server, tmp_path):
     """The ring holds 2 s of audio ahead; mute is applied after it, in the process callback."""
-    settings = merge_overrides(Settings(), {
-        "audio.output": "jack",
-        "audio.jack_client_name": "riffengine-mute-test",
-        "audio.record": str(tmp_path / "rec.wav"),
-        "audio.ring_buffer_seconds": 2.0,
-        "tempo.bpm": BPM,
-        "loop.bars": 1,
-        "osc.enabled": False,
-    })
+    settings = merge_overrides(
+        Settings(),
+        {
+            "audio.output": "jack",
+            "audio.jack_client_name": "riffengine-mute-test",
+            "audio.record": str(tmp_path / "rec.wav"),
+            "audio.ring_buffer_seconds": 2.0,
+            "tempo.bpm": BPM,
+            "loop.bars": 1,
+            "osc.enabled": False,
+        },
+    )
     mute_at = 1.5
-    engine = Engine(settings, FakeRenderer(seconds=0.2, sleep=True), duration=4.5,
-                    script=[Step(0, mute_at, None, (("mute", True),))], signals=False)
+    engine = Engine(
+        settings,
+        FakeRenderer(seconds=0.2, sleep=True),
+        duration=4.5,
+        script=[Step(0, mute_at, None, (("mute", True),))],
+        signals=False,
+    )
     assert asyncio.run(engine.run()) == 0
     recorded, _ = soundfile.read(str(tmp_path / "rec.wav"), dtype="float32", always_2d=True)
     level = np.abs(recorded).max(axis=1)
@@ -127,14 +143,17 @@ def test_mute_is_heard_ahead_of_the_look_ahead_ring(jack_server, tmp_path):
 
 def test_a_stalled_process_is_reported_as_xruns_in_events_and_figures(jack_server, tmp_path):
     """Hold the GIL for 0.3 s: JACK's process callback cannot run, cycles are missed."""
-    settings = merge_overrides(Settings(), {
-        "audio.output": "jack",
-        "audio.jack_client_name": "riffengine-xrun-test",
-        "audio.events": str(tmp_path / "events.jsonl"),
-        "tempo.bpm": BPM,
-        "loop.bars": 1,
-        "osc.enabled": False,
-    })
+    settings = merge_overrides(
+        Settings(),
+        {
+            "audio.output": "jack",
+            "audio.jack_client_name": "riffengine-xrun-test",
+            "audio.events": str(tmp_path / "events.jsonl"),
+            "tempo.bpm": BPM,
+            "loop.bars": 1,
+            "osc.enabled": False,
+        },
+    )
 
     def stall() -> None:
         interval = sys.getswitchinterval()
@@ -149,8 +168,9 @@ def test_a_stalled_process_is_reported_as_xruns_in_events_and_figures(jack_serve
     def schedule(engine: Engine) -> None:
         asyncio.get_running_loop().call_later(1.5, stall)
 
-    engine = Engine(settings, FakeRenderer(seconds=0.2, sleep=True), duration=3.0,
-                    on_output_open=schedule, signals=False)
+    engine = Engine(
+        settings, FakeRenderer(seconds=0.2, sleep=True), duration=3.0, on_output_open=schedule, signals=False
+    )
     assert asyncio.run(engine.run()) == 0
     figures = engine.figures()
     assert figures["xruns"] >= 1
@@ -165,10 +185,29 @@ def test_sigterm_fades_out_exits_0_and_leaves_a_valid_recording(jack_server, tmp
     events = tmp_path / "events.jsonl"
     env = dict(os.environ, JACK_DEFAULT_SERVER=jack_server.name, JACK_NO_START_SERVER="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "riffengine.cli", "run", "--fake-renderer", "--no-osc",
-         "--output", "jack", "--record", str(rec), "--events", str(events),
-         "--bpm", "240", "--bars", "1", "--set", "audio.jack_client_name=riffengine-sigterm"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "riffengine.cli",
+            "run",
+            "--fake-renderer",
+            "--no-osc",
+            "--output",
+            "jack",
+            "--record",
+            str(rec),
+            "--events",
+            str(events),
+            "--bpm",
+            "240",
+            "--bars",
+            "1",
+            "--set",
+            "audio.jack_client_name=riffengine-sigterm",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60

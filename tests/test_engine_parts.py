@@ -23,8 +23,12 @@ def request(text: str, seed: int = 1) -> RenderRequest:
 
 def test_check_audio_refuses_nan_infinity_and_silence():
     check_audio(np.full((1, 100), 0.1, np.float32))
-    for bad, reason in [(np.full((1, 10), np.nan), "nan"), (np.full((1, 10), np.inf), "nan"),
-                        (np.zeros((1, 10)), "silent"), (np.zeros((1, 0)), "silent")]:
+    for bad, reason in [
+        (np.full((1, 10), np.nan), "nan"),
+        (np.full((1, 10), np.inf), "nan"),
+        (np.zeros((1, 10)), "silent"),
+        (np.zeros((1, 0)), "silent"),
+    ]:
         with pytest.raises(BadAudio) as info:
             check_audio(bad)
         assert info.value.reason == reason
@@ -82,11 +86,13 @@ def test_script_loading_checks_every_step(tmp_path):
     assert steps[0].seconds == 1.5 and steps[0].changes == (("bpm", 130),)
     assert steps[1].bar == 4 and steps[1].scene == "chorus"
     assert steps[0].due(66150, 0, 44100) and not steps[0].due(66149, 0, 44100)
-    for text, words in [("- at: 1\n  bar: 2\n  set: {bpm: 100}\n", "exactly one"),
-                        ("- at: 1\n  set: {nope: 1}\n", "nope"),
-                        ("- at: -1\n  set: {bpm: 100}\n", "at -1"),
-                        ("- at: 1\n", "nothing to do"),
-                        ("{a: 1}\n", "YAML list")]:
+    for text, words in [
+        ("- at: 1\n  bar: 2\n  set: {bpm: 100}\n", "exactly one"),
+        ("- at: 1\n  set: {nope: 1}\n", "nope"),
+        ("- at: -1\n  set: {bpm: 100}\n", "at -1"),
+        ("- at: 1\n", "nothing to do"),
+        ("{a: 1}\n", "YAML list"),
+    ]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(text)
         with pytest.raises(UserError, match=words):

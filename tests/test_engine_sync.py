@@ -30,22 +30,26 @@ LOCK_WAIT_S = 20.0  # the longest wait for them, after the first 8 s at the sess
 
 
 def live_settings(**extra: object) -> Settings:
-    return merge_overrides(Settings(), {
-        "audio.output": "jack",
-        "audio.jack_client_name": "riffengine-sync-test",
-        "audio.ring_buffer_seconds": 0.3,
-        "tempo.bpm": 120.0,
-        "loop.bars": 1,
-        "osc.enabled": False,
-        **extra,
-    })
+    return merge_overrides(
+        Settings(),
+        {
+            "audio.output": "jack",
+            "audio.jack_client_name": "riffengine-sync-test",
+            "audio.ring_buffer_seconds": 0.3,
+            "tempo.bpm": 120.0,
+            "loop.bars": 1,
+            "osc.enabled": False,
+            **extra,
+        },
+    )
 
 
 def test_engine_follows_a_link_session_onto_its_bar_lines(jack_server):
     peer = Peer()
     try:
-        engine = Engine(live_settings(**{"tempo.source": "link"}), FakeRenderer(seconds=0.05, sleep=True),
-                        signals=False)
+        engine = Engine(
+            live_settings(**{"tempo.source": "link"}), FakeRenderer(seconds=0.05, sleep=True), signals=False
+        )
         starts: list[int] = []
         engine.bus.subscribe(lambda e: starts.append(e.data["frame"]) if e.kind == "loop_started" else None)
         seen: dict[str, object] = {}
@@ -91,14 +95,19 @@ def test_engine_follows_a_link_session_onto_its_bar_lines(jack_server):
     assert engine.ring.underruns == 0
     offsets = seen["offsets"]
     assert len(offsets) == SETTLED
-    print('loop start offsets from the session bars (ms):', [round(o * 1000, 2) for o in offsets])
+    print("loop start offsets from the session bars (ms):", [round(o * 1000, 2) for o in offsets])
     assert max(abs(o) for o in offsets) < TOLERANCE_S, offsets
 
 
 def test_a_tempo_source_that_cannot_start_is_refused_and_the_old_one_stays(jack_server):
     # MIDI clock in without a port configured cannot start: the engine says why and stays internal.
-    engine = Engine(live_settings(), FakeRenderer(seconds=0.05, sleep=True), duration=2.0, signals=False,
-                    script=[Step(0, 0.5, None, (("tempo_source", "midi"),))])
+    engine = Engine(
+        live_settings(),
+        FakeRenderer(seconds=0.05, sleep=True),
+        duration=2.0,
+        signals=False,
+        script=[Step(0, 0.5, None, (("tempo_source", "midi"),))],
+    )
     fails: list[dict] = []
     engine.bus.subscribe(lambda e: fails.append(e.data) if e.kind == "fail" else None)
     assert asyncio.run(engine.run()) == 0
@@ -109,8 +118,9 @@ def test_a_tempo_source_that_cannot_start_is_refused_and_the_old_one_stays(jack_
 
 
 def test_a_file_output_refuses_link(tmp_path):
-    settings = merge_overrides(Settings(), {"audio.output": str(tmp_path / "out.wav"), "tempo.source": "link",
-                                            "osc.enabled": False})
+    settings = merge_overrides(
+        Settings(), {"audio.output": str(tmp_path / "out.wav"), "tempo.source": "link", "osc.enabled": False}
+    )
     engine = Engine(settings, FakeRenderer(seconds=0.05), duration=1.0, signals=False)
     with pytest.raises(UserError, match="needs a live output"):
         asyncio.run(engine.run())

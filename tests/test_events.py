@@ -24,13 +24,18 @@ def published() -> dict[str, set[str]]:
     found: dict[str, set[str]] = defaultdict(set)
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "publish" and node.args):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "publish"
+                and node.args
+            ):
                 continue
             first = node.args[0]
             assert isinstance(first, ast.Constant) and isinstance(first.value, str), (
                 f"{path.relative_to(ROOT)}:{node.lineno}: publish an event kind as a string "
-                "literal, so that this test can check it against riffengine/events.py")
+                "literal, so that this test can check it against riffengine/events.py"
+            )
             found[first.value].update(kw.arg for kw in node.keywords if kw.arg is not None)
     return found
 
@@ -52,8 +57,7 @@ def test_every_declared_kind_is_published():
 
 
 def test_every_published_field_is_declared():
-    wrong = {kind: sorted(names - set(events.event_kind(kind).fields))
-             for kind, names in published().items()}
+    wrong = {kind: sorted(names - set(events.event_kind(kind).fields)) for kind, names in published().items()}
     assert {k: v for k, v in wrong.items() if v} == {}
 
 
@@ -72,7 +76,8 @@ def test_stats_fields_are_the_engine_counters():
     counters = [
         tuple(key.value for key in node.value.keys)  # type: ignore[union-attr]
         for node in ast.walk(tree)
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Dict)
         and any(isinstance(t, ast.Attribute) and t.attr == "_stats" for t in node.targets)
     ]
     assert counters == [events.STATS_FIELDS]
@@ -81,6 +86,7 @@ def test_stats_fields_are_the_engine_counters():
 def test_events_page_is_current():
     committed = (ROOT / "docs" / "events.md").read_text(encoding="utf-8")
     assert committed == events.events_markdown(), (
-        "docs/events.md is stale; run: riffengine events --output docs/events.md")
+        "docs/events.md is stale; run: riffengine events --output docs/events.md"
+    )
     for kind in events.kinds():
         assert f"| `{kind}` |" in committed

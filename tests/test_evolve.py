@@ -24,8 +24,16 @@ def alphas_and_seeds(loops):
 def test_seed_mode_walks_alpha_by_a_quarter_then_steps_the_seed_on():
     state = st.apply_many(st.initial_state(), {"evolve": 0.25, "seed_a": 7})
     assert alphas_and_seeds(walk(state, 9)) == [
-        (0.0, 7, None), (0.25, 7, 8), (0.5, 7, 8), (0.75, 7, 8),
-        (0.0, 8, None), (0.25, 8, 9), (0.5, 8, 9), (0.75, 8, 9), (0.0, 9, None)]
+        (0.0, 7, None),
+        (0.25, 7, 8),
+        (0.5, 7, 8),
+        (0.75, 7, 8),
+        (0.0, 8, None),
+        (0.25, 8, 9),
+        (0.5, 8, 9),
+        (0.75, 8, 9),
+        (0.0, 9, None),
+    ]
     loops = walk(state, 9)
     # side B is side A at the next seed; the same start gives the same loops
     assert all(l.request.b is None or l.request.b.prompts == l.request.a.prompts for l in loops)

@@ -27,8 +27,7 @@ TOLERANCE = round(ALIGN_TOLERANCE_SECONDS * SR)  # 96 frames
 
 
 def reading(beats_per_bar: int = 4) -> SyncReading:
-    return SyncReading(bpm=120.0, bar_frame=float(START), beats_per_bar=beats_per_bar, sample_rate=SR,
-                       locked=True)
+    return SyncReading(bpm=120.0, bar_frame=float(START), beats_per_bar=beats_per_bar, sample_rate=SR, locked=True)
 
 
 def bpm_for_bar(frames: int) -> float:
@@ -117,8 +116,10 @@ def test_loop_bpm_limits_a_huge_error_to_the_catch_up_change():
 
 def test_needs_realign_without_a_usable_reading_is_false():
     assert needs_realign(None, seam=START + 5000, loop_frames=4 * BAR, sample_rate=SR, beats_per_bar=4) is False
-    assert needs_realign(reading(beats_per_bar=3), seam=START + 5000, loop_frames=4 * BAR, sample_rate=SR,
-                         beats_per_bar=4) is False
+    assert (
+        needs_realign(reading(beats_per_bar=3), seam=START + 5000, loop_frames=4 * BAR, sample_rate=SR, beats_per_bar=4)
+        is False
+    )
 
 
 def test_needs_realign_on_the_grid_is_false():
@@ -127,26 +128,38 @@ def test_needs_realign_on_the_grid_is_false():
 
 @pytest.mark.parametrize("offset", [TOLERANCE, -TOLERANCE])
 def test_needs_realign_at_the_tolerance_is_false(offset):
-    assert needs_realign(reading(), seam=START + BAR + offset, loop_frames=4 * BAR, sample_rate=SR,
-                         beats_per_bar=4) is False
+    assert (
+        needs_realign(reading(), seam=START + BAR + offset, loop_frames=4 * BAR, sample_rate=SR, beats_per_bar=4)
+        is False
+    )
 
 
 @pytest.mark.parametrize("offset", [TOLERANCE + 1, -TOLERANCE - 1])
 def test_needs_realign_past_the_tolerance_at_the_seam_is_true(offset):
-    assert needs_realign(reading(), seam=START + BAR + offset, loop_frames=4 * BAR, sample_rate=SR,
-                         beats_per_bar=4) is True
+    assert (
+        needs_realign(reading(), seam=START + BAR + offset, loop_frames=4 * BAR, sample_rate=SR, beats_per_bar=4)
+        is True
+    )
 
 
 def test_needs_realign_when_the_repeated_loop_would_drift_off():
     """The seam is on the grid but the loop is 97 frames long: its repeat would land off it."""
-    assert needs_realign(reading(), seam=START + BAR, loop_frames=4 * BAR + TOLERANCE + 1, sample_rate=SR,
-                         beats_per_bar=4) is True
-    assert needs_realign(reading(), seam=START + BAR, loop_frames=4 * BAR + TOLERANCE, sample_rate=SR,
-                         beats_per_bar=4) is False
+    assert (
+        needs_realign(reading(), seam=START + BAR, loop_frames=4 * BAR + TOLERANCE + 1, sample_rate=SR, beats_per_bar=4)
+        is True
+    )
+    assert (
+        needs_realign(reading(), seam=START + BAR, loop_frames=4 * BAR + TOLERANCE, sample_rate=SR, beats_per_bar=4)
+        is False
+    )
 
 
 def test_needs_realign_tolerance_scales_with_the_sample_rate():
     """The tolerance is in seconds: 97 frames at 96 kHz is within 2 ms."""
     fast = SyncReading(bpm=120.0, bar_frame=float(START), beats_per_bar=4, sample_rate=2 * SR, locked=True)
-    assert needs_realign(fast, seam=START + 2 * BAR + TOLERANCE + 1, loop_frames=8 * BAR, sample_rate=2 * SR,
-                         beats_per_bar=4) is False
+    assert (
+        needs_realign(
+            fast, seam=START + 2 * BAR + TOLERANCE + 1, loop_frames=8 * BAR, sample_rate=2 * SR, beats_per_bar=4
+        )
+        is False
+    )

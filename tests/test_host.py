@@ -125,10 +125,25 @@ def test_a_killed_engine_is_not_heard_and_the_next_one_comes_back_with_its_state
 
     port = free_udp_port()
     rec = tmp_path / "rec.wav"
-    proc = EngineProcess(tmp_path, "--fake-renderer", "--output", "jack", "--record", str(rec),
-                         "--osc-port", str(port), "--bpm", "240", "--bars", "1",
-                         "--set", f"audio.jack_client_name={CLIENT}", "--set", "audio.ring_buffer_seconds=0.5",
-                         env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"})
+    proc = EngineProcess(
+        tmp_path,
+        "--fake-renderer",
+        "--output",
+        "jack",
+        "--record",
+        str(rec),
+        "--osc-port",
+        str(port),
+        "--bpm",
+        "240",
+        "--bars",
+        "1",
+        "--set",
+        f"audio.jack_client_name={CLIENT}",
+        "--set",
+        "audio.ring_buffer_seconds=0.5",
+        env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"},
+    )
     osc = SimpleUDPClient("127.0.0.1", port)
     try:
         with JackCapture(jack_server.name, seconds=60, name="host-capture") as capture:
@@ -163,9 +178,16 @@ def test_a_killed_engine_is_not_heard_and_the_next_one_comes_back_with_its_state
 
 
 def test_a_stalled_host_is_reported_as_xruns(jack_server, tmp_path):
-    proc = EngineProcess(tmp_path, "--fake-renderer", "--no-osc", "--output", "jack",
-                         "--set", f"audio.jack_client_name={CLIENT}-xrun",
-                         env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"})
+    proc = EngineProcess(
+        tmp_path,
+        "--fake-renderer",
+        "--no-osc",
+        "--output",
+        "jack",
+        "--set",
+        f"audio.jack_client_name={CLIENT}-xrun",
+        env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"},
+    )
     try:
         proc.loops_after(1)
         host = psutil.Process(proc.proc.pid)
@@ -185,10 +207,22 @@ def test_a_stalled_host_is_reported_as_xruns(jack_server, tmp_path):
 
 
 def test_a_hung_engine_is_killed_and_replaced_while_the_music_goes_on(jack_server, tmp_path):
-    proc = EngineProcess(tmp_path, "--fake-renderer", "--no-osc", "--output", "jack", "--bpm", "240",
-                         "--bars", "1", "--set", f"audio.jack_client_name={CLIENT}-hang",
-                         "--set", "audio.engine_hang_seconds=2",
-                         env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"})
+    proc = EngineProcess(
+        tmp_path,
+        "--fake-renderer",
+        "--no-osc",
+        "--output",
+        "jack",
+        "--bpm",
+        "240",
+        "--bars",
+        "1",
+        "--set",
+        f"audio.jack_client_name={CLIENT}-hang",
+        "--set",
+        "audio.engine_hang_seconds=2",
+        env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"},
+    )
     try:
         with JackCapture(jack_server.name, seconds=60, name="hang-capture") as capture:
             proc.wait_event("started")
@@ -211,9 +245,16 @@ def test_a_hung_engine_is_killed_and_replaced_while_the_music_goes_on(jack_serve
 
 
 def test_an_engine_does_not_outlive_its_host(jack_server, tmp_path):
-    proc = EngineProcess(tmp_path, "--fake-renderer", "--no-osc", "--output", "jack",
-                         "--set", f"audio.jack_client_name={CLIENT}-orphan",
-                         env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"})
+    proc = EngineProcess(
+        tmp_path,
+        "--fake-renderer",
+        "--no-osc",
+        "--output",
+        "jack",
+        "--set",
+        f"audio.jack_client_name={CLIENT}-orphan",
+        env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"},
+    )
     try:
         proc.loops_after(1)
         engine = psutil.Process(engine_child(proc))
@@ -246,10 +287,21 @@ def test_a_panic_is_crossfaded_by_the_host_and_reported_when_it_began(jack_serve
 
     port = free_udp_port()
     rec = tmp_path / "rec.wav"
-    proc = EngineProcess(tmp_path, "--config", str(show), "--fake-renderer", "--output", "jack",
-                         "--record", str(rec), "--osc-port", str(port),
-                         "--set", f"audio.jack_client_name={CLIENT}-panic",
-                         env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"})
+    proc = EngineProcess(
+        tmp_path,
+        "--config",
+        str(show),
+        "--fake-renderer",
+        "--output",
+        "jack",
+        "--record",
+        str(rec),
+        "--osc-port",
+        str(port),
+        "--set",
+        f"audio.jack_client_name={CLIENT}-panic",
+        env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"},
+    )
     try:
         proc.loops_after(2)
         SimpleUDPClient("127.0.0.1", port).send_message("/riff/panic", 1)

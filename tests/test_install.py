@@ -24,8 +24,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def check(lock: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CHECK_LOCK), str(lock)], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run([sys.executable, str(CHECK_LOCK), str(lock)], capture_output=True, text=True, timeout=60)
 
 
 def requirement_name(spec: str) -> str:
@@ -42,6 +41,7 @@ def declared() -> set[str]:
 
 
 # --- the lock ---------------------------------------------------------------------------------
+
 
 def test_the_test_environment_equals_the_lock():
     result = check(TEST_LOCK)
@@ -100,6 +100,7 @@ def test_every_dependency_and_extra_is_locked():
 
 # --- every import is declared -----------------------------------------------------------------
 
+
 def top_level_imports(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -146,22 +147,34 @@ def test_every_third_party_import_is_declared():
 
 # --- a plain (non-editable) install is whole ---------------------------------------------------
 
+
 def test_a_wheel_install_runs_check_with_the_shipped_default_config(tmp_path):
     wheels, target, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "cwd"
     elsewhere.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
-                   check=True, timeout=240, capture_output=True)
+    subprocess.run(
+        pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        check=True,
+        timeout=240,
+        capture_output=True,
+    )
     wheel = next(wheels.glob("riffengine-*.whl"))
-    subprocess.run(pip + ["install", "--no-deps", "--target", str(target), str(wheel)],
-                   check=True, timeout=120, capture_output=True)
+    subprocess.run(
+        pip + ["install", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     assert (target / "riffengine" / "configs" / "default.yaml").is_file()
     assert len(list((target / "riffengine" / "seeds").glob("*.png"))) >= 1
     # The wheel's copy is imported, not the checkout's, from a folder with no configs/ in it.
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import riffengine, riffengine.cli as c; "
-            "print('FROM', riffengine.__file__); sys.exit(c.main(['check']))")
-    result = subprocess.run([sys.executable, "-c", code, str(target)], cwd=elsewhere,
-                            capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import riffengine, riffengine.cli as c; "
+        "print('FROM', riffengine.__file__); sys.exit(c.main(['check']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(target)], cwd=elsewhere, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert f"FROM {target}" in result.stdout
     assert f"{target / 'riffengine' / 'configs' / 'default.yaml'}: OK" in result.stdout

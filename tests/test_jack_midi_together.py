@@ -52,8 +52,14 @@ CHILD = textwrap.dedent(
 
 
 def run_child(jack_server, ports: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", CHILD, str(ports)], capture_output=True, text=True,
-                          timeout=120, env=jack_server.env | {"PYTHONUNBUFFERED": "1"}, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, str(ports)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=jack_server.env | {"PYTHONUNBUFFERED": "1"},
+        check=False,
+    )
 
 
 def test_jack_midi_ports_open_and_close_while_jack_audio_plays(jack_server):

@@ -24,6 +24,7 @@ from riffengine.timing.sources import FrameClock, TempoSync  # noqa: E402
 
 SR = 44100
 
+
 def test_two_peers_agree_on_tempo_and_bars_and_tempo_changes_go_both_ways():
     peer = Peer()
 
@@ -35,12 +36,16 @@ def test_two_peers_agree_on_tempo_and_bars_and_tempo_changes_go_both_ways():
             follower = sync._source
             assert await wait_for(lambda: follower.peers > 0, timeout=15.0), "the peers never found each other"
             assert sync.status() == {"tempo_source": "link", "tempo_locked": True}
+
             # the session settles on one tempo (123 or 120: Link picks one of the two timelines),
             # and it reaches the store
             def same_tempo() -> bool:
                 reading = sync.poll()
-                return (reading is not None and store.state.values["bpm"] == round(reading.bpm, 2)
-                        and abs(peer.report()[1] - reading.bpm) < 0.01)
+                return (
+                    reading is not None
+                    and store.state.values["bpm"] == round(reading.bpm, 2)
+                    and abs(peer.report()[1] - reading.bpm) < 0.01
+                )
 
             assert await wait_for(same_tempo)
 

@@ -93,6 +93,6 @@ def test_jack_output_mutes_at_once_while_the_ring_is_still_full(jack_server):
         heard = capture.recorded()[:, 0]
     assert left_in_ring > RATE  # the look-ahead audio was still queued ...
     sounding = np.flatnonzero(heard != 0.0)
-    assert sounding.size and np.all(heard[sounding[0]:sounding[0] + RATE // 4] == 0.5)
+    assert sounding.size and np.all(heard[sounding[0] : sounding[0] + RATE // 4] == 0.5)
     assert heard[-1] == 0.0  # ... and the output is silent anyway
     assert output.callback_errors == 0

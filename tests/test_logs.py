@@ -85,8 +85,7 @@ def test_known_fault_classes_by_name_and_by_registration(restore_root):
     except RuntimeError:
         logging.getLogger("riffengine.render").exception("render failed")
     (line,) = lines_of(out)
-    assert line.endswith(" ERROR riffengine.render: render failed: CUDA out of memory. "
-                         "Tried to allocate 2.00 GiB")
+    assert line.endswith(" ERROR riffengine.render: render failed: CUDA out of memory. Tried to allocate 2.00 GiB")
     assert "Traceback" not in line and not line.startswith("<")
 
 
@@ -117,8 +116,10 @@ def test_journald_detection_compares_the_stream(tmp_path):
 def test_a_process_under_a_journal_stream_writes_priorities(tmp_path):
     """A child whose stderr is the file JOURNAL_STREAM names logs with <N> prefixes."""
     path = tmp_path / "journal"
-    code = ("import logging; from riffengine.logs import setup_logging; setup_logging('INFO'); "
-            "logging.getLogger('riffengine').warning('osc flood')")
+    code = (
+        "import logging; from riffengine.logs import setup_logging; setup_logging('INFO'); "
+        "logging.getLogger('riffengine').warning('osc flood')"
+    )
     with open(path, "w") as f:
         st = os.fstat(f.fileno())
         env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}

@@ -73,9 +73,11 @@ def test_exponential_is_geometric_on_a_positive_range_and_log_is_its_mirror():
 
 
 def test_knob_uses_range_curve_and_the_table_curve_by_default():
-    desk = Desk({"cc": 1, "param": "steps", "pickup": False},
-                {"cc": 2, "param": "gain", "range": [-24, 0], "pickup": False},
-                {"cc": 3, "param": "scheduler", "pickup": False})
+    desk = Desk(
+        {"cc": 1, "param": "steps", "pickup": False},
+        {"cc": 2, "param": "gain", "range": [-24, 0], "pickup": False},
+        {"cc": 3, "param": "scheduler", "pickup": False},
+    )
     desk.send(cc(1, 127))
     assert desk["steps"] == 150
     desk.send(cc(1, 0))
@@ -107,9 +109,9 @@ def test_pickup_waits_until_the_knob_passes_the_current_value():
     desk.send(cc(0, 10))
     desk.send(cc(0, 30))
     assert desk["alpha"] == 0.5  # below the value: nothing happens
-    desk.send(cc(0, 80))          # passes 0.5 on the way up: picked up
+    desk.send(cc(0, 80))  # passes 0.5 on the way up: picked up
     assert desk["alpha"] == pytest.approx(80 / 127)
-    desk.send(cc(0, 20))          # now it follows
+    desk.send(cc(0, 20))  # now it follows
     assert desk["alpha"] == pytest.approx(20 / 127)
 
 
@@ -125,9 +127,9 @@ def test_a_change_from_elsewhere_drops_the_pickup():
     desk = Desk({"cc": 0, "param": "alpha"})
     desk.send(cc(0, 1))
     assert desk["alpha"] == pytest.approx(1 / 127)
-    desk.set(alpha=0.9)           # OSC or a scene moved it
+    desk.set(alpha=0.9)  # OSC or a scene moved it
     desk.send(cc(0, 5))
-    assert desk["alpha"] == 0.9   # the knob must come back to 0.9 first
+    assert desk["alpha"] == 0.9  # the knob must come back to 0.9 first
     desk.send(cc(0, 127))
     assert desk["alpha"] == 1.0
 
@@ -157,7 +159,7 @@ def test_14_bit_lone_half_is_committed_after_the_pair_window():
     desk = Desk({"cc": 1, "bits": 14, "param": "alpha", "pickup": False})
     desk.send(cc(1, 64))
     desk.send(cc(33, 0))
-    desk.send(cc(1, 127))        # a controller sending only the MSB now
+    desk.send(cc(1, 127))  # a controller sending only the MSB now
     assert desk.mapper.busy
     desk.tick(mapping.PAIR_WINDOW * 2)
     assert desk["alpha"] == pytest.approx(127 * 128 / 16383)
@@ -177,13 +179,13 @@ def test_14_bit_full_scale_and_resolution():
 # --- relative encoders --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode, up, down", [
-    ("twos_complement", 1, 127), ("offset_64", 65, 63), ("sign_magnitude", 1, 65)])
+@pytest.mark.parametrize(
+    "mode, up, down", [("twos_complement", 1, 127), ("offset_64", 65, 63), ("sign_magnitude", 1, 65)]
+)
 def test_relative_modes(mode, up, down):
     assert mapping.relative_delta(mode, up) == 1
     assert mapping.relative_delta(mode, down) == -1
-    desk = Desk({"cc": 16, "mode": mode, "step": 0.1, "param": "alpha"},
-                state=apply_many(State(), {"alpha": 0.5}))
+    desk = Desk({"cc": 16, "mode": mode, "step": 0.1, "param": "alpha"}, state=apply_many(State(), {"alpha": 0.5}))
     desk.send(cc(16, up))
     desk.send(cc(16, up))
     assert desk["alpha"] == pytest.approx(0.7)
@@ -255,34 +257,37 @@ def test_a_later_knob_entry_for_the_same_parameter_replaces_the_earlier():
 # --- checking entries ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("entry, words", [
-    ({"cc": 0}, "exactly one target"),
-    ({"param": "alpha"}, "exactly one of cc, note or program"),
-    ({"cc": 0, "note": 1, "param": "alpha"}, "exactly one of cc, note or program"),
-    ({"cc": 128, "param": "alpha"}, "cc: 128 is out of range; use a whole number from 0 to 127"),
-    ({"cc": 40, "bits": 14, "param": "alpha"}, "from 0 to 31"),
-    ({"cc": 0, "param": "alpah"}, "did you mean 'alpha'"),
-    ({"cc": 0, "param": "prompt_a/0"}, "is text"),
-    ({"cc": 0, "param": "weight_a"}, "name one, e.g. weight_a/0"),
-    ({"cc": 0, "param": "scene"}, "is an action"),
-    ({"cc": 0, "param": "alpha", "curve": "exponental"}, "did you mean 'exponential'"),
-    ({"cc": 0, "param": "alpha", "range": [0, 2]}, "out of range"),
-    ({"cc": 0, "param": "alpha", "range": [0.5]}, "use [low, high]"),
-    ({"cc": 0, "param": "alpha", "mode": "relative"}, "mode: 'relative' is not a choice"),
-    ({"cc": 0, "param": "alpha", "mode": "offset_64", "pickup": True}, "pickup: does not apply"),
-    ({"cc": 0, "param": "alpha", "step": 0.1}, "step: does not apply"),
-    ({"cc": 0, "param": "alpha", "mode": "offset_64", "bits": 14}, "relative encoders"),
-    ({"cc": 0, "param": "alpha", "smoothing": -1}, "smoothing"),
-    ({"cc": 0, "param": "alpha", "channel": 17}, "channel: 17"),
-    ({"cc": 0, "param": "alpha", "colour": "red"}, "colour: unknown key (valid keys here: cc, note,"),
-    ({"cc": 0, "param": "alpha", "curv": "log"}, "curv: unknown key; did you mean 'curve'?"),
-    ({"note": 1, "scene": -1}, "out of range"),
-    ({"note": 1, "set": {"alpha": 3}}, "alpha: 3 is out of range"),
-    ({"note": 1, "set": {"scene": 1}}, "use scene: N"),
-    ({"program": 5}, "give a scene number or name"),
-    ({"program": 5, "param": "alpha"}, "recalls a scene"),
-    ({"note": 60, "param": "scheduler", "range": [0, 1]}, "picks its value by position"),
-])
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        ({"cc": 0}, "exactly one target"),
+        ({"param": "alpha"}, "exactly one of cc, note or program"),
+        ({"cc": 0, "note": 1, "param": "alpha"}, "exactly one of cc, note or program"),
+        ({"cc": 128, "param": "alpha"}, "cc: 128 is out of range; use a whole number from 0 to 127"),
+        ({"cc": 40, "bits": 14, "param": "alpha"}, "from 0 to 31"),
+        ({"cc": 0, "param": "alpah"}, "did you mean 'alpha'"),
+        ({"cc": 0, "param": "prompt_a/0"}, "is text"),
+        ({"cc": 0, "param": "weight_a"}, "name one, e.g. weight_a/0"),
+        ({"cc": 0, "param": "scene"}, "is an action"),
+        ({"cc": 0, "param": "alpha", "curve": "exponental"}, "did you mean 'exponential'"),
+        ({"cc": 0, "param": "alpha", "range": [0, 2]}, "out of range"),
+        ({"cc": 0, "param": "alpha", "range": [0.5]}, "use [low, high]"),
+        ({"cc": 0, "param": "alpha", "mode": "relative"}, "mode: 'relative' is not a choice"),
+        ({"cc": 0, "param": "alpha", "mode": "offset_64", "pickup": True}, "pickup: does not apply"),
+        ({"cc": 0, "param": "alpha", "step": 0.1}, "step: does not apply"),
+        ({"cc": 0, "param": "alpha", "mode": "offset_64", "bits": 14}, "relative encoders"),
+        ({"cc": 0, "param": "alpha", "smoothing": -1}, "smoothing"),
+        ({"cc": 0, "param": "alpha", "channel": 17}, "channel: 17"),
+        ({"cc": 0, "param": "alpha", "colour": "red"}, "colour: unknown key (valid keys here: cc, note,"),
+        ({"cc": 0, "param": "alpha", "curv": "log"}, "curv: unknown key; did you mean 'curve'?"),
+        ({"note": 1, "scene": -1}, "out of range"),
+        ({"note": 1, "set": {"alpha": 3}}, "alpha: 3 is out of range"),
+        ({"note": 1, "set": {"scene": 1}}, "use scene: N"),
+        ({"program": 5}, "give a scene number or name"),
+        ({"program": 5, "param": "alpha"}, "recalls a scene"),
+        ({"note": 60, "param": "scheduler", "range": [0, 1]}, "picks its value by position"),
+    ],
+)
 def test_bad_entries_are_refused_with_the_fix(entry, words):
     with pytest.raises(UserError) as exc:
         check_entry(entry)
@@ -314,8 +319,9 @@ def test_scene_names_are_checked_when_known():
 
 def test_file_errors_name_file_line_and_entry(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("# my desk\n- cc: 0\n  param: alpha\n\n- cc: 1\n  param: alpah\n"
-                    "- note: 3\n  scene: x\n  latch: true\n")
+    path.write_text(
+        "# my desk\n- cc: 0\n  param: alpha\n\n- cc: 1\n  param: alpah\n- note: 3\n  scene: x\n  latch: true\n"
+    )
     with pytest.raises(UserError) as exc:
         mapping.load_mappings(path)
     lines = str(exc.value).splitlines()

@@ -109,8 +109,7 @@ def test_jack_midi_controller_pickup_14bit_encoder_notes_learn_and_replug(jack_s
     name = f"riffdesk-{uuid.uuid4().hex[:6]}"
     desk = Controller(backend, name).plug()
     try:
-        with RunningSurfaces(settings_in(tmp_path, name)) as engine, \
-                OscClient(engine.osc_port) as client:
+        with RunningSurfaces(settings_in(tmp_path, name)) as engine, OscClient(engine.osc_port) as client:
             midi = engine.surfaces.midi
             assert midi.port_name is not None and name in midi.port_name
 
@@ -182,8 +181,9 @@ def test_virtual_input_port_and_learn_at_start(jack_server, tmp_path):
     name = f"riffin-{uuid.uuid4().hex[:6]}"
     settings = settings_in(tmp_path, f"virtual:{name}")
     with RunningSurfaces(settings, learn="crossfade_ms") as engine:
-        target = wait_until(lambda: [n for n in backend.get_output_names() if name in n],
-                            what="the engine's virtual port")[0]
+        target = wait_until(
+            lambda: [n for n in backend.get_output_names() if name in n], what="the engine's virtual port"
+        )[0]
         with backend.open_output(target) as port:
             port.send(mido.Message("control_change", control=9, value=0))
             wait_until(lambda: any(e.kind == "learned" for e in engine.events), what="learned")
@@ -194,8 +194,7 @@ def test_virtual_input_port_and_learn_at_start(jack_server, tmp_path):
             crossfades = [v for k, v, _ in engine.changes if k == "crossfade_ms"]
             assert crossfades == [pytest.approx(2000 * 3 / 127), 2000.0]
             # a bad scene number from a pad is reported on the bus, and changes nothing
-            engine.call(engine.surfaces.midi.mapper.add,
-                        mapping.check_entry({"note": 50, "scene": 9}))
+            engine.call(engine.surfaces.midi.mapper.add, mapping.check_entry({"note": 50, "scene": 9}))
             before = engine.store.state
             port.send(mido.Message("note_on", note=50, velocity=99))
             fail = wait_until(lambda: [e for e in engine.events if e.kind == "fail"], what="fail")[0]
@@ -216,8 +215,9 @@ def test_a_dead_jack_midi_helper_is_replaced(jack_server, tmp_path):
         os.kill(helper, signal.SIGKILL)
         wait_until(lambda: midi.opened == 2 and midi.port is not None, what="the port reopened")
         assert midi.port.pid != helper
-        target = wait_until(lambda: [n for n in backend.get_output_names() if name in n],
-                            what="the engine's virtual port")[0]
+        target = wait_until(
+            lambda: [n for n in backend.get_output_names() if name in n], what="the engine's virtual port"
+        )[0]
         with backend.open_output(target) as port:
             port.send(mido.Message("control_change", control=0, value=64))
             delivered(engine, 1)

@@ -64,7 +64,7 @@ def test_dll_follows_a_jittered_clock_through_a_tempo_step():
     for true, measured in ticks[1:]:
         dll = dll_update(dll, measured)
         predicted.append(dll.next_time)
-        history.append((true, dll, bpm_from_period(window_period(predicted[-TEMPO_WINDOW - 1:]))))
+        history.append((true, dll, bpm_from_period(window_period(predicted[-TEMPO_WINDOW - 1 :]))))
     at_120 = [bpm for t, d, bpm in history if 14.0 < t < 16.0]
     at_128 = [bpm for t, d, bpm in history if t > 20.0]
     assert all(abs(bpm - 120.0) < 0.15 for bpm in at_120)

@@ -1,6 +1,5 @@
 """Model loading (the tiny model through the real loader), prompt encoding and its cache."""
 
-
 import pytest
 import torch
 

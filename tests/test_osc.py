@@ -61,15 +61,15 @@ def test_listens_on_localhost_by_default(engine):
 
 
 def test_sets_values_of_every_form_and_status_shows_them(engine, client):
-    client.send("/riff/alpha", 0.25)                      # float
-    client.send("/riff/bars", 4.0)                        # an int parameter sent as a float
-    client.send("/riff/seed_a", 4_000_000_000)            # int64 for a seed above 2**31
-    client.send("/riff/prompt_a/1", "funky", "jazz", 808.0)   # text args are joined
-    client.send("/riff/weight_b", 0.1, 0.2)               # the first slots, one per argument
-    client.send("/riff/steps/norm", 1.0)                  # knob position on the table's curve
+    client.send("/riff/alpha", 0.25)  # float
+    client.send("/riff/bars", 4.0)  # an int parameter sent as a float
+    client.send("/riff/seed_a", 4_000_000_000)  # int64 for a seed above 2**31
+    client.send("/riff/prompt_a/1", "funky", "jazz", 808.0)  # text args are joined
+    client.send("/riff/weight_b", 0.1, 0.2)  # the first slots, one per argument
+    client.send("/riff/steps/norm", 1.0)  # knob position on the table's curve
     client.send("/riff/guidance_a/norm", 0.5)
     client.send("/riff/scheduler", "euler")
-    client.send("/riff/weight_a/*", 0.5)                  # an OSC pattern: every slot
+    client.send("/riff/weight_a/*", 0.5)  # an OSC pattern: every slot
     status = client.status()
 
     assert status["alpha"] == pytest.approx(0.25)
@@ -91,8 +91,10 @@ def test_sets_values_of_every_form_and_status_shows_them(engine, client):
 
 
 def test_figure_named_like_a_parameter_is_sent_under_engine_prefix(tmp_path):
-    with RunningSurfaces(settings_in(tmp_path), figures=lambda: {"bpm": 118.5, "bar": 3}) as engine, \
-            OscClient(engine.osc_port) as client:
+    with (
+        RunningSurfaces(settings_in(tmp_path), figures=lambda: {"bpm": 118.5, "bar": 3}) as engine,
+        OscClient(engine.osc_port) as client,
+    ):
         status = client.status()
     assert status["bpm"] == 120.0 and status["engine.bpm"] == pytest.approx(118.5)
     assert status["bar"] == 3
@@ -208,13 +210,17 @@ def test_bad_messages_get_fail_and_change_nothing(engine, client, address, args,
     assert engine.surfaces.osc.failed >= 1
 
 
-@pytest.mark.parametrize("packet, reason", [
-    (b"not osc at all", "malformed OSC packet"),
-    (b"#bundle\x00\x00\x00\x00", "malformed OSC packet"),
-    (_bundle_nested(1200), "malformed OSC packet"),
-    (_many_messages(100), "too many"),
-    (_future(3600, 0.5), "s ahead"),
-], ids=["garbage", "truncated bundle", "deep nesting", "too many messages", "far timetag"])
+@pytest.mark.parametrize(
+    "packet, reason",
+    [
+        (b"not osc at all", "malformed OSC packet"),
+        (b"#bundle\x00\x00\x00\x00", "malformed OSC packet"),
+        (_bundle_nested(1200), "malformed OSC packet"),
+        (_many_messages(100), "too many"),
+        (_future(3600, 0.5), "s ahead"),
+    ],
+    ids=["garbage", "truncated bundle", "deep nesting", "too many messages", "far timetag"],
+)
 def test_bad_packets_get_fail_and_change_nothing(engine, client, packet, reason):
     before = engine.store.state
     client.send_raw(packet)
@@ -245,7 +251,7 @@ def test_status_and_fail_go_to_the_reply_port_the_sender_names(engine, client):
 
 def test_notify_pushes_state_beat_loop_and_fail(engine, client, tmp_path):
     with OscClient(engine.osc_port) as listener, OscClient(engine.osc_port) as other:
-        client.send("/riff/notify", 1.0, float(listener.port))   # Pure Data style floats
+        client.send("/riff/notify", 1.0, float(listener.port))  # Pure Data style floats
         assert listener.wait_for("/riff/notify.reply").params == [1]
 
         other.send("/riff/prompt_b/2", "glass", "harp")
@@ -259,8 +265,7 @@ def test_notify_pushes_state_beat_loop_and_fail(engine, client, tmp_path):
         assert listener.wait_for("/riff/beat").params == [12, 2]
 
         image = Image.new("RGB", (64, 32), (10, 200, 30))
-        engine.call(engine.bus.publish, "loop_started", index=5, bar=16, frame=0, image=image,
-                    clip_id="c1")
+        engine.call(engine.bus.publish, "loop_started", index=5, bar=16, frame=0, image=image, clip_id="c1")
         loop = listener.wait_for("/riff/loop")
         index, bar, path = loop.params
         assert (index, bar) == (5, 16)
@@ -268,22 +273,32 @@ def test_notify_pushes_state_beat_loop_and_fail(engine, client, tmp_path):
         with Image.open(path) as written:
             assert written.size == (64, 32) and written.getpixel((3, 3)) == (10, 200, 30)
         # the same clip repeating: the same file, not a new one
-        engine.call(engine.bus.publish, "loop_started", index=6, bar=18, frame=0, image=image,
-                    clip_id="c1")
+        engine.call(engine.bus.publish, "loop_started", index=6, bar=18, frame=0, image=image, clip_id="c1")
         assert listener.wait_for("/riff/loop").params == [6, 18, path]
         assert len(os.listdir(tmp_path / "spectrograms")) == 1
 
         engine.call(engine.bus.publish, "loop_started", index=7, bar=20, frame=0, image="/x/y.png")
         assert listener.wait_for("/riff/loop").params == [7, 20, "/x/y.png"]
         # a loop of the walk: what it is follows the loop message
-        engine.call(engine.bus.publish, "loop_started", index=8, bar=22, frame=0, image="/x/z.png",
-                    alpha=0.25, seed_a=42, seed_b=43, prompts="0123abcd", step=5, glide="1/4")
+        engine.call(
+            engine.bus.publish,
+            "loop_started",
+            index=8,
+            bar=22,
+            frame=0,
+            image="/x/z.png",
+            alpha=0.25,
+            seed_a=42,
+            seed_b=43,
+            prompts="0123abcd",
+            step=5,
+            glide="1/4",
+        )
         assert listener.wait_for("/riff/loop").params == [8, 22, "/x/z.png"]
         walk = listener.wait_for("/riff/walk").params
         assert walk == [8, pytest.approx(0.25), 42, 43, "0123abcd", 5, "1/4"]
 
-        engine.call(engine.bus.publish, "render_failed", reason="error",
-                    error="OutOfMemoryError: CUDA out of memory")
+        engine.call(engine.bus.publish, "render_failed", reason="error", error="OutOfMemoryError: CUDA out of memory")
         fail = listener.wait_for("/riff/fail")
         assert fail.params == ["/riff/render", "OutOfMemoryError: CUDA out of memory"]
 
@@ -328,16 +343,19 @@ def test_oscsend_sets_values_and_oscdump_receives_pushes(engine, client):
             return wait_for_line(lines, "/riff/notify.reply", 0.5)
 
         wait_until(subscribed, what="oscdump subscribed")
-        for args in (["/riff/alpha", "f", "0.75"], ["/riff/seed_b", "i", "31337"],
-                     ["/riff/prompt_b/0", "s", "warm rhodes chords"], ["/riff/bars", "f", "8"]):
+        for args in (
+            ["/riff/alpha", "f", "0.75"],
+            ["/riff/seed_b", "i", "31337"],
+            ["/riff/prompt_b/0", "s", "warm rhodes chords"],
+            ["/riff/bars", "f", "8"],
+        ):
             subprocess.run(["oscsend", "127.0.0.1", port, *args], check=True, timeout=10)
         wait_until(lambda: engine.values["bars"] == 8, what="oscsend values")
         assert engine.values["alpha"] == 0.75
         assert engine.values["seed_b"] == 31337
         assert engine.values["prompt_b"][0] == "warm rhodes chords"
         subprocess.run(["oscsend", "127.0.0.1", port, "/riff/alpha", "s", "loud"], check=True, timeout=10)
-        wait_until(lambda: any("/riff/state" in ln and "bars" in ln for ln in lines),
-                   what="oscdump output")
+        wait_until(lambda: any("/riff/state" in ln and "bars" in ln for ln in lines), what="oscdump output")
         assert any("/riff/state" in ln and "alpha" in ln and "0.75" in ln for ln in lines)
         assert engine.values["alpha"] == 0.75  # the bad one changed nothing
     finally:
@@ -356,10 +374,25 @@ def wait_for_line(lines: list[str], text: str, timeout: float) -> bool:
 
 def test_python_client_example(engine):
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "python_client.py"),
-         "--port", str(engine.osc_port), "--prompt", "deep house bassline", "--alpha", "0.4",
-         "--seed", "777", "--evolve", "0.25", "--glide", "2"],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "python_client.py"),
+            "--port",
+            str(engine.osc_port),
+            "--prompt",
+            "deep house bassline",
+            "--alpha",
+            "0.4",
+            "--seed",
+            "777",
+            "--evolve",
+            "0.25",
+            "--glide",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     assert engine.values["prompt_a"][0] == "deep house bassline"
@@ -424,8 +457,9 @@ def test_max_patch_is_well_formed_and_its_messages_are_accepted(engine, client):
         (src, outlet), (dst, inlet) = line["patchline"]["source"], line["patchline"]["destination"]
         assert outlet < boxes[src]["numoutlets"] and inlet < boxes[dst]["numinlets"]
     messages = [b["text"] for b in boxes.values() if b["maxclass"] == "message"]
-    prepends = [b["text"].split()[1] for b in boxes.values()
-                if b["maxclass"] == "newobj" and b["text"].startswith("prepend ")]
+    prepends = [
+        b["text"].split()[1] for b in boxes.values() if b["maxclass"] == "newobj" and b["text"].startswith("prepend ")
+    ]
     assert len(messages) >= 5 and len(prepends) >= 3
     with OscClient(engine.osc_port) as listener:
         reply_port = listener.port

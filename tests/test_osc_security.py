@@ -55,14 +55,17 @@ def state_is_valid(state) -> None:
         assert validation.validate(p.name, state.values[p.name]) == state.values[p.name], p.name
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("loop.png", "seeds/loop.png"),
-    ("loop", "seeds/loop.png"),
-    ("set2/b.png", "seeds/set2/b.png"),
-    ("ABS:seeds/set2/b.png", "seeds/set2/b.png"),
-    ("house_120", "house_120"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("loop.png", "seeds/loop.png"),
+        ("loop", "seeds/loop.png"),
+        ("set2/b.png", "seeds/set2/b.png"),
+        ("ABS:seeds/set2/b.png", "seeds/set2/b.png"),
+        ("house_120", "house_120"),
+        ("", ""),
+    ],
+)
 def test_seed_paths_inside_the_folder_or_builtin_are_accepted(engine, client, tmp_path, value, expected):
     value = str(tmp_path / value[4:]) if value.startswith("ABS:") else value
     client.send("/riff/seed_image", value)
@@ -71,20 +74,23 @@ def test_seed_paths_inside_the_folder_or_builtin_are_accepted(engine, client, tm
     assert engine.surfaces.osc.failed == 0
 
 
-@pytest.mark.parametrize("value, reason", [
-    ("../outside.png", "contains '..'"),
-    ("set2/../../outside.png", "contains '..'"),
-    ("set2/..", "contains '..'"),
-    ("/etc/passwd", "is outside the folder"),
-    ("ABS:outside.png", "is outside the folder"),
-    ("escape.png", "is outside the folder"),
-    ("missing.png", "is not a file in the folder"),
-    ("set2", "is not a file in the folder"),
-])
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("../outside.png", "contains '..'"),
+        ("set2/../../outside.png", "contains '..'"),
+        ("set2/..", "contains '..'"),
+        ("/etc/passwd", "is outside the folder"),
+        ("ABS:outside.png", "is outside the folder"),
+        ("escape.png", "is outside the folder"),
+        ("missing.png", "is not a file in the folder"),
+        ("set2", "is not a file in the folder"),
+    ],
+)
 def test_seed_paths_leaving_the_folder_get_fail_and_change_nothing(engine, client, tmp_path, value, reason):
     value = str(tmp_path / value[4:]) if value.startswith("ABS:") else value
     before = engine.store.state
-    for address in ("/riff/seed_image", "/riff/seed_ima?e"):   # a pattern reaches the same check
+    for address in ("/riff/seed_image", "/riff/seed_ima?e"):  # a pattern reaches the same check
         client.send(address, value)
         fail = client.wait_for("/riff/fail")
         assert fail.params[0] == address and reason in fail.params[1], fail.params[1]
@@ -99,20 +105,24 @@ def _message(address: str, *args) -> bytes:
     return builder.build().dgram
 
 
-@pytest.mark.parametrize("packet, reason", [
-    (b"\x00" * (osc.MAX_PACKET + 1), "too big"),
-    (_message("/riff/" + "a" * 300, 1.0), "too long"),
-    (_message("/riff/" + "*" * 14 + "!", 1.0), "too complex"),   # seconds of regex backtracking
-    (_message("/riff/{a,b}{c,d}", 1.0), "too complex"),
-    (_message("/riff/alpha", *([0.5] * 33)), "too many"),
-    (_message("/riff/negative", "x" * 5000), "longer than osc.max_string_length"),
-], ids=["packet", "address", "stars", "braces", "arguments", "string"])
+@pytest.mark.parametrize(
+    "packet, reason",
+    [
+        (b"\x00" * (osc.MAX_PACKET + 1), "too big"),
+        (_message("/riff/" + "a" * 300, 1.0), "too long"),
+        (_message("/riff/" + "*" * 14 + "!", 1.0), "too complex"),  # seconds of regex backtracking
+        (_message("/riff/{a,b}{c,d}", 1.0), "too complex"),
+        (_message("/riff/alpha", *([0.5] * 33)), "too many"),
+        (_message("/riff/negative", "x" * 5000), "longer than osc.max_string_length"),
+    ],
+    ids=["packet", "address", "stars", "braces", "arguments", "string"],
+)
 def test_sizes_and_pattern_costs_are_bounded(engine, client, packet, reason):
     before = engine.store.state
     client.send_raw(packet)
     fail = client.wait_for("/riff/fail")
     assert reason in fail.params[1], fail.params[1]
-    assert client.status()["alpha"] == 0.0   # the loop still answers at once
+    assert client.status()["alpha"] == 0.0  # the loop still answers at once
     assert engine.store.state is before
 
 
@@ -154,10 +164,20 @@ def test_nothing_received_is_evaluated(engine, client, tmp_path, monkeypatch):
 def test_the_control_code_has_no_evaluating_calls():
     """A static check of riffengine/control: no eval/exec/compile/pickle/unsafe YAML/shell."""
     banned_names = {"eval", "exec", "compile", "__import__"}
-    banned_attrs = {("pickle", "loads"), ("pickle", "load"), ("marshal", "loads"),
-                    ("yaml", "load"), ("yaml", "unsafe_load"), ("yaml", "full_load"),
-                    ("os", "system"), ("os", "popen"), ("subprocess", "run"),
-                    ("subprocess", "Popen"), ("subprocess", "call"), ("subprocess", "check_output")}
+    banned_attrs = {
+        ("pickle", "loads"),
+        ("pickle", "load"),
+        ("marshal", "loads"),
+        ("yaml", "load"),
+        ("yaml", "unsafe_load"),
+        ("yaml", "full_load"),
+        ("os", "system"),
+        ("os", "popen"),
+        ("subprocess", "run"),
+        ("subprocess", "Popen"),
+        ("subprocess", "call"),
+        ("subprocess", "check_output"),
+    }
     found = []
     for path in sorted(CONTROL.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -166,8 +186,7 @@ def test_the_control_code_has_no_evaluating_calls():
             f = node.func
             if isinstance(f, ast.Name) and f.id in banned_names:
                 found.append(f"{path.name}:{node.lineno} {f.id}")
-            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and \
-                    (f.value.id, f.attr) in banned_attrs:
+            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and (f.value.id, f.attr) in banned_attrs:
                 if (path.name, f"{f.value.id}.{f.attr}") in HELPER_PROCESSES:
                     # our own module as an argv list: no shell, and never with a shell
                     assert not any(k.arg == "shell" for k in node.keywords), path.name
@@ -199,16 +218,34 @@ def test_allow_list_drops_other_loopback_addresses(tmp_path):
 # --- fuzzing ------------------------------------------------------------------------------------
 
 ADDRESSES = [p.address for p in params.PARAMS] + [
-    "/riff/prompt_a/0", "/riff/weight_b/3", "/riff/alpha/norm", "/riff/steps/norm",
-    "/riff/prompt_a/7", "/riff/status", "/riff/notify", "/riff/learn", "/riff/*", "/riff/?eed_a",
-    "/riff/[a-c]*", "/riff/{alpha,bars}", "/riff", "/", "", "/riff/alpha/norm/x", "#bundle",
+    "/riff/prompt_a/0",
+    "/riff/weight_b/3",
+    "/riff/alpha/norm",
+    "/riff/steps/norm",
+    "/riff/prompt_a/7",
+    "/riff/status",
+    "/riff/notify",
+    "/riff/learn",
+    "/riff/*",
+    "/riff/?eed_a",
+    "/riff/[a-c]*",
+    "/riff/{alpha,bars}",
+    "/riff",
+    "/",
+    "",
+    "/riff/alpha/norm/x",
+    "#bundle",
 ]
 ARGS = st.one_of(
-    st.integers(-2**31, 2**31 - 1), st.integers(2**31, 2**63 - 1),
+    st.integers(-(2**31), 2**31 - 1),
+    st.integers(2**31, 2**63 - 1),
     st.floats(allow_nan=True, allow_infinity=True, width=32),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=40), st.text(min_size=4000, max_size=5000, alphabet="ab"),
-    st.booleans(), st.binary(max_size=64), st.sampled_from(["../x.png", "/etc/passwd", "house_120"]),
+    st.text(max_size=40),
+    st.text(min_size=4000, max_size=5000, alphabet="ab"),
+    st.booleans(),
+    st.binary(max_size=64),
+    st.sampled_from(["../x.png", "/etc/passwd", "house_120"]),
 )
 
 
@@ -261,8 +298,9 @@ def test_fuzzed_packets_never_raise_and_the_state_stays_valid(tmp_path, seeds):
         server = engine.surfaces.osc
         start = initial_state(engine.settings)
 
-        @settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=400, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(packets(), st.sampled_from([("127.0.0.1", 40000), ("10.1.2.3", 40001)]))
         def fuzz(packet: bytes, sender) -> None:
             engine.call(server.receive, packet, sender)  # raises here if anything escaped
@@ -270,8 +308,9 @@ def test_fuzzed_packets_never_raise_and_the_state_stays_valid(tmp_path, seeds):
 
         fuzz()
         state = engine.store.state
-        assert state.values["seed_image"] in ("", start.values["seed_image"], "house_120") or \
-            state.values["seed_image"].startswith(str(seeds))
+        assert state.values["seed_image"] in ("", start.values["seed_image"], "house_120") or state.values[
+            "seed_image"
+        ].startswith(str(seeds))
         assert len(server._timers) <= osc.MAX_SCHEDULED
         assert len(server.subscribers) <= osc.MAX_SUBSCRIBERS
         assert server.failed > 0 and server.dropped > 0
@@ -324,13 +363,14 @@ def test_flood_of_garbage_while_status_is_still_served(tmp_path):
     config = "osc: {port: 0, allow: [127.0.0.1/32]}\n"
     with RunningSurfaces(settings_in(tmp_path, config)) as engine, OscClient(engine.osc_port) as client:
         errors: list[dict] = []
-        engine.loop.call_soon_threadsafe(engine.loop.set_exception_handler,
-                                         lambda loop, ctx: errors.append(ctx))
+        engine.loop.call_soon_threadsafe(engine.loop.set_exception_handler, lambda loop, ctx: errors.append(ctx))
         server = engine.surfaces.osc
         process = psutil.Process()
         stop, sent = threading.Event(), []
-        senders = [threading.Thread(target=flood, args=(engine.osc_port, host, 4.0, 2000, stop, sent))
-                   for host in ("127.0.0.1", "127.0.0.2")]     # the second is outside osc.allow
+        senders = [
+            threading.Thread(target=flood, args=(engine.osc_port, host, 4.0, 2000, stop, sent))
+            for host in ("127.0.0.1", "127.0.0.2")
+        ]  # the second is outside osc.allow
         for t in senders:
             t.start()
         try:
@@ -339,6 +379,7 @@ def test_flood_of_garbage_while_status_is_still_served(tmp_path):
             answered = 0
             deadline = time.monotonic() + 3.0
             while time.monotonic() < deadline:
+
                 def status_reply():  # UDP: ask again until the answer comes (the flood may fill queues)
                     client.send("/riff/status")
                     try:
@@ -355,20 +396,22 @@ def test_flood_of_garbage_while_status_is_still_served(tmp_path):
             for t in senders:
                 t.join(TIMEOUT)
         assert answered >= 3
-        assert sum(sent) > 4000                       # thousands of packets were thrown at it
+        assert sum(sent) > 4000  # thousands of packets were thrown at it
         assert server.failed > 500 and server.dropped > 500
         assert rss_after - rss_before < 64 * 1024**2  # flat, within a generous bound
         assert len(server._routes) <= osc.MAX_ROUTES and len(server._timers) <= osc.MAX_SCHEDULED
         assert errors == []
-        client.send("/riff/alpha", 0.75)              # and it still works afterwards
+        client.send("/riff/alpha", 0.75)  # and it still works afterwards
         wait_until(lambda: engine.values["alpha"] == 0.75, what="alpha after the flood")
         state_is_valid(engine.store.state)
 
 
 def test_reconfigure_swaps_the_allow_list_and_the_seed_folder(tmp_path, seeds):
     """What a SIGHUP reload does to the OSC server: a new allow list and folders, same socket."""
-    with RunningSurfaces(settings_in(tmp_path, "osc: {port: 0}\npaths: {seeds: seeds}\n")) as engine, \
-            OscClient(engine.osc_port) as client:
+    with (
+        RunningSurfaces(settings_in(tmp_path, "osc: {port: 0}\npaths: {seeds: seeds}\n")) as engine,
+        OscClient(engine.osc_port) as client,
+    ):
         other = tmp_path / "other"
         other.mkdir()
         (other / "x.png").write_bytes(b"png")
@@ -381,5 +424,5 @@ def test_reconfigure_swaps_the_allow_list_and_the_seed_folder(tmp_path, seeds):
         engine.call(engine.surfaces.osc.reconfigure, back.osc, back.paths)
         client.send("/riff/seed_image", "x.png")
         wait_until(lambda: engine.values["seed_image"] == str(other / "x.png"), what="new folder")
-        client.send("/riff/seed_image", "loop.png")            # only in the old folder
+        client.send("/riff/seed_image", "loop.png")  # only in the old folder
         assert "is not a file" in client.wait_for("/riff/fail").params[1]

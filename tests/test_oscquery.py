@@ -53,8 +53,12 @@ def base(engine) -> str:
 
 def curl(url: str, *flags: str) -> tuple[int, str, str]:
     """(status, content type, body) of a GET by curl."""
-    out = subprocess.run(["curl", "-s", "--max-time", "10", "-o", "-", "-w", "\n%{http_code} %{content_type}",
-                          *flags, url], capture_output=True, timeout=20, check=True).stdout
+    out = subprocess.run(
+        ["curl", "-s", "--max-time", "10", "-o", "-", "-w", "\n%{http_code} %{content_type}", *flags, url],
+        capture_output=True,
+        timeout=20,
+        check=True,
+    ).stdout
     out = out.decode("utf-8", errors="replace")
     body, _, tail = out.rpartition("\n")
     status, _, kind = tail.partition(" ")
@@ -93,7 +97,7 @@ def test_namespace_is_the_parameter_table(engine):
             assert node["UNIT"][0] == p.unit
         for slot in range(p.slots):
             assert node["CONTENTS"][str(slot)]["FULL_PATH"] == p.slot_address(slot)
-    assert riff["CONTENTS"]["seed_a"]["TYPE"] == "h"       # seeds go beyond 32 bits
+    assert riff["CONTENTS"]["seed_a"]["TYPE"] == "h"  # seeds go beyond 32 bits
     assert riff["CONTENTS"]["alpha"]["TYPE"] == "f"
     assert riff["CONTENTS"]["panic"]["ACCESS"] == 2
     assert get_json(base(engine) + "/riff/bars") == riff["CONTENTS"]["bars"]
@@ -122,10 +126,14 @@ def test_bad_requests_get_a_clear_status_and_change_nothing(engine):
     assert status == 404 and "no OSC node at /riff/alpah" in body
     status, _, body = curl(base(engine) + "/riff/alpha?VALUES")
     assert status == 400 and "'VALUES' is not an OSCQuery attribute" in body
-    assert curl(base(engine) + "/riff?VALUE")[0] == 204       # a container has no value
+    assert curl(base(engine) + "/riff?VALUE")[0] == 204  # a container has no value
     assert curl(base(engine) + "/riff/alpha?UNIT")[0] == 204  # alpha has no unit
-    for path in ("/ui/../../../etc/passwd", "/ui/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
-                 "/ui/..%2f..%2fconfig.py", "/loops/..%2f..%2fetc%2fpasswd"):
+    for path in (
+        "/ui/../../../etc/passwd",
+        "/ui/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/ui/..%2f..%2fconfig.py",
+        "/loops/..%2f..%2fetc%2fpasswd",
+    ):
         status, _, body = curl(base(engine) + path, "--path-as-is")
         assert status in (400, 404) and "root:" not in body, (path, status)
     status, _, body = curl(base(engine) + "/loops/nothing-here.png")
@@ -166,14 +174,14 @@ def test_listen_pushes_binary_osc_with_the_declared_types_and_ignore_stops_it(en
         client.send("/riff/seed_a", 7)
         msg = next_osc(ws)
         assert (msg.address, msg.params) == ("/riff/seed_a", [7]) and ",h" in msg.dgram.decode("latin-1")
-        client.send("/riff/weight_a", 0.1, 0.2)    # two slots change; only slot 1 is listened to
+        client.send("/riff/weight_a", 0.1, 0.2)  # two slots change; only slot 1 is listened to
         msg = next_osc(ws)
         assert msg.address == "/riff/weight_a/1" and msg.params[0] == pytest.approx(0.2)
         ws.send(json.dumps({"COMMAND": "IGNORE", "DATA": "/riff/alpha"}))
         wait_until(lambda: any(len(c.listening) == 2 for c in engine.surfaces.web.clients))
         client.send("/riff/alpha", 0.75)
         client.send("/riff/seed_a", 8)
-        msg = next_osc(ws)                          # pushes keep their order: alpha was not sent
+        msg = next_osc(ws)  # pushes keep their order: alpha was not sent
         assert (msg.address, msg.params) == ("/riff/seed_a", [8])
 
 
@@ -242,7 +250,7 @@ def test_clients_and_message_sizes_are_bounded(tmp_path):
                 connect(ws_url(engine))
             assert busy.value.response.status_code == 503
             assert b"http.max_clients" in busy.value.response.body
-            ws.send(osc("/riff/negative", "x" * 70000))   # over the 64 KiB message bound
+            ws.send(osc("/riff/negative", "x" * 70000))  # over the 64 KiB message bound
             with pytest.raises(ConnectionClosed):
                 while True:
                     ws.recv(timeout=10)
@@ -253,8 +261,7 @@ def test_loop_images_are_served_and_their_url_goes_in_the_osc_loop_message(engin
     image = Image.new("L", (64, 32), 200)
     with OscClient(engine.osc_port) as client:
         client.request("/riff/notify", 1, reply="/riff/notify.reply")
-        engine.call(engine.bus.publish, "loop_started", index=3, clip_id="clip3-v5", bar=8,
-                    frame=0, image=image)
+        engine.call(engine.bus.publish, "loop_started", index=3, clip_id="clip3-v5", bar=8, frame=0, image=image)
         loop = client.wait_for("/riff/loop")
     index, bar, path, url = loop.params
     assert (index, bar) == (3, 8) and path.endswith("loop-000003.png")
@@ -270,7 +277,9 @@ def test_zeroconf_records_and_no_announcement_on_loopback(engine):
     assert engine.surfaces.web.advertiser is None  # loopback: nobody else could connect
     infos = service_infos("riffengine-box-9080", "box", ["192.0.2.7"], 9080, 9000)
     assert [(i.type, i.name, i.port) for i in infos] == [
-        (OSCJSON, f"riffengine-box-9080.{OSCJSON}", 9080), (OSC, f"riffengine-box-9080.{OSC}", 9000)]
+        (OSCJSON, f"riffengine-box-9080.{OSCJSON}", 9080),
+        (OSC, f"riffengine-box-9080.{OSC}", 9000),
+    ]
     assert infos[0].parsed_addresses() == ["192.0.2.7"] and infos[0].server == "box.local."
     assert len(service_infos("x", "box", ["192.0.2.7"], 9080, None)) == 1  # OSC on loopback only
     assert local_addresses("192.0.2.7") == ["192.0.2.7"]
@@ -292,8 +301,12 @@ def test_seed_images_for_the_picker_stay_in_their_folders(tmp_path, engine):
     assert status == 200 and kind == "image/png"
     status, _, body = curl(base(engine) + "/seeds/folder/link.png")
     assert status == 404 and "outside" in body
-    for path in ("/seeds/folder/..%2fsecret.png", "/seeds/folder/../secret.png",
-                 "/seeds/builtin/..%2f..%2fconfig.py", "/seeds/other/x.png"):
+    for path in (
+        "/seeds/folder/..%2fsecret.png",
+        "/seeds/folder/../secret.png",
+        "/seeds/builtin/..%2f..%2fconfig.py",
+        "/seeds/other/x.png",
+    ):
         status, _, body = curl(base(engine) + path, "--path-as-is")
         assert status in (400, 404) and "not for the network" not in body, path
 
@@ -314,8 +327,12 @@ def test_http_settings_flag_and_a_taken_port_are_clear(tmp_path, engine):
     text = str(refused.value)
     assert "bad.yaml:2: http.token: 'short' is not a token" in text
     assert "http.port: 70000 is out of range" in text and "http.allow" in text
-    taken = load_config_text(tmp_path, CONFIG.replace("http:\n  enabled: true\n  port: 0",
-                                                      f"http:\n  enabled: true\n  port: {engine.surfaces.web.port}"))
+    taken = load_config_text(
+        tmp_path,
+        CONFIG.replace(
+            "http:\n  enabled: true\n  port: 0", f"http:\n  enabled: true\n  port: {engine.surfaces.web.port}"
+        ),
+    )
     running = RunningSurfaces(taken)
     try:
         with pytest.raises(UserError) as busy:

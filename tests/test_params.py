@@ -60,9 +60,27 @@ def test_every_address_resolves_back(p):
 
 def test_required_parameters_are_present():
     required = {
-        "prompt_a", "weight_a", "prompt_b", "weight_b", "seed_a", "seed_b", "denoise_a",
-        "denoise_b", "guidance_a", "guidance_b", "alpha", "negative", "steps", "scheduler",
-        "seed_image", "bpm", "beats_per_bar", "bars", "crossfade_ms", "gain", "scene",
+        "prompt_a",
+        "weight_a",
+        "prompt_b",
+        "weight_b",
+        "seed_a",
+        "seed_b",
+        "denoise_a",
+        "denoise_b",
+        "guidance_a",
+        "guidance_b",
+        "alpha",
+        "negative",
+        "steps",
+        "scheduler",
+        "seed_image",
+        "bpm",
+        "beats_per_bar",
+        "bars",
+        "crossfade_ms",
+        "gain",
+        "scene",
     }
     assert required <= set(params.names())
     assert params.param("prompt_a").slots == params.PROMPT_SLOTS == 4
@@ -167,7 +185,7 @@ def test_knob_round_trip(p):
 def test_knob_mapping_details():
     assert params.from_normalized("alpha", 1.5) == 1.0  # clamped
     assert params.from_normalized("gain", 0.5) == -24.0
-    assert params.from_normalized("steps", 0.5) == round(150 ** 0.5)  # log curve
+    assert params.from_normalized("steps", 0.5) == round(150**0.5)  # log curve
     with pytest.raises(UserError, match="knob position"):
         params.from_normalized("alpha", float("nan"))
     with pytest.raises(UserError, match="is text"):

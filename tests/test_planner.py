@@ -22,8 +22,14 @@ def s0() -> st.State:
 def test_clip_key_ignores_live_parameters_and_unheard_slots(s0):
     key = clip_key(s0)
     hash(key)
-    for name, value in [("gain", -6.0), ("crossfade_ms", 200.0), ("scene", 3), ("mute", True),
-                        ("weight_a/1", 0.3), ("prompt_b/0", "jazz")]:
+    for name, value in [
+        ("gain", -6.0),
+        ("crossfade_ms", 200.0),
+        ("scene", 3),
+        ("mute", True),
+        ("weight_a/1", 0.3),
+        ("prompt_b/0", "jazz"),
+    ]:
         changed = st.apply(s0, name, value)
         assert changed.version == 1
         assert clip_key(changed) == key, name
@@ -31,8 +37,14 @@ def test_clip_key_ignores_live_parameters_and_unheard_slots(s0):
 
 def test_clip_key_follows_render_and_length_parameters(s0):
     key = clip_key(s0)
-    for name, value in [("seed_a", 1), ("prompt_a/0", "jazz"), ("steps", 10), ("bpm", 90),
-                        ("bars", 4), ("seed_image", "")]:
+    for name, value in [
+        ("seed_a", 1),
+        ("prompt_a/0", "jazz"),
+        ("steps", 10),
+        ("bpm", 90),
+        ("bars", 4),
+        ("seed_image", ""),
+    ]:
         assert clip_key(st.apply(s0, name, value)) != key, name
 
 

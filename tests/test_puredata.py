@@ -15,8 +15,7 @@ from riffengine.config import load_config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATCH = os.path.join(ROOT, "examples", "puredata", "riffengine.pd")
 
-pytestmark = pytest.mark.skipif(shutil.which("pd") is None,
-                                reason="Pure Data is not installed (Debian puredata-core)")
+pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="Pure Data is not installed (Debian puredata-core)")
 
 
 class PureData:
@@ -27,8 +26,9 @@ class PureData:
         if messages:
             cmd += ["-send", "; ".join(messages)]
         self.lines: list[str] = []
-        self.process = subprocess.Popen(cmd + ["-open", patch], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            cmd + ["-open", patch], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -37,8 +37,9 @@ class PureData:
             self.lines.append(line.rstrip("\n"))
 
     def line(self, prefix: str) -> str:
-        return wait_until(lambda: next((ln for ln in self.lines if ln.startswith(prefix)), None),
-                          what=f"Pd printing {prefix!r}")
+        return wait_until(
+            lambda: next((ln for ln in self.lines if ln.startswith(prefix)), None), what=f"Pd printing {prefix!r}"
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -55,8 +56,7 @@ def test_example_patch_sets_prompt_alpha_seed_and_prints_the_status(tmp_path):
     config = tmp_path / "riffengine.yaml"
     config.write_text("osc:\n  port: 0\n")
     with RunningSurfaces(load_config(config), figures=lambda: {"bar": 7}) as engine:
-        pd = PureData(PATCH, f"riffengine-connect 127.0.0.1 {engine.osc_port}",
-                      "riffengine-demo bang")
+        pd = PureData(PATCH, f"riffengine-connect 127.0.0.1 {engine.osc_port}", "riffengine-demo bang")
         try:
             status = pd.line("riffengine-status:")
             assert engine.values["prompt_a"][0] == "lo-fi piano with rain"
@@ -82,8 +82,7 @@ def test_patch_shows_a_refused_message(tmp_path):
     with RunningSurfaces(load_config(config)) as engine:
         before = engine.store.state
         # the patch sends the seed it is given; a negative one is refused
-        pd = PureData(PATCH, f"riffengine-connect 127.0.0.1 {engine.osc_port}",
-                      "riffengine-seed -5")
+        pd = PureData(PATCH, f"riffengine-connect 127.0.0.1 {engine.osc_port}", "riffengine-seed -5")
         try:
             fail = pd.line("riffengine-fail:").replace("\\ ", " ")  # Pd escapes spaces
             assert "/riff/seed_a" in fail and "out of range" in fail
@@ -96,8 +95,13 @@ def test_patch_sets_evolve_glide_and_the_transport(tmp_path):
     config = tmp_path / "riffengine.yaml"
     config.write_text("osc:\n  port: 0\n")
     with RunningSurfaces(load_config(config)) as engine:
-        pd = PureData(PATCH, f"riffengine-connect 127.0.0.1 {engine.osc_port}",
-                      "riffengine-evolve 0.25", "riffengine-glide 4", "riffengine-transport stop")
+        pd = PureData(
+            PATCH,
+            f"riffengine-connect 127.0.0.1 {engine.osc_port}",
+            "riffengine-evolve 0.25",
+            "riffengine-glide 4",
+            "riffengine-transport stop",
+        )
         try:
             wait_until(lambda: engine.values["transport"] == "stop", what="the transport to stop")
             assert engine.values["evolve"] == 0.25 and engine.values["glide"] == 4

@@ -94,8 +94,9 @@ def test_file_survives_sigkill_with_the_frames_written_so_far(tmp_path):
     path = tmp_path / "killed.wav"
     child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(path)])
     try:
-        assert wait_until(lambda: path.exists() and path.stat().st_size > 44
-                          and soundfile.info(str(path)).frames >= 44100, 20)
+        assert wait_until(
+            lambda: path.exists() and path.stat().st_size > 44 and soundfile.info(str(path)).frames >= 44100, 20
+        )
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
@@ -136,8 +137,9 @@ FULL_DISK_CHILD = textwrap.dedent(
 
 def test_disk_full_is_reported_and_tapping_carries_on(tmp_path):
     path = tmp_path / "full.wav"
-    result = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(path)], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     words = result.stdout.split()
     kept, errors, kind, recorded = int(words[1]), int(words[3]), words[4], int(words[5])

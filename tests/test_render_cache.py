@@ -46,8 +46,9 @@ def fake_entry(seed: int, columns: int = 64):
 
 def test_key_is_stable_and_covers_every_field():
     key = cache_key(REQUEST, 88200, MODEL)
-    assert key == cache_key(RenderRequest(a=Side((PromptSlot("lofi beat", 1),), seed=7), steps=2),
-                            88200, MODEL)  # weight 1 and 1.0 are one key
+    assert key == cache_key(
+        RenderRequest(a=Side((PromptSlot("lofi beat", 1),), seed=7), steps=2), 88200, MODEL
+    )  # weight 1 and 1.0 are one key
     assert key == cache_key(RenderRequest(a=REQUEST.a, steps=2, tags=(("job", "3"),)), 88200, MODEL)
     others = [
         cache_key(REQUEST, 88201, MODEL),
@@ -81,7 +82,7 @@ def test_put_get_round_trip_keeps_pixels_exif_and_audio(tmp_path):
     assert np.array_equal(got.audio, audio) and got.audio.dtype == np.float32
     assert got.sample_rate == 44100 and got.info == {"note": "x"}
     written = dict(image.getexif())
-    assert written and dict(got.image.getexif()) == written           # Riffusion's EXIF kept
+    assert written and dict(got.image.getexif()) == written  # Riffusion's EXIF kept
     assert SpectrogramParams.from_exif(got.image.getexif()) == SpectrogramParams()
     # a second cache object on the same folder (a restart) finds it
     assert RenderCache(tmp_path / "cache").get("k1") is not None
@@ -126,13 +127,13 @@ def test_partial_writes_never_read_as_hits(tmp_path, monkeypatch):
     temp = tmp_path / f"{TEMP_PREFIX}k-dead"
     temp.mkdir()
     image.save(temp / IMAGE)
-    (tmp_path / "k").mkdir()          # and a folder without meta.json under the key's name
+    (tmp_path / "k").mkdir()  # and a folder without meta.json under the key's name
     image.save(tmp_path / "k" / IMAGE)
     assert cache.get("k") is None
     assert cache.entries() == []
     old = time.time() - 7200
     os.utime(temp, (old, old))
-    RenderCache(tmp_path)             # a restart clears stale temp folders
+    RenderCache(tmp_path)  # a restart clears stale temp folders
     assert not temp.exists()
 
 
@@ -145,8 +146,8 @@ def test_lru_eviction_keeps_the_bound_and_recently_used_entries(tmp_path):
     for i, key in enumerate(["a", "b", "c"]):
         cache.put(key, image, audio, 44100)
         os.utime(cache.path(key) / META, (now - 100 + i, now - 100 + i))
-    assert cache.get("a") is not None     # "a" is now the most recently used
-    cache.put("d", image, audio, 44100)   # over the bound: the least recently used ("b") goes
+    assert cache.get("a") is not None  # "a" is now the most recently used
+    cache.put("d", image, audio, 44100)  # over the bound: the least recently used ("b") goes
     assert {k for k, _, _ in cache.entries()} == {"a", "c", "d"}
     assert cache.size_bytes() <= cache.max_bytes
     with pytest.raises(UserError, match="cache size"):
@@ -179,13 +180,13 @@ def test_cached_renderer_hit_is_the_same_clip_across_restarts(renderer, tmp_path
     first = cached.render(REQUEST, num_frames=30000)
     cached.close()
     assert (cached.hits, cached.misses, counting.calls) == (0, 1, 1)
-    again = CachedRenderer(counting, RenderCache(tmp_path))   # a restart
+    again = CachedRenderer(counting, RenderCache(tmp_path))  # a restart
     second = again.render(REQUEST, num_frames=30000)
     assert counting.calls == 1 and again.hits == 1
     assert torch.equal(second.pixels, first.pixels)
     assert np.array_equal(second.audio, first.audio) and second.audio.shape[-1] == 30000
     assert second.timings.keys() == {"cache"}
-    again.render(REQUEST, num_frames=30001)                   # another length is a miss
+    again.render(REQUEST, num_frames=30001)  # another length is a miss
     assert counting.calls == 2
     again.close()
 
@@ -199,11 +200,11 @@ def test_model_identity_changes_miss(renderer, tiny_model_dir, tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(tiny_model_dir, copy)
     moved = load_model(str(copy), device="cpu")
-    assert model_identity(moved) != base                       # another folder
+    assert model_identity(moved) != base  # another folder
     weights = next(copy.glob("unet/*.safetensors"))
     before = model_identity(moved)
     os.utime(weights, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
-    assert model_identity(moved) != before                     # retrained weights
+    assert model_identity(moved) != before  # retrained weights
     cache = RenderCache(tmp_path / "cache")
     counting = Counting(renderer)
     CachedRenderer(counting, cache).render(REQUEST, 20000)
@@ -230,11 +231,16 @@ def test_bank_items_scenes_and_sweep(tmp_path):
     settings = load_config(path)
     items = bank_items(settings, sweep=3)
     # initial and sweep alpha 0 are the same clip: banked once
-    assert [i.name for i in items] == ["initial", "scene verse", "scene chorus",
-                                       "sweep 2/3 alpha 0.5", "sweep 3/3 alpha 1"]
+    assert [i.name for i in items] == [
+        "initial",
+        "scene verse",
+        "scene chorus",
+        "sweep 2/3 alpha 0.5",
+        "sweep 3/3 alpha 1",
+    ]
     assert items[1].request.a.seed == 5 and items[2].request.alpha == 0.5
     assert items[4].request == to_render_request(apply(initial_state(settings), "alpha", 1.0))
-    assert items[0].model_frames == 88200                     # one bar of 4 beats at 120 BPM
+    assert items[0].model_frames == 88200  # one bar of 4 beats at 120 BPM
     assert choose_safe(items, settings, None).name == "scene verse"
     assert choose_safe(items, settings, "initial").name == "initial"
     with pytest.raises(UserError, match="scene 'bridge' does not exist"):
@@ -253,7 +259,7 @@ def test_bank_command_fills_the_cache_and_the_engine_key_hits(renderer, tiny_mod
     args = ["bank", str(path), "--cache", str(cache_dir), "--sweep", "2", "--safe", "chorus"]
     assert main(args) == 0
     assert "4 rendered, 0 already banked, 0 failed; safe loop: scene chorus" in capsys.readouterr().out
-    assert main(args) == 0                                   # nothing left to render
+    assert main(args) == 0  # nothing left to render
     assert "0 rendered, 4 already banked" in capsys.readouterr().out
     # what the engine would ask for (the same request and length) is a hit without rendering
     settings = load_config(path)

@@ -17,9 +17,25 @@ FRAMES = 64 * 441  # one 64-column clip
 
 
 def render_args(model: Path, out: Path, *extra: str) -> list[str]:
-    return ["render", "lofi beat", "--model", str(model), "--device", "cpu", "--steps", "2",
-            "--width", "64", "--seed-image", str(OG_BEAT), "--frames", str(FRAMES),
-            "-o", str(out), *extra]
+    return [
+        "render",
+        "lofi beat",
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--width",
+        "64",
+        "--seed-image",
+        str(OG_BEAT),
+        "--frames",
+        str(FRAMES),
+        "-o",
+        str(out),
+        *extra,
+    ]
 
 
 def test_render_writes_wav_and_png(tiny_model_dir, tmp_path, capsys):
@@ -36,8 +52,9 @@ def test_render_writes_wav_and_png(tiny_model_dir, tmp_path, capsys):
 
 def test_transition_writes_k_clips_of_samples(tiny_model_dir, tmp_path):
     wav, png = tmp_path / "t.wav", tmp_path / "t.png"
-    args = render_args(tiny_model_dir, wav, "--to", "jazz piano", "--to-seed", "3",
-                       "--transition", "3", "--image", str(png))
+    args = render_args(
+        tiny_model_dir, wav, "--to", "jazz piano", "--to-seed", "3", "--transition", "3", "--image", str(png)
+    )
     assert main(args) == 0
     assert soundfile.info(wav).frames == 3 * FRAMES
     assert Image.open(png).size == (3 * 64, 512)
@@ -77,9 +94,28 @@ def test_evolve_renders_the_loops_of_the_walk_on_the_bar_grid(tiny_model_dir, tm
     from riffengine.timing.tempo import loop_frames
 
     wav = tmp_path / "walk.wav"
-    args = ["render", "lofi beat", "--model", str(tiny_model_dir), "--device", "cpu", "--steps", "1",
-            "--seed-image", str(OG_BEAT), "--evolve", "0.5", "--loops", "2", "--bpm", "240",
-            "--bars", "1", "-o", str(wav)]
+    args = [
+        "render",
+        "lofi beat",
+        "--model",
+        str(tiny_model_dir),
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+        "--seed-image",
+        str(OG_BEAT),
+        "--evolve",
+        "0.5",
+        "--loops",
+        "2",
+        "--bpm",
+        "240",
+        "--bars",
+        "1",
+        "-o",
+        str(wav),
+    ]
     assert main(args) == 0
     audio, rate = soundfile.read(wav, always_2d=True, dtype="float32")
     assert rate == 44100 and audio.shape == (2 * loop_frames(1, 240.0, 44100), 2)
@@ -88,15 +124,27 @@ def test_evolve_renders_the_loops_of_the_walk_on_the_bar_grid(tiny_model_dir, tm
     assert "2 loop(s)" in out and abs(audio).max() > 0.01
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--glide", "2"], "--glide needs a change"),
-    (["--evolve", "2"], "evolve: 2.0 is out of range"),
-    (["--loops", "2", "--transition", "3"], "--transition renders clips"),
-    (["--loops", "0"], "--loops 0"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--glide", "2"], "--glide needs a change"),
+        (["--evolve", "2"], "evolve: 2.0 is out of range"),
+        (["--loops", "2", "--transition", "3"], "--transition renders clips"),
+        (["--loops", "0"], "--loops 0"),
+    ],
+)
 def test_walk_flags_bad_input_is_one_line(tiny_model_dir, tmp_path, capsys, extra, message):
-    args = ["render", "lofi beat", "--model", str(tiny_model_dir), "--device", "cpu",
-            "-o", str(tmp_path / "x.wav"), *extra]
+    args = [
+        "render",
+        "lofi beat",
+        "--model",
+        str(tiny_model_dir),
+        "--device",
+        "cpu",
+        "-o",
+        str(tmp_path / "x.wav"),
+        *extra,
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("riffengine: error:") and message in err and "\n" not in err, err

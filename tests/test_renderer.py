@@ -86,8 +86,7 @@ def test_negative_prompt_is_applied(renderer):
 
 @needs_seeds
 def test_prompt_blend_weights(renderer):
-    blend = Side(prompts=(PromptSlot("lofi beat", 1.0), PromptSlot("jazz piano", 0.0)), seed=1,
-                 denoise=0.5)
+    blend = Side(prompts=(PromptSlot("lofi beat", 1.0), PromptSlot("jazz piano", 0.0)), seed=1, denoise=0.5)
     assert torch.equal(pixels(renderer, request(blend)), pixels(renderer, request(A)))
     mixed = replace(blend, prompts=(PromptSlot("lofi beat", 1.0), PromptSlot("jazz piano", 1.0)))
     assert not torch.equal(pixels(renderer, request(mixed)), pixels(renderer, request(A)))
@@ -150,17 +149,27 @@ def test_equivalent_to_diffusers_img2img_pipeline(renderer, scheduler):
 
     m = renderer.model
     pipe = StableDiffusionImg2ImgPipeline(
-        vae=m.vae, text_encoder=m.text_encoder, tokenizer=m.tokenizer, unet=m.unet,
-        scheduler=make_scheduler(m, scheduler), safety_checker=None, feature_extractor=None,
+        vae=m.vae,
+        text_encoder=m.text_encoder,
+        tokenizer=m.tokenizer,
+        unet=m.unet,
+        scheduler=make_scheduler(m, scheduler),
+        safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     req = request(A, negative="noise", scheduler=scheduler, steps=5)
     ours = renderer.render_pixels(req)
     theirs = pipe(
-        prompt="lofi beat", negative_prompt="noise", image=renderer.seed_latents(OG_BEAT, WIDTH),
-        strength=A.denoise, num_inference_steps=5, guidance_scale=A.guidance,
-        generator=torch.Generator().manual_seed(A.seed), output_type="pt",
+        prompt="lofi beat",
+        negative_prompt="noise",
+        image=renderer.seed_latents(OG_BEAT, WIDTH),
+        strength=A.denoise,
+        num_inference_steps=5,
+        guidance_scale=A.guidance,
+        generator=torch.Generator().manual_seed(A.seed),
+        output_type="pt",
     ).images[0]
     theirs = (theirs * 255).round().to(torch.uint8)
     assert (ours.int() - theirs.int()).abs().max() <= 1

@@ -50,8 +50,9 @@ def ray_settings(tmp_path, tiny_model_dir, name, **extra) -> Settings:
 
 def done_for(live: LiveEngine, version: int):
     """The render `done` event of the first job for State ``version`` or later."""
-    return live.wait_event("render", lambda d: d.get("phase") == "done" and d.get("version", -1) >= version
-                           and not d.get("warm_up"), SLOW).data
+    return live.wait_event(
+        "render", lambda d: d.get("phase") == "done" and d.get("version", -1) >= version and not d.get("warm_up"), SLOW
+    ).data
 
 
 def test_ray_backend_without_ray_names_the_extra(tmp_path, monkeypatch, tiny_model_dir):
@@ -62,7 +63,8 @@ def test_ray_backend_without_ray_names_the_extra(tmp_path, monkeypatch, tiny_mod
 
 
 def test_two_workers_render_and_a_guessed_alpha_is_heard_with_no_new_render(
-        jack_server, ray_instance, tmp_path, tiny_model_dir):
+    jack_server, ray_instance, tmp_path, tiny_model_dir
+):
     settings = ray_settings(tmp_path, tiny_model_dir, "riffengine-ray-guess")
     with LiveEngine(Engine(settings, signals=False)) as live:
         guess = live.wait_event("render_speculated", timeout=SLOW).data
@@ -84,10 +86,10 @@ def test_two_workers_render_and_a_guessed_alpha_is_heard_with_no_new_render(
         assert "ray-0 idle" in live.engine.figures()["workers"] or "ray-0 busy" in live.engine.figures()["workers"]
 
 
-def test_a_worker_killed_mid_render_loses_no_loop_and_comes_back(jack_server, ray_instance, tmp_path,
-                                                                  tiny_model_dir):
-    settings = ray_settings(tmp_path, tiny_model_dir, "riffengine-ray-kill",
-                            **{"render.speculate_alpha_step": 0.0, "render.steps": 4})
+def test_a_worker_killed_mid_render_loses_no_loop_and_comes_back(jack_server, ray_instance, tmp_path, tiny_model_dir):
+    settings = ray_settings(
+        tmp_path, tiny_model_dir, "riffengine-ray-kill", **{"render.speculate_alpha_step": 0.0, "render.steps": 4}
+    )
     with LiveEngine(Engine(settings, signals=False)) as live:
         pool = live.engine.worker
         wait_until(lambda: all(w["state"] != "starting" for w in pool.status()), SLOW, "both workers")
@@ -113,8 +115,9 @@ def test_a_worker_killed_mid_render_loses_no_loop_and_comes_back(jack_server, ra
 
 def test_when_ray_stops_renders_fall_back_to_local(jack_server, ray_instance, tmp_path, tiny_model_dir):
     """Stops the session's Ray instance: the last test of the session that uses it."""
-    settings = ray_settings(tmp_path, tiny_model_dir, "riffengine-ray-stop",
-                            **{"render.workers": 1, "render.speculate_alpha_step": 0.0})
+    settings = ray_settings(
+        tmp_path, tiny_model_dir, "riffengine-ray-stop", **{"render.workers": 1, "render.speculate_alpha_step": 0.0}
+    )
     with LiveEngine(Engine(settings, signals=False)) as live:
         live.loops_after(1)
         ray_instance.shutdown()

@@ -12,8 +12,17 @@ CONFIGURED = {"verse": {"alpha": 0.0}, "chorus": {"alpha": 1.0}}
 
 
 def playing() -> State:
-    return apply_many(State(), [("prompt_a/0", "late night"), ("alpha", 0.6), ("bpm", 96.0),
-                                ("gain", -20.0), ("mute", True), ("evolve", 0.25)])
+    return apply_many(
+        State(),
+        [
+            ("prompt_a/0", "late night"),
+            ("alpha", 0.6),
+            ("bpm", 96.0),
+            ("gain", -20.0),
+            ("mute", True),
+            ("evolve", 0.25),
+        ],
+    )
 
 
 def test_a_scene_keeps_the_music_and_not_the_live_controls():

@@ -73,7 +73,7 @@ def circular_autocorrelation(x: np.ndarray) -> np.ndarray:
 def beat_period(acf: np.ndarray, expected: float) -> tuple[float, float]:
     """The autocorrelation peak within 20% of ``expected`` frames: (lag, refined by a parabola; value)."""
     lo, hi = int(np.floor(0.8 * expected)), int(np.ceil(1.2 * expected))
-    peak = lo + int(np.argmax(acf[lo:hi + 1]))
+    peak = lo + int(np.argmax(acf[lo : hi + 1]))
     assert lo < peak < hi, f"no autocorrelation peak near {expected:.1f} frames, only at the edge ({peak})"
     before, at, after = acf[peak - 1], acf[peak], acf[peak + 1]
     shift = 0.5 * (before - after) / (before - 2 * at + after)
@@ -150,12 +150,14 @@ def test_seed_decodes_to_its_beat(name, codec):
     expected = 60.0 / info.bpm * 44100 / hop
     lag, strength = beat_period(acf, expected)
     assert lag == pytest.approx(expected, rel=0.03), f"{name}: beat every {lag * hop / 44100:.3f} s"
-    typical = float(np.median(acf[1:len(acf) // 2]))
+    typical = float(np.median(acf[1 : len(acf) // 2]))
     assert strength > 0.2 and strength - typical > 0.25, f"{name}: weak beat ({strength:.2f} vs {typical:.2f})"
 
 
-@pytest.mark.skipif(shutil.which("fluidsynth") is None or not make_seeds.SOUNDFONT.is_file(),
-                    reason="fluidsynth or the FluidR3 soundfont is not installed")
+@pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or not make_seeds.SOUNDFONT.is_file(),
+    reason="fluidsynth or the FluidR3 soundfont is not installed",
+)
 def test_script_reproduces_the_default_seed(tmp_path):
     """Regenerating the default seed gives the shipped image (exactly, with the same FluidSynth)."""
     name = make_seeds.DEFAULT_SEED

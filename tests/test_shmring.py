@@ -68,12 +68,16 @@ def ring_name():
 def start_producer(name: str, total: int, fences: bool, seed: int = 1) -> subprocess.Popen:
     path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
     args = [name, str(total), "1" if fences else "0", str(seed)]
-    return subprocess.Popen([sys.executable, "-c", PRODUCER, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=path))
+    return subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=path),
+    )
 
 
-def consume(ring: ShmRing, until: int, producer: subprocess.Popen | None,
-            block: int = 256) -> list[np.ndarray]:
+def consume(ring: ShmRing, until: int, producer: subprocess.Popen | None, block: int = 256) -> list[np.ndarray]:
     """Read like the host's callback until ``frames_read`` reaches ``until``; the valid frames.
     Every short read must be zero-filled after its valid part. A producer that ends early fails
     the test; one that hangs is left to pytest's timeout (no assertion here is about time)."""
@@ -197,8 +201,14 @@ def test_header_fields_round_trip_between_processes(ring_name):
         host.count_xrun(3)
         host.read_into(np.empty((64, 2), dtype=np.float32))  # an underrun of 64 frames
         env = dict(os.environ, PYTHONPATH=ROOT)
-        result = subprocess.run([sys.executable, "-c", HEADER_CHILD, ring_name], capture_output=True,
-                                text=True, env=env, timeout=60, check=False)
+        result = subprocess.run(
+            [sys.executable, "-c", HEADER_CHILD, ring_name],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         seen = json.loads(result.stdout)
         header = seen["header"]
@@ -214,15 +224,18 @@ def test_header_fields_round_trip_between_processes(ring_name):
         assert mine.engine_pid == header["engine_pid"] != os.getpid()
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"capacity": 0}, "capacity must be an integer from 1"),
-    ({"capacity": -5}, "capacity must be an integer from 1"),
-    ({"capacity": 1.5}, "capacity must be an integer"),
-    ({"capacity": True}, "capacity must be an integer"),
-    ({"capacity": 64, "channels": 0}, "channels must be an integer from 1 to 64"),
-    ({"capacity": 64, "channels": 65}, "channels must be an integer from 1 to 64"),
-    ({"capacity": 64, "sample_rate": 0}, "sample_rate must be an integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"capacity": 0}, "capacity must be an integer from 1"),
+        ({"capacity": -5}, "capacity must be an integer from 1"),
+        ({"capacity": 1.5}, "capacity must be an integer"),
+        ({"capacity": True}, "capacity must be an integer"),
+        ({"capacity": 64, "channels": 0}, "channels must be an integer from 1 to 64"),
+        ({"capacity": 64, "channels": 65}, "channels must be an integer from 1 to 64"),
+        ({"capacity": 64, "sample_rate": 0}, "sample_rate must be an integer"),
+    ],
+)
 def test_bad_sizes_are_refused_clearly(ring_name, kwargs, words):
     with pytest.raises(ValueError, match=words):
         ShmRing.create(ring_name, **kwargs)

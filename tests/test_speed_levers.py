@@ -20,8 +20,7 @@ OG_BEAT = GOLDEN / "seed_images" / "og_beat.png"
 
 def request(guidance: float, steps: int = 3) -> RenderRequest:
     side = Side(prompts=(PromptSlot("lofi beat"),), seed=7, denoise=0.6, guidance=guidance)
-    return RenderRequest(a=side, steps=steps, width=64, seed_image=str(OG_BEAT),
-                         negative="noise")
+    return RenderRequest(a=side, steps=steps, width=64, seed_image=str(OG_BEAT), negative="noise")
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +44,9 @@ def test_channels_last_and_fused_qkv_keep_the_image(tiny_model_dir, plain):
 
 
 def test_compiled_model_captures_whole_graphs_and_keeps_the_image(tiny_model_dir, plain):
-    model = optimize_model(load_model(str(tiny_model_dir)), channels_last=True,
-                           compile_mode="max-autotune", backend="aot_eager")
+    model = optimize_model(
+        load_model(str(tiny_model_dir)), channels_last=True, compile_mode="max-autotune", backend="aot_eager"
+    )
     assert model.compiled
     renderer = Renderer(model)
     # fullgraph=True: a graph break anywhere in the UNet or VAE decoder raises here
@@ -118,14 +118,15 @@ def test_the_engine_applies_the_configured_levers(tiny_model_dir):
     from riffengine.config import Settings, merge_overrides
     from riffengine.engine import build_renderer
 
-    settings = merge_overrides(Settings(), {"model.id": str(tiny_model_dir), "model.device": "cpu",
-                                            "model.channels_last": True, "model.fuse_qkv": True})
+    settings = merge_overrides(
+        Settings(),
+        {"model.id": str(tiny_model_dir), "model.device": "cpu", "model.channels_last": True, "model.fuse_qkv": True},
+    )
     model = build_renderer(settings).model
     assert model.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     processors = {type(p).__name__ for p in model.unet.attn_processors.values()}
     assert processors == {"FusedAttnProcessor2_0"}
-    plain = build_renderer(merge_overrides(settings, {"model.channels_last": "auto",
-                                                      "model.fuse_qkv": "auto"})).model
+    plain = build_renderer(merge_overrides(settings, {"model.channels_last": "auto", "model.fuse_qkv": "auto"})).model
     assert not plain.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert {type(p).__name__ for p in plain.unet.attn_processors.values()} == {"AttnProcessor2_0"}
 

@@ -86,19 +86,29 @@ def test_to_render_request_defaults(s0):
 
 
 def test_to_render_request_blend_and_b_side(s0):
-    s = st.apply_many(s0, [
-        ("prompt_a/1", "techno"), ("weight_a/1", 0.5),
-        ("prompt_a/2", "muted"), ("weight_a/2", 0.0),  # zero weight: left out
-        ("prompt_a/3", "   "),  # blank: left out
-        ("prompt_b/0", "jazz"), ("seed_b", 7.0), ("denoise_b", 0.5), ("guidance_b", 9),
-        ("alpha", 0.25), ("negative", "vocals"), ("steps", 20), ("scheduler", "ddim"),
-        ("seed_image", ""),
-    ])
+    s = st.apply_many(
+        s0,
+        [
+            ("prompt_a/1", "techno"),
+            ("weight_a/1", 0.5),
+            ("prompt_a/2", "muted"),
+            ("weight_a/2", 0.0),  # zero weight: left out
+            ("prompt_a/3", "   "),  # blank: left out
+            ("prompt_b/0", "jazz"),
+            ("seed_b", 7.0),
+            ("denoise_b", 0.5),
+            ("guidance_b", 9),
+            ("alpha", 0.25),
+            ("negative", "vocals"),
+            ("steps", 20),
+            ("scheduler", "ddim"),
+            ("seed_image", ""),
+        ],
+    )
     request = to_render_request(s)
     assert request.a.prompts == (PromptSlot("lo-fi hip hop beat", 1.0), PromptSlot("techno", 0.5))
     assert request.b == Side((PromptSlot("jazz", 1.0),), seed=7, denoise=0.5, guidance=9.0)
-    assert (request.alpha, request.negative, request.steps, request.scheduler) == (
-        0.25, "vocals", 20, "ddim")
+    assert (request.alpha, request.negative, request.steps, request.scheduler) == (0.25, "vocals", 20, "ddim")
     assert request.seed_image is None
 
 
@@ -124,16 +134,26 @@ def test_recall_scene(s0):
     scene = {"prompt_b": ["jazz"], "alpha": 1.0, "bars": 4}
     s1 = st.recall_scene(s0, scene, number=2)
     assert s1.version == 1
-    assert (st.get(s1, "prompt_b/0"), st.get(s1, "alpha"), st.get(s1, "bars"),
-            st.get(s1, "scene")) == ("jazz", 1.0, 4, 2)
+    assert (st.get(s1, "prompt_b/0"), st.get(s1, "alpha"), st.get(s1, "bars"), st.get(s1, "scene")) == (
+        "jazz",
+        1.0,
+        4,
+        2,
+    )
     assert st.recall_scene(s1, scene, number=2) is s1
 
 
 def test_initial_state_from_settings():
-    settings = merge_overrides(Settings(), {
-        "loop.bars": 8, "tempo.bpm": 90, "render.denoise": 0.5,
-        "initial.prompt_a/1": "techno", "initial.seed_a": 7,
-    })
+    settings = merge_overrides(
+        Settings(),
+        {
+            "loop.bars": 8,
+            "tempo.bpm": 90,
+            "render.denoise": 0.5,
+            "initial.prompt_a/1": "techno",
+            "initial.seed_a": 7,
+        },
+    )
     s = st.initial_state(settings)
     assert s.version == 0
     assert st.get(s, "bars") == 8 and st.get(s, "bpm") == 90.0

@@ -171,9 +171,21 @@ def test_late_clip_gets_a_shorter_fade_or_waits_for_the_next_seam():
     assert events[1].crossfade_frames == x
 
 
-@pytest.mark.parametrize("cursor, crossfade_ms", [
-    (0, 60.0), (BAR - 60, 60.0), (BAR - 30, 60.0), (BAR - 20, 60.0), (BAR - 19, 60.0), (BAR - 1, 60.0),
-    (BAR + 500, 60.0), (BAR - 1, 0.0), (None, 60.0), (BAR - 50, "under way")])
+@pytest.mark.parametrize(
+    "cursor, crossfade_ms",
+    [
+        (0, 60.0),
+        (BAR - 60, 60.0),
+        (BAR - 30, 60.0),
+        (BAR - 20, 60.0),
+        (BAR - 19, 60.0),
+        (BAR - 1, 60.0),
+        (BAR + 500, 60.0),
+        (BAR - 1, 0.0),
+        (None, 60.0),
+        (BAR - 50, "under way"),
+    ],
+)
 def test_landing_seam_says_where_render_block_will_start_a_clip(cursor, crossfade_ms):
     """One seam rule: the planner's prediction is what the timeline then does."""
     fade = 60.0 if crossfade_ms == "under way" else crossfade_ms
@@ -201,7 +213,7 @@ def test_not_before_frame_holds_a_clip_back_to_a_later_seam():
     render(tl, 1)
     tl.submit(b, not_before_frame=3 * BAR)
     _, events = render(tl, 4 * BAR - 1)
-    assert starts(events) == [ (BAR, 1, "a", 1), (2 * BAR, 2, "a", 2), (3 * BAR, 3, "b", 0)]
+    assert starts(events) == [(BAR, 1, "a", 1), (2 * BAR, 2, "a", 2), (3 * BAR, 3, "b", 0)]
 
 
 def test_tempo_change_clip_of_another_length_starts_on_the_grid_and_moves_the_tempo_map():

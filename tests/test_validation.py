@@ -22,14 +22,17 @@ def test_a_whole_number_takes_integral_floats(value, expected):
     assert checked == expected and type(checked) is int
 
 
-@pytest.mark.parametrize("value, words", [
-    (8.5, "8.5 is not a whole number; use a whole number from 0 to 16"),
-    (True, "True is not a number; use a whole number from 0 to 16"),
-    ("8", "'8' is not a number; use a whole number from 0 to 16"),
-    (None, "null is not a number; use a whole number from 0 to 16"),
-    (17, "17 is out of range; use a whole number from 0 to 16"),
-    (math.inf, "inf is not a finite number; use a whole number from 0 to 16"),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (8.5, "8.5 is not a whole number; use a whole number from 0 to 16"),
+        (True, "True is not a number; use a whole number from 0 to 16"),
+        ("8", "'8' is not a number; use a whole number from 0 to 16"),
+        (None, "null is not a number; use a whole number from 0 to 16"),
+        (17, "17 is out of range; use a whole number from 0 to 16"),
+        (math.inf, "inf is not a finite number; use a whole number from 0 to 16"),
+    ],
+)
 def test_a_whole_number_refuses_with_the_value_and_the_fix(value, words):
     with pytest.raises(v.Invalid) as refused:
         v.check(v.whole(0, 16), value)
@@ -74,9 +77,11 @@ def test_one_rule_everywhere_a_value_enters():
     assert check_entry({"note": 1.0, "set": {"bars": 8.0}}).values == {"bars": 8}
     assert apply(State(), "bars", 8.0).values["bars"] == 8
     refusals = []
-    for attempt in (lambda: merge_overrides(Settings(), {"loop.bars": 8.5}),
-                    lambda: check_entry({"note": 1, "set": {"bars": 8.5}}),
-                    lambda: apply(State(), "bars", 8.5)):
+    for attempt in (
+        lambda: merge_overrides(Settings(), {"loop.bars": 8.5}),
+        lambda: check_entry({"note": 1, "set": {"bars": 8.5}}),
+        lambda: apply(State(), "bars", 8.5),
+    ):
         with pytest.raises(UserError) as refused:
             attempt()
         refusals.append(str(refused.value).split("8.5 ")[1])
@@ -111,13 +116,15 @@ def test_a_model_is_frozen_and_null_is_all_defaults():
 
 def test_parameter_values_keep_their_order_and_name_bad_keys():
     values = v.param_values({"prompt_a/1": "rain", "bars": 4.0, "prompt_a": ["jazz"]})
-    assert list(values.items()) == [("prompt_a/1", "rain"), ("bars", 4),
-                                    ("prompt_a", ("jazz", "", "", ""))]
+    assert list(values.items()) == [("prompt_a/1", "rain"), ("bars", 4), ("prompt_a", ("jazz", "", "", ""))]
     with pytest.raises(UserError) as refused:
         v.param_values({"barz": 4, "prompt_a/9": "x", "scene": 1, "weight_a": [0.5, 2]})
     assert str(refused.value).split("; ") == [
-        "weight_a: weight_a/1: 2 is out of range", "use a number from 0 to 1",
+        "weight_a: weight_a/1: 2 is out of range",
+        "use a number from 0 to 1",
         "scene: scene is an action, not a value to set here",
-        "barz: unknown parameter 'barz'", "did you mean 'bars'?",
-        "prompt_a/9: slot 9 does not exist", "use a slot from 0 to 3",
+        "barz: unknown parameter 'barz'",
+        "did you mean 'bars'?",
+        "prompt_a/9: slot 9 does not exist",
+        "use a slot from 0 to 3",
     ]

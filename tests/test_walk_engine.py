@@ -16,8 +16,16 @@ def test_evolve_a_quarter_in_seed_mode_walks_alpha_then_the_next_seed(tmp_path):
     audio, events, _, engine = session(tmp_path, duration=8.0, **{"initial.evolve": 0.25})
     starts = kinds(events, "loop_started")
     assert len(starts) == 8 and [s["repeat"] for s in starts] == [0] * 8  # a new loop every bar
-    assert walk_of(starts) == [(0.0, 42, -1), (0.25, 42, 43), (0.5, 42, 43), (0.75, 42, 43),
-                               (0.0, 43, -1), (0.25, 43, 44), (0.5, 43, 44), (0.75, 43, 44)]
+    assert walk_of(starts) == [
+        (0.0, 42, -1),
+        (0.25, 42, 43),
+        (0.5, 42, 43),
+        (0.75, 42, 43),
+        (0.0, 43, -1),
+        (0.25, 43, 44),
+        (0.5, 43, 44),
+        (0.75, 43, 44),
+    ]
     assert [s["step"] for s in starts] == list(range(8))
     assert len({s["prompts"] for s in starts[1:4]}) == 1  # the same prompts, seeds walking
     assert_contiguous_on_bars(starts)
@@ -35,8 +43,9 @@ def test_renders_almost_a_loop_long_keep_up_from_the_first_seam(tmp_path):
     from riffengine.render.fake import FakeRenderer
 
     # 0.97 s renders, 1 s loops: the loop after the first one is made before the stream starts
-    _, events, _, engine = session(tmp_path, duration=8.0, renderer=FakeRenderer(seconds=0.97),
-                                   **{"initial.evolve": 0.25})
+    _, events, _, engine = session(
+        tmp_path, duration=8.0, renderer=FakeRenderer(seconds=0.97), **{"initial.evolve": 0.25}
+    )
     starts = kinds(events, "loop_started")
     assert len(starts) == 8 and [s["repeat"] for s in starts] == [0] * 8
     assert [s["position"] for s in starts] == [0.25 * i for i in range(8)]
@@ -61,7 +70,12 @@ def test_a_glide_of_four_loops_gives_three_loops_between(tmp_path):
     new = [s for s in kinds(events, "loop_started") if s["repeat"] == 0]
     # bar 0 the start; the change at 1.5 s is heard from bar 2 on: 1/4, 2/4, 3/4, then jazz
     assert [(s["bar"], s["glide"], s["alpha"]) for s in new] == [
-        (0, "", 0.0), (2, "1/4", 0.25), (3, "2/4", 0.5), (4, "3/4", 0.75), (5, "4/4", 0.0)]
+        (0, "", 0.0),
+        (2, "1/4", 0.25),
+        (3, "2/4", 0.5),
+        (4, "3/4", 0.75),
+        (5, "4/4", 0.0),
+    ]
     assert new[1]["prompt"] == "lo-fi hip hop beat" and new[4]["prompt"] == "jazz"
     assert len({s["prompts"] for s in new[1:4]}) == 1 != len({new[0]["prompts"], new[1]["prompts"], new[4]["prompts"]})
     starts = kinds(events, "loop_started")
@@ -75,7 +89,14 @@ def test_a_change_mid_glide_restarts_it_from_the_heard_loop(tmp_path):
     new = [s for s in kinds(events, "loop_started") if s["repeat"] == 0]
     # bar 3 plays the glide half way to jazz; the new glide to tango starts from it at bar 4
     assert [(s["bar"], s["glide"]) for s in new] == [
-        (0, ""), (2, "1/4"), (3, "2/4"), (4, "1/4"), (5, "2/4"), (6, "3/4"), (7, "4/4")]
+        (0, ""),
+        (2, "1/4"),
+        (3, "2/4"),
+        (4, "1/4"),
+        (5, "2/4"),
+        (6, "3/4"),
+        (7, "4/4"),
+    ]
     assert new[-1]["prompt"] == "tango"
     renders = kinds(events, "render")
     # the loop of the old glide rendered ahead for bar 4 was dropped, never played
@@ -125,10 +146,13 @@ def test_stop_lands_on_a_bar_line_and_play_resumes_on_one(tmp_path):
     assert [s["position"] for s in new] == [0.25 * i for i in range(len(new))]
 
 
-@pytest.mark.parametrize("values, change", [
-    ({"evolve": 0.25}, None),
-    ({"glide": 3}, {"prompt_a/0": "jazz"}),
-])
+@pytest.mark.parametrize(
+    "values, change",
+    [
+        ({"evolve": 0.25}, None),
+        ({"glide": 3}, {"prompt_a/0": "jazz"}),
+    ],
+)
 def test_offline_render_is_what_run_plays(tmp_path, values, change):
     from test_engine import settings_for
 
@@ -166,8 +190,25 @@ def test_run_takes_evolve_from_the_command_line(tmp_path, capsys):
     from riffengine.eventlog import read_events
 
     out, log = tmp_path / "take.wav", tmp_path / "e.jsonl"
-    code = cli.main(["run", "--fake-renderer", "--no-osc", "--output", str(out), "--bpm", "240",
-                     "--bars", "1", "--duration", "3", "--evolve", "0.5", "--events", str(log)])
+    code = cli.main(
+        [
+            "run",
+            "--fake-renderer",
+            "--no-osc",
+            "--output",
+            str(out),
+            "--bpm",
+            "240",
+            "--bars",
+            "1",
+            "--duration",
+            "3",
+            "--evolve",
+            "0.5",
+            "--events",
+            str(log),
+        ]
+    )
     assert code == 0
     starts = kinds(read_events(log), "loop_started")
     assert [(s["alpha"], s["seed_a"]) for s in starts] == [(0.0, 42), (0.5, 42), (0.0, 43)]
@@ -178,4 +219,9 @@ def test_evolve_switched_on_while_playing_walks_from_the_next_loop(tmp_path):
     _, events, _, _ = session(tmp_path, script, duration=7.0)
     new = [s for s in kinds(events, "loop_started") if s["repeat"] == 0]
     assert [(s["bar"], s["alpha"], s["seed_a"]) for s in new] == [
-        (0, 0.0, 42), (2, 0.5, 42), (3, 0.0, 43), (4, 0.5, 43), (5, 0.0, 42)]  # off: the state again
+        (0, 0.0, 42),
+        (2, 0.5, 42),
+        (3, 0.0, 43),
+        (4, 0.5, 43),
+        (5, 0.0, 42),
+    ]  # off: the state again

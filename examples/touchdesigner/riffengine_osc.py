@@ -16,7 +16,7 @@ REPLY_PORT = 9001  # the OSC In DAT's port: the engine answers and pushes events
 
 
 def _out():
-    return op('oscout1')
+    return op("oscout1")
 
 
 def send(address, *values):
@@ -24,60 +24,60 @@ def send(address, *values):
     _out().sendOSC(address, list(values))
 
 
-def set_prompt(text, side='a', slot=0):
-    send(f'/riff/prompt_{side}/{slot}', str(text))
+def set_prompt(text, side="a", slot=0):
+    send(f"/riff/prompt_{side}/{slot}", str(text))
 
 
 def set_alpha(value):
-    send('/riff/alpha', float(value))
+    send("/riff/alpha", float(value))
 
 
-def set_seed(seed, side='a'):
-    send(f'/riff/seed_{side}', int(seed))
+def set_seed(seed, side="a"):
+    send(f"/riff/seed_{side}", int(seed))
 
 
 def set_norm(param, position):
     """A 0..1 slider onto a parameter's whole range, e.g. set_norm('guidance_a', 0.3)."""
-    send(f'/riff/{param}/norm', float(position))
+    send(f"/riff/{param}/norm", float(position))
 
 
 def set_evolve(step):
     """The loop evolves on its own by this much per loop (0 = off; 0.25 as Riffusion's app)."""
-    send('/riff/evolve', float(step))
+    send("/riff/evolve", float(step))
 
 
 def set_evolve_mode(mode):
     """'seed' (next seed at each rollover), 'pingpong' (A to B and back) or 'toward_b'."""
-    send('/riff/evolve_mode', str(mode))
+    send("/riff/evolve_mode", str(mode))
 
 
 def set_glide(loops):
     """Prompt, weight and seed changes arrive over this many loops (0 = at the next seam)."""
-    send('/riff/glide', int(loops))
+    send("/riff/glide", int(loops))
 
 
 def play():
     """Start on the next bar line."""
-    send('/riff/transport', 'play')
+    send("/riff/transport", "play")
 
 
 def stop():
     """Fade out to the next bar line and stop rendering."""
-    send('/riff/transport', 'stop')
+    send("/riff/transport", "stop")
 
 
 def scene(number):
-    send('/riff/scene', int(number))
+    send("/riff/scene", int(number))
 
 
 def subscribe(on=True):
     """Beats, new loops (with their spectrogram PNG path), changes and failures to oscin1."""
-    send('/riff/notify', 1 if on else 0, REPLY_PORT)
+    send("/riff/notify", 1 if on else 0, REPLY_PORT)
 
 
 def status():
     """Ask for every parameter and engine figure; the answer arrives at oscin1."""
-    send('/riff/status', REPLY_PORT)
+    send("/riff/status", REPLY_PORT)
 
 
 # ---- riffengine_callbacks (the OSC In DAT's Callbacks DAT) ------------------------------
@@ -85,18 +85,19 @@ def status():
 # latest loop's spectrogram path in a Movie File In TOP named `spectrogram`, and what each
 # loop is (alpha, seeds, prompt hash, step, glide) in a Table DAT named `riffwalk`.
 
+
 def onReceiveOSC(dat, rowIndex, message, byteData, timeStamp, address, args, peer):
-    if address == '/riff/status.reply':
-        table = op('riffstatus')
+    if address == "/riff/status.reply":
+        table = op("riffstatus")
         table.clear()
         for name, value in zip(args[0::2], args[1::2]):
             table.appendRow([name, value])
-    elif address == '/riff/loop':
+    elif address == "/riff/loop":
         index, bar, path = args[:3]  # a fourth argument is the image's URL when the web runs
-        op('spectrogram').par.file = path
-    elif address == '/riff/walk':
+        op("spectrogram").par.file = path
+    elif address == "/riff/walk":
         index, alpha, seed_a, seed_b, prompts, step, glide = args
-        op('riffwalk').appendRow([index, alpha, seed_a, seed_b, prompts, step, glide])
-    elif address == '/riff/fail':
-        debug(f'riffengine refused {args[0]}: {args[1]}')
+        op("riffwalk").appendRow([index, alpha, seed_a, seed_b, prompts, step, glide])
+    elif address == "/riff/fail":
+        debug(f"riffengine refused {args[0]}: {args[1]}")
     return

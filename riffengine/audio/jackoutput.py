@@ -39,6 +39,7 @@ from riffengine.errors import UserError
 
 log = logging.getLogger(__name__)
 
+
 def server_name() -> str | None:
     """The JACK server clients reach: ``$JACK_DEFAULT_SERVER``, else the default one (None)."""
     return os.environ.get("JACK_DEFAULT_SERVER") or None
@@ -66,8 +67,9 @@ class JackOutput(_OutputBase):
     physical playback ports and starts taking frames from the ring.
     """
 
-    def __init__(self, ring: RingBuffer, client_name: str = "riffengine",
-                 recorder: Recorder | None = None, connect: bool = True) -> None:
+    def __init__(
+        self, ring: RingBuffer, client_name: str = "riffengine", recorder: Recorder | None = None, connect: bool = True
+    ) -> None:
         super().__init__(ring, 0, recorder)
         self.client_name = client_name
         self.connect = connect
@@ -108,8 +110,11 @@ class JackOutput(_OutputBase):
                 "a named server), or use a device from `riffengine devices`, or a .wav path."
             ) from None
         if client.samplerate != self.sample_rate and self.sample_rate:
-            log.warning("the JACK server now runs at %d Hz, not %d Hz; the pitch will be off until "
-                        "a restart", client.samplerate, self.sample_rate)
+            log.warning(
+                "the JACK server now runs at %d Hz, not %d Hz; the pitch will be off until a restart",
+                client.samplerate,
+                self.sample_rate,
+            )
         self.sample_rate = self.sample_rate or client.samplerate
         self._ports = [client.outports.register(f"out_{i}") for i in range(self.channels)]
         client.set_process_callback(self._process)

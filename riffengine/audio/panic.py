@@ -68,8 +68,9 @@ class PanicStage:
         if request is None or request is self.finished:
             return
         if request is not self._active:  # a new panic: fade in (or stay in, if already faded)
-            faded = self._active is not None and self._active is not self.finished \
-                and self._progress >= self.fade_frames
+            faded = (
+                self._active is not None and self._active is not self.finished and self._progress >= self.fade_frames
+            )
             self._active, self._progress = request, self.fade_frames if faded else 0
             self.began = (request, time.monotonic())
         n = len(block)

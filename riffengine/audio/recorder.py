@@ -47,13 +47,15 @@ def _header(sample_rate: int, channels: int, sample_format: str, frames: int) ->
     """A complete WAV header for ``frames`` frames (data chunk header last)."""
     if sample_format == "float32":
         width, fmt_tag = 4, 3  # WAVE_FORMAT_IEEE_FLOAT
-        fmt = struct.pack("<HHIIHHH", fmt_tag, channels, sample_rate, sample_rate * channels * width,
-                          channels * width, 32, 0)
+        fmt = struct.pack(
+            "<HHIIHHH", fmt_tag, channels, sample_rate, sample_rate * channels * width, channels * width, 32, 0
+        )
         extra = b"fact" + struct.pack("<II", 4, frames)
     else:
         width, fmt_tag = 2, 1  # WAVE_FORMAT_PCM
-        fmt = struct.pack("<HHIIHH", fmt_tag, channels, sample_rate, sample_rate * channels * width,
-                          channels * width, 16)
+        fmt = struct.pack(
+            "<HHIIHH", fmt_tag, channels, sample_rate, sample_rate * channels * width, channels * width, 16
+        )
         extra = b""
     data_bytes = frames * channels * width
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + extra + b"data" + struct.pack("<I", data_bytes)
@@ -68,8 +70,9 @@ class WavWriter:
 
     def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, sample_format: str = "float32"):
         if sample_format not in SAMPLE_FORMATS:
-            raise UserError(f"recording format {sample_format!r} is not supported: "
-                            f"use one of {', '.join(SAMPLE_FORMATS)}")
+            raise UserError(
+                f"recording format {sample_format!r} is not supported: use one of {', '.join(SAMPLE_FORMATS)}"
+            )
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.channels = channels
@@ -140,8 +143,9 @@ class Recorder:
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         if sample_format not in SAMPLE_FORMATS:
-            raise UserError(f"recording format {sample_format!r} is not supported: "
-                            f"use one of {', '.join(SAMPLE_FORMATS)}")
+            raise UserError(
+                f"recording format {sample_format!r} is not supported: use one of {', '.join(SAMPLE_FORMATS)}"
+            )
         self.path = Path(path)
         self.sample_rate = sample_rate
         self.channels = channels

@@ -350,9 +350,10 @@ class Timeline:
             seam = playing.seam
             pending = self._pending
             if pos == seam:
-                if self._eligible(pending, seam) and self._fade_length(
-                    len(playing.clip.audio), len(pending.clip.audio)
-                ) == 0:
+                if (
+                    self._eligible(pending, seam)
+                    and self._fade_length(len(playing.clip.audio), len(pending.clip.audio)) == 0
+                ):
                     pending.fade_start = seam  # crossfade off: a plain cut on the seam
                 self._cross_seam(playing, seam)
                 continue
@@ -474,5 +475,4 @@ class Timeline:
         self._last = clip
         self._pending = self._queued_after_fade
         self._queued_after_fade = None
-        self._events.append(LoopStarted(frame, self._tempo.bar_at(frame), clip.clip_id, 0, clip.bpm, crossfade,
-                                        clip))
+        self._events.append(LoopStarted(frame, self._tempo.bar_at(frame), clip.clip_id, 0, clip.bpm, crossfade, clip))

@@ -19,30 +19,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bank",
         help="pre-render a config's scenes (and an alpha sweep) into the render cache",
         description="Render the starting state and every scene of a config (and, with --sweep "
-                    "K, K states from side A to side B) into the render cache, at the tempo "
-                    "and length the engine will ask for, so they play at once and survive a "
-                    "GPU failure. One of them is marked as the safe loop for /riff/panic.",
+        "K, K states from side A to side B) into the render cache, at the tempo "
+        "and length the engine will ask for, so they play at once and survive a "
+        "GPU failure. One of them is marked as the safe loop for /riff/panic.",
     )
-    parser.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), metavar="CONFIG",
-                        help="YAML config (default configs/default.yaml)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        default=str(DEFAULT_CONFIG),
+        metavar="CONFIG",
+        help="YAML config (default configs/default.yaml)",
+    )
     parser.add_argument("--no-scenes", action="store_true", help="bank the starting state only")
-    parser.add_argument("--sweep", type=int, default=0, metavar="K",
-                        help="also bank K states from alpha 0 to 1")
-    parser.add_argument("--sweep-scene", metavar="NAME",
-                        help="sweep between the sides of this scene (default: the starting state)")
-    parser.add_argument("--safe", metavar="NAME",
-                        help="the safe loop: 'initial' or a scene name (default: the first scene)")
-    parser.add_argument("--cache", metavar="DIR",
-                        help="render cache folder (default: the config's cache.folder, the one "
-                             "the engine uses; ~/.cache/riffengine/renders when that is null)")
-    parser.add_argument("--max-size-gb", type=float, default=None, metavar="GB",
-                        help="bound of the cache; least recently used entries go first "
-                             "(default: the config's cache.max_size_gb)")
+    parser.add_argument("--sweep", type=int, default=0, metavar="K", help="also bank K states from alpha 0 to 1")
+    parser.add_argument(
+        "--sweep-scene", metavar="NAME", help="sweep between the sides of this scene (default: the starting state)"
+    )
+    parser.add_argument(
+        "--safe", metavar="NAME", help="the safe loop: 'initial' or a scene name (default: the first scene)"
+    )
+    parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="render cache folder (default: the config's cache.folder, the one "
+        "the engine uses; ~/.cache/riffengine/renders when that is null)",
+    )
+    parser.add_argument(
+        "--max-size-gb",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="bound of the cache; least recently used entries go first (default: the config's cache.max_size_gb)",
+    )
     parser.add_argument("--model", metavar="ID|PATH", help="override model.id")
     parser.add_argument("--device", help="override model.device (cpu, cuda, cuda:N)")
     parser.add_argument("--dtype", choices=["auto", "fp16", "bf16", "fp32"], help="override model.dtype")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any setting, e.g. --set tempo.bpm=94")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting, e.g. --set tempo.bpm=94"
+    )
     parser.set_defaults(func=run)
 
 
@@ -71,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.sweep_scene is not None and not args.sweep:
         raise UserError("--sweep-scene needs --sweep K")
-    items = bank_items(settings, scenes=not args.no_scenes, sweep=args.sweep,
-                       sweep_from=args.sweep_scene)
+    items = bank_items(settings, scenes=not args.no_scenes, sweep=args.sweep, sweep_from=args.sweep_scene)
     safe = choose_safe(items, settings, args.safe)
     for item in items:  # fail before loading the model
         try:
@@ -86,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     renderer = CachedRenderer(build_renderer(settings), cache)
     with tqdm(total=len(items), desc="bank", unit="state", disable=None) as bar:
+
         def advance(item) -> None:
             bar.set_postfix_str(item.name[:40])
             bar.update(1)
@@ -96,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
             renderer.close()
     for name, reason in report.failed:
         print(f"failed: {name}: {reason}")
-    print(f"{cache.folder}: {len(report.rendered)} rendered, {len(report.cached)} already banked, "
-          f"{len(report.failed)} failed; safe loop: {report.safe}")
+    print(
+        f"{cache.folder}: {len(report.rendered)} rendered, {len(report.cached)} already banked, "
+        f"{len(report.failed)} failed; safe loop: {report.safe}"
+    )
     return 1 if report.failed else 0

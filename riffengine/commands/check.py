@@ -16,14 +16,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "check",
         help="validate a config file",
         description="Validate a YAML config file: print 'FILE: OK' and a summary, or every "
-                    "mistake with its line and key, and exit with status 2.",
+        "mistake with its line and key, and exit with status 2.",
     )
-    parser.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), metavar="FILE",
-                        help="the YAML config file to check (default: the default.yaml shipped "
-                             "with riffengine)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        dest="overrides", help="override a setting, e.g. loop.bars=8 "
-                                               "(repeatable)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=str(DEFAULT_CONFIG),
+        metavar="FILE",
+        help="the YAML config file to check (default: the default.yaml shipped with riffengine)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override a setting, e.g. loop.bars=8 (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 

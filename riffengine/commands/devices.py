@@ -10,10 +10,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "devices",
         help="list audio devices and MIDI ports",
         description="List the audio devices (for --output / audio.output; * marks the default) "
-                    "and the MIDI input and output ports (for midi.input and the clock ports).",
+        "and the MIDI input and output ports (for midi.input and the clock ports).",
     )
-    parser.add_argument("--backend", default=None, metavar="API",
-                        help="MIDI backend: rtmidi (default), UNIX_JACK or LINUX_ALSA")
+    parser.add_argument(
+        "--backend", default=None, metavar="API", help="MIDI backend: rtmidi (default), UNIX_JACK or LINUX_ALSA"
+    )
     parser.set_defaults(func=run)
 
 

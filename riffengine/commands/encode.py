@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     except UserError as exc:
         raise UserError(f"{args.audio}: {exc}") from None
     save_image(image, args.output)
-    print(f"{args.output}: {image.width} columns, {'stereo' if args.stereo else 'mono'}"
-          + (f", loop of {loop.bars} bars at {loop.bpm:g} BPM" if loop else ""))
+    print(
+        f"{args.output}: {image.width} columns, {'stereo' if args.stereo else 'mono'}"
+        + (f", loop of {loop.bars} bars at {loop.bpm:g} BPM" if loop else "")
+    )
     return 0

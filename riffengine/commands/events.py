@@ -13,10 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "events",
         help="list the events the engine publishes",
         description="Print the table of engine events (kinds, fields, meaning) as Markdown, "
-                    "the page docs/events.md holds.",
+        "the page docs/events.md holds.",
     )
-    parser.add_argument("-o", "--output", metavar="FILE",
-                        help="write the page to FILE instead of printing it")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the page to FILE instead of printing it")
     parser.set_defaults(func=run)
 
 

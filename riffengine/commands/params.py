@@ -13,10 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "params",
         help="list the controllable parameters",
         description="Print the table of controllable parameters (names, OSC addresses, "
-                    "ranges, defaults) as Markdown, the page docs/parameters.md holds.",
+        "ranges, defaults) as Markdown, the page docs/parameters.md holds.",
     )
-    parser.add_argument("-o", "--output", metavar="FILE",
-                        help="write the page to FILE instead of printing it")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the page to FILE instead of printing it")
     parser.set_defaults(func=run)
 
 

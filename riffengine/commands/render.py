@@ -25,10 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "render",
         help="render a clip from a prompt",
         description="Render a spectrogram clip with the Riffusion model and write its audio "
-                    "(and image). With --to, interpolate towards a second prompt; with "
-                    "--transition K, render K clips from A to B stitched into one file. "
-                    "With --evolve, --glide or --loops, render N loops of the walk `run` would "
-                    "play, placed on the bar grid with its crossfades.",
+        "(and image). With --to, interpolate towards a second prompt; with "
+        "--transition K, render K clips from A to B stitched into one file. "
+        "With --evolve, --glide or --loops, render N loops of the walk `run` would "
+        "play, placed on the bar grid with its crossfades.",
     )
     parser.add_argument("prompt", help="text prompt; (word:1.3) weights a part")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.wav", help="audio file to write")
@@ -38,60 +38,82 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--to", metavar="PROMPT_B", help="side B's prompt (default: side A's)")
     parser.add_argument("--to-seed", type=int, metavar="M", help="side B's seed (default: A's)")
     parser.add_argument("--alpha", type=float, default=0.0, help="0 = side A, 1 = side B")
-    parser.add_argument("--transition", type=int, metavar="K",
-                        help="render K clips from alpha 0 to 1 and stitch them")
-    parser.add_argument("--seed-image", default="groove_94", metavar="NAME|PATH",
-                        help="built-in seed image name, a PNG path, or 'none' (default groove_94)")
+    parser.add_argument("--transition", type=int, metavar="K", help="render K clips from alpha 0 to 1 and stitch them")
+    parser.add_argument(
+        "--seed-image",
+        default="groove_94",
+        metavar="NAME|PATH",
+        help="built-in seed image name, a PNG path, or 'none' (default groove_94)",
+    )
     parser.add_argument("--mask", metavar="PATH", help="mask image: white regenerated, black kept")
     parser.add_argument("--denoise", type=float, default=0.75, help="img2img strength (0.75)")
     parser.add_argument("--guidance", type=float, default=7.0, help="guidance scale (7)")
     parser.add_argument("--steps", type=int, default=50, help="diffusion steps (50)")
     parser.add_argument("--scheduler", default="default", choices=list(SCHEDULERS))
     parser.add_argument("--width", type=int, default=512, help="image columns (512 = 5.12 s)")
-    parser.add_argument("--frames", type=int, metavar="N",
-                        help="stretch each clip's audio to exactly N samples")
+    parser.add_argument("--frames", type=int, metavar="N", help="stretch each clip's audio to exactly N samples")
     walk = parser.add_argument_group(
-        "evolving piece", "render --loops N loops as `run` plays them (bar grid, crossfades); "
+        "evolving piece",
+        "render --loops N loops as `run` plays them (bar grid, crossfades); "
         "with --glide, --to/--to-seed are the change sent while the first loop plays, else "
-        "they set side B (pingpong, toward_b, --alpha)")
-    walk.add_argument("--loops", type=int, metavar="N", help="loops to render (default 8 with "
-                      "--evolve or --glide)")
-    walk.add_argument("--evolve", type=float, metavar="STEP", help="evolve step per loop, 0..1 "
-                      "(Riffusion's app: 0.25)")
-    walk.add_argument("--evolve-mode", default="seed", choices=list(EVOLVE_MODES),
-                      help="seed (next seed at each rollover), pingpong (A to B and back), "
-                           "toward_b (to B, then hold)")
-    walk.add_argument("--glide", type=int, metavar="LOOPS", help="glide to --to/--to-seed over "
-                      "this many loops")
+        "they set side B (pingpong, toward_b, --alpha)",
+    )
+    walk.add_argument("--loops", type=int, metavar="N", help="loops to render (default 8 with --evolve or --glide)")
+    walk.add_argument("--evolve", type=float, metavar="STEP", help="evolve step per loop, 0..1 (Riffusion's app: 0.25)")
+    walk.add_argument(
+        "--evolve-mode",
+        default="seed",
+        choices=list(EVOLVE_MODES),
+        help="seed (next seed at each rollover), pingpong (A to B and back), toward_b (to B, then hold)",
+    )
+    walk.add_argument("--glide", type=int, metavar="LOOPS", help="glide to --to/--to-seed over this many loops")
     walk.add_argument("--bpm", type=float, default=params.param("bpm").default, help="tempo (120)")
-    walk.add_argument("--bars", type=int, default=params.param("bars").default,
-                      help="loop length in bars (2)")
-    walk.add_argument("--beats-per-bar", type=int, default=params.param("beats_per_bar").default,
-                      help="meter (4)")
-    walk.add_argument("--crossfade-ms", type=float, default=params.param("crossfade_ms").default,
-                      help="crossfade before each seam (50)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="ID|PATH",
-                        help=f"hub id (from the local cache) or folder (default {DEFAULT_MODEL})")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cpu, cuda or cuda:N")
-    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"],
-                        help="model precision (default float16 on CUDA, float32 on the CPU)")
+    walk.add_argument("--bars", type=int, default=params.param("bars").default, help="loop length in bars (2)")
+    walk.add_argument("--beats-per-bar", type=int, default=params.param("beats_per_bar").default, help="meter (4)")
+    walk.add_argument(
+        "--crossfade-ms",
+        type=float,
+        default=params.param("crossfade_ms").default,
+        help="crossfade before each seam (50)",
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="ID|PATH",
+        help=f"hub id (from the local cache) or folder (default {DEFAULT_MODEL})",
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--dtype",
+        choices=["float16", "bfloat16", "float32"],
+        help="model precision (default float16 on CUDA, float32 on the CPU)",
+    )
     parser.set_defaults(func=run)
 
 
 def build_request(args: argparse.Namespace, alpha: float) -> RenderRequest:
     """The request the flags describe, at ``alpha``."""
-    a = Side((PromptSlot(args.prompt),), seed=args.seed, denoise=args.denoise,
-             guidance=args.guidance)
+    a = Side((PromptSlot(args.prompt),), seed=args.seed, denoise=args.denoise, guidance=args.guidance)
     b = None
     if args.to is not None or args.to_seed is not None:
-        b = Side((PromptSlot(args.to if args.to is not None else args.prompt),),
-                 seed=args.to_seed if args.to_seed is not None else args.seed,
-                 denoise=args.denoise, guidance=args.guidance)
+        b = Side(
+            (PromptSlot(args.to if args.to is not None else args.prompt),),
+            seed=args.to_seed if args.to_seed is not None else args.seed,
+            denoise=args.denoise,
+            guidance=args.guidance,
+        )
     seed_image = None if args.seed_image.lower() == "none" else args.seed_image
-    return RenderRequest(a=a, b=b, alpha=alpha, negative=args.negative, steps=args.steps,
-                         scheduler=args.scheduler, seed_image=seed_image, mask=args.mask,
-                         width=args.width)
+    return RenderRequest(
+        a=a,
+        b=b,
+        alpha=alpha,
+        negative=args.negative,
+        steps=args.steps,
+        scheduler=args.scheduler,
+        seed_image=seed_image,
+        mask=args.mask,
+        width=args.width,
+    )
 
 
 def transition_alphas(k: int) -> list[float]:
@@ -107,13 +129,16 @@ def render_clips(renderer, requests: list[RenderRequest], num_frames: int | None
 
     if len(requests) == 1:
         with tqdm(total=None, desc="render", unit="step", disable=None, leave=False) as bar:
+
             def on_step(done: int, total: int) -> None:
                 bar.total = total
                 bar.update(1)
 
             return [renderer.render(requests[0], num_frames, on_step=on_step)]
-    return [renderer.render(req, num_frames)
-            for req in tqdm(requests, desc="render", unit="clip", disable=None, leave=False)]
+    return [
+        renderer.render(req, num_frames)
+        for req in tqdm(requests, desc="render", unit="clip", disable=None, leave=False)
+    ]
 
 
 def walking(args: argparse.Namespace) -> bool:
@@ -129,16 +154,27 @@ def walk_state(args: argparse.Namespace):
         raise UserError(f"--loops {args.loops}: render at least 1 loop")
     for flag in ("transition", "image", "mask", "frames"):
         if getattr(args, flag) is not None:
-            raise UserError(f"--{flag} renders clips, not loops: leave it out with --loops, "
-                            "--evolve or --glide")
-    values = {"prompt_a/0": args.prompt, "seed_a": args.seed, "negative": args.negative,
-              "steps": args.steps, "scheduler": args.scheduler, "alpha": args.alpha,
-              "seed_image": "" if args.seed_image.lower() == "none" else args.seed_image,
-              "denoise_a": args.denoise, "denoise_b": args.denoise,
-              "guidance_a": args.guidance, "guidance_b": args.guidance,
-              "evolve": args.evolve or 0.0, "evolve_mode": args.evolve_mode,
-              "glide": args.glide or 0, "bpm": args.bpm, "bars": args.bars,
-              "beats_per_bar": args.beats_per_bar, "crossfade_ms": args.crossfade_ms}
+            raise UserError(f"--{flag} renders clips, not loops: leave it out with --loops, --evolve or --glide")
+    values = {
+        "prompt_a/0": args.prompt,
+        "seed_a": args.seed,
+        "negative": args.negative,
+        "steps": args.steps,
+        "scheduler": args.scheduler,
+        "alpha": args.alpha,
+        "seed_image": "" if args.seed_image.lower() == "none" else args.seed_image,
+        "denoise_a": args.denoise,
+        "denoise_b": args.denoise,
+        "guidance_a": args.guidance,
+        "guidance_b": args.guidance,
+        "evolve": args.evolve or 0.0,
+        "evolve_mode": args.evolve_mode,
+        "glide": args.glide or 0,
+        "bpm": args.bpm,
+        "bars": args.bars,
+        "beats_per_bar": args.beats_per_bar,
+        "crossfade_ms": args.crossfade_ms,
+    }
     side = {}
     if args.to is not None:
         side["prompt_@/0"] = args.to
@@ -169,17 +205,20 @@ def run_walk(args: argparse.Namespace, renderer) -> int:
     state, change = walk_state(args)
     loops = offline.walk(state, args.loops if args.loops is not None else 8, change)
     with tqdm(total=len(loops), desc="render", unit="loop", disable=None, leave=False) as bar:
+
         def on_loop(index, loop) -> None:
             bar.update(1 if index else 0)
 
-        audio = offline.render_loops(renderer, loops, args.beats_per_bar, args.crossfade_ms,
-                                     SAMPLE_RATE, on_loop)
-    save_audio(args.output, audio.T, SAMPLE_RATE,
-               subtype="FLOAT" if str(args.output).lower().endswith(".wav") else "PCM_16")
+        audio = offline.render_loops(renderer, loops, args.beats_per_bar, args.crossfade_ms, SAMPLE_RATE, on_loop)
+    save_audio(
+        args.output, audio.T, SAMPLE_RATE, subtype="FLOAT" if str(args.output).lower().endswith(".wav") else "PCM_16"
+    )
     for index, loop in enumerate(loops):
         d = describe(loop)
-        print(f"loop {index}: alpha {d['alpha']:g} seeds {d['seed_a']}/{d['seed_b']} "
-              f"prompts {d['prompts']}{' glide ' + d['glide'] if d['glide'] else ''}")
+        print(
+            f"loop {index}: alpha {d['alpha']:g} seeds {d['seed_a']}/{d['seed_b']} "
+            f"prompts {d['prompts']}{' glide ' + d['glide'] if d['glide'] else ''}"
+        )
     print(f"{args.output}: {len(loops)} loop(s), {len(audio) / SAMPLE_RATE:.2f} s of audio")
     return 0
 
@@ -219,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
     if args.image:
         save_image(pixels_to_image(torch.cat([c.pixels for c in clips], dim=-1)), args.image)
     seconds = sum(c.seconds for c in clips)
-    print(f"{args.output}: {len(clips)} clip(s), {audio.shape[-1] / SAMPLE_RATE:.2f} s of audio, "
-          f"rendered in {seconds:.2f} s")
+    print(
+        f"{args.output}: {len(clips)} clip(s), {audio.shape[-1] / SAMPLE_RATE:.2f} s of audio, "
+        f"rendered in {seconds:.2f} s"
+    )
     return 0

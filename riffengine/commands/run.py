@@ -43,22 +43,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="play a continuous, tempo-locked stream of rendered loops",
         description="Play rendered loops on the bar grid until stopped (SIGINT/SIGTERM fade "
-                    "out, close the recording and exit 0). With --output FILE.wav, render a "
-                    "(scripted) session to a file faster than real time.",
+        "out, close the recording and exit 0). With --output FILE.wav, render a "
+        "(scripted) session to a file faster than real time.",
     )
     add = parser.add_argument
-    add("-c", "--config", metavar="FILE", default=None,
-        help="YAML config file (default: the default.yaml shipped with riffengine, "
-             "configs/default.yaml in a checkout)")
-    add("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-        help="override a setting, e.g. loop.bars=4 (repeatable; wins over the other flags)")
+    add(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="YAML config file (default: the default.yaml shipped with riffengine, configs/default.yaml in a checkout)",
+    )
+    add(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override a setting, e.g. loop.bars=4 (repeatable; wins over the other flags)",
+    )
     add("--model", metavar="ID|DIR", help="hub id or model folder (e.g. one from `riffengine tiny-model DIR`)")
     add("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N")
     add("--dtype", metavar="TYPE", help="auto, fp16, bf16 or fp32")
-    add("--fake-renderer", action="store_true",
-        help="no model: a fast test signal per request (rehearsals, tests, benchmarks)")
-    add("-o", "--output", metavar="TARGET",
-        help="'default', a device number or name (see `riffengine devices`), 'jack', or FILE.wav")
+    add(
+        "--fake-renderer",
+        action="store_true",
+        help="no model: a fast test signal per request (rehearsals, tests, benchmarks)",
+    )
+    add(
+        "-o",
+        "--output",
+        metavar="TARGET",
+        help="'default', a device number or name (see `riffengine devices`), 'jack', or FILE.wav",
+    )
     add("--record", metavar="FILE.wav", help="also record what plays to this WAV file")
     add("--events", metavar="FILE.jsonl", help="log engine events, one JSON object per line")
     add("--sample-rate", type=int, metavar="HZ", help="preferred output rate (default 44100)")
@@ -72,17 +89,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--glide", type=int, metavar="LOOPS", help="loops a prompt/weight/seed change glides over")
     add("--osc-port", type=int, metavar="PORT", help="OSC port (0 picks a free one)")
     add("--no-osc", action="store_true", help="do not start the OSC server")
-    add("--require-model", action="store_true",
+    add(
+        "--require-model",
+        action="store_true",
         help="refuse to start without the model (default: play the safe loop or the seed "
-             "image's loop, report 'degraded' and keep trying the model)")
-    add("--http-port", type=int, metavar="PORT",
-        help="start the OSCQuery and web server on this port (0 picks a free one)")
-    add("--duration", type=float, metavar="SECONDS",
-        help="stop after this many seconds of audio (needed with a .wav output)")
+        "image's loop, report 'degraded' and keep trying the model)",
+    )
+    add(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help="start the OSCQuery and web server on this port (0 picks a free one)",
+    )
+    add(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this many seconds of audio (needed with a .wav output)",
+    )
     add("--script", metavar="FILE", help="timed parameter changes (YAML list; see riffengine/script.py)")
     add("--learn", metavar="PARAM", help="arm MIDI learn for this parameter at start")
-    add("--no-host", action="store_true",
-        help="play from this process, without the separate audio host (audio.host: false)")
+    add(
+        "--no-host",
+        action="store_true",
+        help="play from this process, without the separate audio host (audio.host: false)",
+    )
     # Set by the audio host for the engine it starts (not for users):
     add("--attach-host", metavar="RING", help=argparse.SUPPRESS)
     add("--state-file", metavar="FILE", help=argparse.SUPPRESS)
@@ -158,9 +189,16 @@ def run_engine(args: argparse.Namespace, settings: Settings, script: list) -> in
     from riffengine.render.fake import FakeRenderer
 
     factory = (lambda realtime: FakeRenderer(sleep=realtime)) if args.fake_renderer else None
-    engine = Engine(settings, renderer_factory=factory, duration=args.duration, script=script,
-                    learn=args.learn, reload_settings=lambda: settings_from_args(args),
-                    host=args.attach_host, state_file=args.state_file)
+    engine = Engine(
+        settings,
+        renderer_factory=factory,
+        duration=args.duration,
+        script=script,
+        learn=args.learn,
+        reload_settings=lambda: settings_from_args(args),
+        host=args.attach_host,
+        state_file=args.state_file,
+    )
     try:
         return asyncio.run(engine.run())
     except WarmUpFailed as exc:

@@ -13,9 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tiny-model",
         help="write a tiny random model for tests and rehearsals",
         description="Write a small randomly initialised model with exactly the layout of "
-                    "riffusion/riffusion-model-v1 (unet, vae, text_encoder, tokenizer, "
-                    "scheduler). It makes noise, not music: use it to wire things up without "
-                    "the real weights (--model DIR).",
+        "riffusion/riffusion-model-v1 (unet, vae, text_encoder, tokenizer, "
+        "scheduler). It makes noise, not music: use it to wire things up without "
+        "the real weights (--model DIR).",
     )
     parser.add_argument("folder", metavar="DIR", help="new or empty folder to write")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")

@@ -24,8 +24,7 @@ def _inside(path: str, folder: str) -> bool:
     return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def confine(value: str, folder: str, builtins: Iterable[str] = (), what: str = "path",
-            suffix: str = ".png") -> str:
+def confine(value: str, folder: str, builtins: Iterable[str] = (), what: str = "path", suffix: str = ".png") -> str:
     """The file ``value`` names inside ``folder`` (absolute), a built-in name, or ``""``.
 
     ``suffix`` is tried when a name without one is not a file. Raises UserError naming
@@ -43,16 +42,21 @@ def confine(value: str, folder: str, builtins: Iterable[str] = (), what: str = "
     base = os.path.abspath(folder)
     candidate = os.path.normpath(value if os.path.isabs(value) else os.path.join(base, value))
     if not _inside(candidate, base):
-        raise UserError(f"{what}: {shown!r} is outside {where}; send a file name inside it "
-                        f"(or a built-in name)")
-    if not os.path.isfile(candidate) and suffix and not candidate.endswith(suffix) \
-            and os.path.isfile(candidate + suffix):
+        raise UserError(f"{what}: {shown!r} is outside {where}; send a file name inside it (or a built-in name)")
+    if (
+        not os.path.isfile(candidate)
+        and suffix
+        and not candidate.endswith(suffix)
+        and os.path.isfile(candidate + suffix)
+    ):
         candidate += suffix
         if not _inside(candidate, base):
             raise UserError(f"{what}: {shown!r} leads outside {where}; send a file inside it")
     if not os.path.isfile(candidate):
-        raise UserError(f"{what}: {shown!r} is not a file in {where} nor a built-in name; "
-                        f"put the file there or send a built-in name")
+        raise UserError(
+            f"{what}: {shown!r} is not a file in {where} nor a built-in name; "
+            f"put the file there or send a built-in name"
+        )
     return candidate
 
 

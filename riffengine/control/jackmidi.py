@@ -60,8 +60,13 @@ class JackMidiInput:
     new port connects from. Raises OSError when the port cannot be opened.
     """
 
-    def __init__(self, name: str, callback: Callable[[mido.Message], None], virtual: bool = False,
-                 client_name: str = "riffengine") -> None:
+    def __init__(
+        self,
+        name: str,
+        callback: Callable[[mido.Message], None],
+        virtual: bool = False,
+        client_name: str = "riffengine",
+    ) -> None:
         self.name = name
         self.callback = callback
         self.closed = False
@@ -82,13 +87,21 @@ class JackMidiInput:
     def _start(self, name: str, virtual: bool, client_name: str) -> None:
         """Start the helper and wait until its port is open; OSError (helper gone) if not."""
         read_fd, write_fd = os.pipe()
-        cmd = [sys.executable, "-m", "riffengine.control.jackmidi", "virtual" if virtual else "port",
-               client_name, name, str(write_fd)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "riffengine.control.jackmidi",
+            "virtual" if virtual else "port",
+            client_name,
+            name,
+            str(write_fd),
+        ]
         try:
             # libjack prints its messages on stdout and stderr: both go to this process's stderr,
             # never into the message pipe (and never into a pipe nobody reads, which would block).
-            self._process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=2, pass_fds=(write_fd,),
-                                             env=_child_env())
+            self._process = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=2, pass_fds=(write_fd,), env=_child_env()
+            )
         except BaseException:
             os.close(read_fd)
             raise
@@ -110,8 +123,7 @@ class JackMidiInput:
         """Wait for the helper's first byte: 0 is open, 1 starts the reason it could not open."""
         ready, _, _ = select.select([self._fd], [], [], OPEN_TIMEOUT)
         if not ready:
-            raise OSError(f"JACK MIDI port {self.name!r}: the helper did not open it in "
-                          f"{OPEN_TIMEOUT:.0f} s")
+            raise OSError(f"JACK MIDI port {self.name!r}: the helper did not open it in {OPEN_TIMEOUT:.0f} s")
         first = os.read(self._fd, 1)
         if first == _OPEN:
             return
@@ -122,8 +134,10 @@ class JackMidiInput:
                 break
             reason += chunk
         self._stop_child()
-        raise OSError(reason.decode(errors="replace").strip()
-                      or f"the JACK MIDI helper exited with status {self._process.returncode}")
+        raise OSError(
+            reason.decode(errors="replace").strip()
+            or f"the JACK MIDI helper exited with status {self._process.returncode}"
+        )
 
     def _read_forever(self) -> None:
         """Reader thread: frames from the helper to ``callback`` until its pipe ends."""
@@ -229,8 +243,7 @@ def _child(kind: str, client_name: str, name: str, fd: int) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 5 or sys.argv[1] not in ("virtual", "port") or not sys.argv[4].isdigit():
-        print("usage: python -m riffengine.control.jackmidi virtual|port CLIENT_NAME PORT_NAME FD",
-              file=sys.stderr)
+        print("usage: python -m riffengine.control.jackmidi virtual|port CLIENT_NAME PORT_NAME FD", file=sys.stderr)
         sys.exit(2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C at the terminal is for the parent
     sys.exit(_child(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))

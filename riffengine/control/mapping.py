@@ -216,8 +216,11 @@ class Entry(validation.Strict):
     cc: int | None = validation.setting(validation.whole(0, 127), None)
     note: int | None = validation.setting(validation.whole(0, 127), None)
     program: int | str | None = validation.setting(
-        validation.either(validation.choice("any"), validation.whole(0, 127),
-                          what="a program number from 0 to 127, or any"), None)
+        validation.either(
+            validation.choice("any"), validation.whole(0, 127), what="a program number from 0 to 127, or any"
+        ),
+        None,
+    )
     channel: int | None = validation.setting(validation.whole(1, 16), None)
     param: str | None = validation.setting(validation.text("a parameter key, e.g. alpha or weight_a/1"), None)
     scene: int | str | None = validation.setting(validation.checked(_scene_rule), None)
@@ -239,11 +242,9 @@ def check_target(key: object) -> tuple[params.Param, int | None]:
     """Check that ``key`` names a parameter a knob can set; UserError naming the fix."""
     row, slot = params.parse_key(str(key))
     if row.effect == "action":
-        raise UserError(f"{row.name} is an action; map it with `scene: N` on a note, button "
-                        "or program change")
+        raise UserError(f"{row.name} is an action; map it with `scene: N` on a note, button or program change")
     if row.type == "str":
-        raise UserError(f"{row.name} is text; a knob cannot set it (use `set:` on a note or "
-                        "button to set a text)")
+        raise UserError(f"{row.name} is text; a knob cannot set it (use `set:` on a note or button to set a text)")
     if row.slots and slot is None:
         raise UserError(f"{row.name} has {row.slots} slots; name one, e.g. {row.name}/0")
     return row, slot
@@ -322,9 +323,13 @@ def _only(e: Entry, kind: str, target: str) -> None:
     knob_cc = kind == "cc" and target == "param"
     relative = e.mode not in (None, "absolute")
     allowed = {
-        "range": target == "param", "curve": target == "param",
-        "smoothing": target == "param", "pickup": knob_cc and not relative,
-        "mode": knob_cc, "step": knob_cc and relative, "bits": kind == "cc" and target == "param",
+        "range": target == "param",
+        "curve": target == "param",
+        "smoothing": target == "param",
+        "pickup": knob_cc and not relative,
+        "mode": knob_cc,
+        "step": knob_cc and relative,
+        "bits": kind == "cc" and target == "param",
         "latch": kind == "note" and target == "param",
     }
     for key, ok in allowed.items():
@@ -337,8 +342,9 @@ def _only(e: Entry, kind: str, target: str) -> None:
 def _scene(value: int | str | None, program: int | None, scenes: Sequence[str] | None) -> int | str | None:
     if value is None:
         if program is not None:
-            raise _Bad("scene: give a scene number or name (only `program: any` may leave it "
-                       "out, meaning the program number)")
+            raise _Bad(
+                "scene: give a scene number or name (only `program: any` may leave it out, meaning the program number)"
+            )
         return None
     if scenes is not None and isinstance(value, str) and value not in scenes:
         # names must exist; numbers may point at scenes the config adds later (a ready
@@ -389,14 +395,17 @@ def _range(ends: tuple[object, object], row: params.Param) -> tuple[float, float
 # --- loading and saving files --------------------------------------------------------------
 
 
-def parse_mappings(data: object, source: str = "mappings", lines: Sequence[int] | None = None,
-                   scenes: Sequence[str] | None = None) -> tuple[Binding, ...]:
+def parse_mappings(
+    data: object, source: str = "mappings", lines: Sequence[int] | None = None, scenes: Sequence[str] | None = None
+) -> tuple[Binding, ...]:
     """Check a list of entries; one UserError lists every bad entry by number (and line)."""
     if data is None:
         return ()
     if not isinstance(data, (list, tuple)):
-        raise UserError(f"{source}: a mappings file is a YAML list of entries "
-                        "(- cc: 0\\n  param: alpha); see configs/nanokontrol2.yaml")
+        raise UserError(
+            f"{source}: a mappings file is a YAML list of entries "
+            "(- cc: 0\\n  param: alpha); see configs/nanokontrol2.yaml"
+        )
     bindings, errors = [], []
     for i, entry in enumerate(data):
         binding, problems = entry_errors(entry, scenes)
@@ -415,8 +424,7 @@ def load_mappings(path: str | os.PathLike[str], scenes: Sequence[str] | None = N
     """Read and check a mappings file; UserError naming the file, line and entry."""
     path = os.fspath(path)
     node, data = read_yaml(path, "mappings file", "check midi.mappings, or start from configs/nanokontrol2.yaml")
-    lines = ([item.start_mark.line + 1 for item in node.value]
-             if isinstance(node, yaml.SequenceNode) else None)
+    lines = [item.start_mark.line + 1 for item in node.value] if isinstance(node, yaml.SequenceNode) else None
     return parse_mappings(data, path, lines, scenes)
 
 
@@ -435,8 +443,9 @@ def learned_entry(key: str, cc: int, channel: int) -> dict[str, object]:
     return {"cc": cc, "channel": channel + 1, "param": key}
 
 
-def append_entry(path: str | os.PathLike[str], entry: Mapping[str, object],
-                 now: datetime.datetime | None = None) -> None:
+def append_entry(
+    path: str | os.PathLike[str], entry: Mapping[str, object], now: datetime.datetime | None = None
+) -> None:
     """Add ``entry`` at the end of a mappings file, keeping the file's text and comments.
 
     The file is created if missing. If appending would not give a valid list (the file
@@ -459,8 +468,10 @@ def append_entry(path: str | os.PathLike[str], entry: Mapping[str, object],
     except yaml.YAMLError:
         data = None
     if not isinstance(data, list) or dict(data[-1]) != dict(entry):
-        raise UserError(f"{path}: cannot add a learned mapping: the file is not a YAML list "
-                        "of entries in block style; fix it or point midi.mappings at a new file")
+        raise UserError(
+            f"{path}: cannot add a learned mapping: the file is not a YAML list "
+            "of entries in block style; fix it or point midi.mappings at a new file"
+        )
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp"
@@ -527,8 +538,7 @@ class Mapper:
     def add(self, binding: Binding) -> None:
         """Add a binding; a knob binding replaces an earlier knob binding of the same key."""
         if binding.kind == "cc" and binding.continuous:
-            self.bindings = [b for b in self.bindings
-                             if not (b.kind == "cc" and b.continuous and b.key == binding.key)]
+            self.bindings = [b for b in self.bindings if not (b.kind == "cc" and b.continuous and b.key == binding.key)]
         self.bindings.append(binding)
         self._runtime = {id(b): self._runtime.get(id(b), _Runtime()) for b in self.bindings}
 
@@ -547,12 +557,10 @@ class Mapper:
             rt = self._runtime[id(binding)]
             if kind == "control_change" and binding.kind == "cc":
                 out += self._cc(binding, rt, msg.control, msg.value, values, now)  # type: ignore[attr-defined]
-            elif kind in ("note_on", "note_off") and binding.kind == "note" \
-                    and binding.number == msg.note:  # type: ignore[attr-defined]
+            elif kind in ("note_on", "note_off") and binding.kind == "note" and binding.number == msg.note:  # type: ignore[attr-defined]
                 velocity = msg.velocity if kind == "note_on" else 0  # type: ignore[attr-defined]
                 out += self._note(binding, rt, velocity, values, now)
-            elif kind == "program_change" and binding.kind == "program" \
-                    and binding.number in (None, msg.program):  # type: ignore[attr-defined]
+            elif kind == "program_change" and binding.kind == "program" and binding.number in (None, msg.program):  # type: ignore[attr-defined]
                 scene = binding.scene if binding.scene is not None else msg.program  # type: ignore[attr-defined]
                 out.append(RecallScene(scene))
         return out
@@ -570,8 +578,9 @@ class Mapper:
 
     # -- per kind --
 
-    def _cc(self, b: Binding, rt: _Runtime, control: int, value: int,
-            values: Mapping[str, object], now: float) -> list[Action]:
+    def _cc(
+        self, b: Binding, rt: _Runtime, control: int, value: int, values: Mapping[str, object], now: float
+    ) -> list[Action]:
         if b.bits == 14 and control in (b.number, b.lsb):
             return self._half(b, rt, "msb" if control == b.number else "lsb", value, values, now)
         if control != b.number:
@@ -584,8 +593,7 @@ class Mapper:
             return self._relative(b, rt, relative_delta(b.mode, value), values, now)
         return self._move(b, rt, value / 127, values, now)
 
-    def _note(self, b: Binding, rt: _Runtime, velocity: int,
-              values: Mapping[str, object], now: float) -> list[Action]:
+    def _note(self, b: Binding, rt: _Runtime, velocity: int, values: Mapping[str, object], now: float) -> list[Action]:
         if not b.continuous:
             return self._trigger(b) if velocity > 0 else []
         if velocity == 0 and b.latch:
@@ -600,8 +608,9 @@ class Mapper:
 
     # -- 14-bit pairs --
 
-    def _half(self, b: Binding, rt: _Runtime, which: str, value: int,
-              values: Mapping[str, object], now: float) -> list[Action]:
+    def _half(
+        self, b: Binding, rt: _Runtime, which: str, value: int, values: Mapping[str, object], now: float
+    ) -> list[Action]:
         out: list[Action] = []
         p = rt.pending
         if p is not None and (p.which == which or now - p.time > PAIR_WINDOW):
@@ -631,8 +640,7 @@ class Mapper:
             rt.picked, rt.glide, rt.x, rt.sent = False, None, None, None
         return current
 
-    def _move(self, b: Binding, rt: _Runtime, x: float, values: Mapping[str, object],
-              now: float) -> list[Action]:
+    def _move(self, b: Binding, rt: _Runtime, x: float, values: Mapping[str, object], now: float) -> list[Action]:
         current = self._resync(b, rt, values)
         if b.pickup and not rt.picked:
             here = b.position(current)
@@ -645,8 +653,7 @@ class Mapper:
         rt.last_x = x
         return self._go(b, rt, x, current, now)
 
-    def _relative(self, b: Binding, rt: _Runtime, ticks: int, values: Mapping[str, object],
-                  now: float) -> list[Action]:
+    def _relative(self, b: Binding, rt: _Runtime, ticks: int, values: Mapping[str, object], now: float) -> list[Action]:
         current = self._resync(b, rt, values)
         start = rt.glide.target if rt.glide else (rt.x if rt.x is not None else b.position(current))
         return self._go(b, rt, min(max(start + ticks * b.step, 0.0), 1.0), current, now)
@@ -654,8 +661,7 @@ class Mapper:
     def _go(self, b: Binding, rt: _Runtime, x: float, current: object, now: float) -> list[Action]:
         if b.smoothing <= 0:
             return self._emit(b, rt, x)
-        start = self._glide_at(b, rt.glide, now) if rt.glide else (
-            rt.x if rt.x is not None else b.position(current))
+        start = self._glide_at(b, rt.glide, now) if rt.glide else (rt.x if rt.x is not None else b.position(current))
         rt.glide = _Glide(start, x, now)
         return self._glide_step(b, rt, {}, now, resync=False)
 
@@ -665,8 +671,9 @@ class Mapper:
         k = math.exp(-max(now - glide.t0, 0.0) / tau)
         return glide.target + (glide.start - glide.target) * k
 
-    def _glide_step(self, b: Binding, rt: _Runtime, values: Mapping[str, object], now: float,
-                    resync: bool = True) -> list[Action]:
+    def _glide_step(
+        self, b: Binding, rt: _Runtime, values: Mapping[str, object], now: float, resync: bool = True
+    ) -> list[Action]:
         if resync:
             self._resync(b, rt, values)
         glide = rt.glide
@@ -684,4 +691,3 @@ class Mapper:
             return []
         rt.sent = value
         return [SetValues(((b.key, value),))]  # type: ignore[arg-type]
-

@@ -86,8 +86,9 @@ def learn_file(settings: Settings) -> str | None:
 class MidiSurface:
     """One MIDI input, its mapper, hot-plug polling and learn. Start, then close."""
 
-    def __init__(self, settings: Settings, store: StateStore, bus: EventBus, controls: Controls,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, settings: Settings, store: StateStore, bus: EventBus, controls: Controls, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.settings: MidiSettings = settings.midi
         self.store = store
         self.bus = bus
@@ -114,7 +115,7 @@ class MidiSurface:
     async def start(self) -> MidiSurface:
         """Open the input (or wait for it) and start polling; UserError if MIDI is unusable."""
         if self.virtual:
-            name = self.settings.input[len(VIRTUAL):]
+            name = self.settings.input[len(VIRTUAL) :]
             if not name:
                 raise UserError("midi.input: virtual: needs a name, e.g. virtual:riffengine")
             await self._open(name, virtual=True)
@@ -122,11 +123,12 @@ class MidiSurface:
                 self._poller = self.loop.create_task(self._watch_helper(name))
             return self
         try:
-            self._probe = rtmidi.MidiIn(rtapi=_RTMIDI_APIS[self.settings.backend],
-                                        name=f"{CLIENT_NAME}-ports")
+            self._probe = rtmidi.MidiIn(rtapi=_RTMIDI_APIS[self.settings.backend], name=f"{CLIENT_NAME}-ports")
         except Exception as exc:  # rtmidi raises its own SystemError subclasses
-            raise UserError(f"MIDI: cannot use the {self.settings.backend} API ({exc}); check "
-                            "midi.backend, or that the JACK server or ALSA sequencer runs") from None
+            raise UserError(
+                f"MIDI: cannot use the {self.settings.backend} API ({exc}); check "
+                "midi.backend, or that the JACK server or ALSA sequencer runs"
+            ) from None
         await self._poll_once()
         if self.port is None:
             log.warning("MIDI input %r not found; waiting for it", self.settings.input)
@@ -188,8 +190,7 @@ class MidiSurface:
             if self.settings.backend == "UNIX_JACK":
                 return JackMidiInput(name, self._receive, virtual=virtual, client_name=CLIENT_NAME)
             if virtual:
-                return self._backend.open_input(name, virtual=True, client_name=CLIENT_NAME,
-                                                 callback=self._receive)
+                return self._backend.open_input(name, virtual=True, client_name=CLIENT_NAME, callback=self._receive)
             return self._backend.open_input(name, callback=self._receive)
         except (OSError, SystemError, RuntimeError) as exc:
             raise UserError(f"MIDI: cannot open input {name!r} ({exc}); check midi.input") from None
@@ -229,8 +230,11 @@ class MidiSurface:
     def _drop_dead_helper(self) -> None:
         """Close the port if its JACK MIDI helper process ended (it is reopened after)."""
         if isinstance(self.port, JackMidiInput) and self.port.exit_status is not None:
-            log.warning("the JACK MIDI helper of %r ended (status %s); reopening the port",
-                        self.port_name, self.port.exit_status)
+            log.warning(
+                "the JACK MIDI helper of %r ended (status %s); reopening the port",
+                self.port_name,
+                self.port.exit_status,
+            )
             self._close_port()
 
     async def _watch_helper(self, name: str) -> None:
@@ -306,21 +310,30 @@ class MidiSurface:
         self.mapper.add(binding)
         saved = ""
         if self.learn_path is None:
-            log.warning("MIDI learn: midi.mappings is an inline list; %s is bound until the "
-                        "engine stops (point midi.mappings at a file to keep it)", key)
+            log.warning(
+                "MIDI learn: midi.mappings is an inline list; %s is bound until the "
+                "engine stops (point midi.mappings at a file to keep it)",
+                key,
+            )
         else:
             try:
                 mapping.append_entry(self.learn_path, entry)
                 saved = self.learn_path
             except (UserError, OSError) as exc:
                 self._fail(msg, f"learned {key} but could not save it: {exc}")
-        log.info("MIDI learn: cc %d channel %d -> %s%s", msg.control, msg.channel + 1, key,
-                 f" (saved to {saved})" if saved else "")
+        log.info(
+            "MIDI learn: cc %d channel %d -> %s%s",
+            msg.control,
+            msg.channel + 1,
+            key,
+            f" (saved to {saved})" if saved else "",
+        )
         self.bus.publish("learned", key=key, cc=msg.control, channel=msg.channel + 1, file=saved)
 
 
 def start_learning(surface: MidiSurface | None) -> Callable[[str], None]:
     """The learn function OSC uses: arms ``surface``, or explains that MIDI is off."""
+
     def learn(key: str) -> None:
         if surface is None:
             mapping.check_target(key)

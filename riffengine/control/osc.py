@@ -137,8 +137,7 @@ def build(address: str, *values: object) -> bytes:
         if isinstance(value, bool):
             builder.add_arg(int(value), OscMessageBuilder.ARG_TYPE_INT)
         elif isinstance(value, int):
-            kind = (OscMessageBuilder.ARG_TYPE_INT if -2**31 <= value < 2**31
-                    else OscMessageBuilder.ARG_TYPE_INT64)
+            kind = OscMessageBuilder.ARG_TYPE_INT if -(2**31) <= value < 2**31 else OscMessageBuilder.ARG_TYPE_INT64
             builder.add_arg(value, kind)
         elif isinstance(value, float):
             builder.add_arg(value, OscMessageBuilder.ARG_TYPE_FLOAT)
@@ -175,11 +174,12 @@ class _RateLimit:
 def check_address(address: str) -> None:
     """UserError for an address that is too long or a pattern too costly to match."""
     if len(address) > MAX_ADDRESS:
-        raise UserError(f"an address of {len(address)} characters is too long; "
-                        f"send at most {MAX_ADDRESS}")
+        raise UserError(f"an address of {len(address)} characters is too long; send at most {MAX_ADDRESS}")
     if address.count("*") > MAX_STARS or address.count("{") > MAX_BRACES:
-        raise UserError(f"address pattern {_show(address)} is too complex; use at most "
-                        f"{MAX_STARS} '*' and {MAX_BRACES} '{{}}' group")
+        raise UserError(
+            f"address pattern {_show(address)} is too complex; use at most "
+            f"{MAX_STARS} '*' and {MAX_BRACES} '{{}}' group"
+        )
 
 
 def _number(value: object) -> object:
@@ -303,8 +303,10 @@ class OscServer:
                 lambda: _Protocol(self), local_addr=(self.settings.host, self.settings.port)
             )
         except OSError as exc:
-            raise UserError(f"OSC: cannot listen on {self.settings.host}:{self.settings.port} "
-                            f"({exc.strerror or exc}); change osc.host or osc.port") from None
+            raise UserError(
+                f"OSC: cannot listen on {self.settings.host}:{self.settings.port} "
+                f"({exc.strerror or exc}); change osc.host or osc.port"
+            ) from None
         for dest in self.settings.notify:
             host, _, port = dest.rpartition(":")
             self.subscribers.add((host.strip("[]"), int(port)))
@@ -324,10 +326,12 @@ class OscServer:
             host, _, port = dest.rpartition(":")
             notify.add((host.strip("[]"), int(port)))
         if (settings.host, settings.port, settings.enabled) != (
-                self.settings.host, self.settings.port, self.settings.enabled):
+            self.settings.host,
+            self.settings.port,
+            self.settings.enabled,
+        ):
             log.warning("osc.host, osc.port and osc.enabled take effect at the next start")
-        old_notify = {(d.rpartition(":")[0].strip("[]"), int(d.rpartition(":")[2]))
-                      for d in self.settings.notify}
+        old_notify = {(d.rpartition(":")[0].strip("[]"), int(d.rpartition(":")[2])) for d in self.settings.notify}
         self.subscribers = (self.subscribers - old_notify) | notify
         self._networks = networks
         self.settings, self.paths = settings, paths
@@ -374,12 +378,10 @@ class OscServer:
         try:
             messages = OscPacket(data).messages
         except Exception as exc:  # ParseError, and worse for hostile packets (deep nesting)
-            self.fail(sender, "", f"malformed OSC packet ({type(exc).__name__}); send OSC 1.0 "
-                                  "messages or bundles")
+            self.fail(sender, "", f"malformed OSC packet ({type(exc).__name__}); send OSC 1.0 messages or bundles")
             return
         if len(messages) > MAX_MESSAGES:
-            self.fail(sender, "", f"{len(messages)} messages in one packet are too many; "
-                                  f"send at most {MAX_MESSAGES}")
+            self.fail(sender, "", f"{len(messages)} messages in one packet are too many; send at most {MAX_MESSAGES}")
             return
         now = time.time()
         for timed in messages:
@@ -387,11 +389,15 @@ class OscServer:
             if ahead <= 0:
                 self._dispatch(timed.message, sender)
             elif ahead > MAX_AHEAD:
-                self.fail(sender, timed.message.address,
-                          f"timetag is {ahead:.0f} s ahead; schedule at most {MAX_AHEAD:.0f} s ahead")
+                self.fail(
+                    sender,
+                    timed.message.address,
+                    f"timetag is {ahead:.0f} s ahead; schedule at most {MAX_AHEAD:.0f} s ahead",
+                )
             elif len(self._timers) >= MAX_SCHEDULED:
-                self.fail(sender, timed.message.address,
-                          f"{MAX_SCHEDULED} timed messages are already waiting; send fewer")
+                self.fail(
+                    sender, timed.message.address, f"{MAX_SCHEDULED} timed messages are already waiting; send fewer"
+                )
             else:
                 self._schedule(ahead, timed.message, sender)
 
@@ -414,8 +420,10 @@ class OscServer:
         limit = self.settings.max_string_length
         for arg in args:
             if isinstance(arg, (str, bytes)) and len(arg) > limit:
-                raise UserError(f"a string of {len(arg)} characters is longer than "
-                                f"osc.max_string_length ({limit}); send a shorter one")
+                raise UserError(
+                    f"a string of {len(arg)} characters is longer than "
+                    f"osc.max_string_length ({limit}); send a shorter one"
+                )
 
     def _dispatch(self, message: OscMessage, sender: Address) -> None:
         address = message.address
@@ -438,8 +446,10 @@ class OscServer:
         handlers = list(self.dispatcher.handlers_for_address(message.address))
         for handler in handlers:
             if handler.callback.__name__ not in _CONTROL_HANDLERS:
-                raise UserError(f"{message.address} is answered over UDP only; send it to the "
-                                f"OSC port (osc.port {self.settings.port})")
+                raise UserError(
+                    f"{message.address} is answered over UDP only; send it to the "
+                    f"OSC port (osc.port {self.settings.port})"
+                )
         for handler in handlers:
             handler.invoke(source, message)  # type: ignore[arg-type]
 
@@ -498,15 +508,17 @@ class OscServer:
     def _on_whole(self, sender: Address, address: str, fixed: list, *args: object) -> None:
         p = fixed[0]
         if not args or len(args) > p.slots:
-            raise UserError(f"{p.name}: {len(args)} arguments; send 1 to {p.slots} values, one "
-                            f"per slot, or set one slot at {p.address}/<slot>")
+            raise UserError(
+                f"{p.name}: {len(args)} arguments; send 1 to {p.slots} values, one "
+                f"per slot, or set one slot at {p.address}/<slot>"
+            )
         values: list[object]
         if p.type == "str":
             values = [_text_part(a, p.name) for a in args]
         else:
             values = [_number(a) for a in args]
         current = self.store.state.values[p.name]
-        whole = list(values) + list(current[len(values):])  # type: ignore[index]
+        whole = list(values) + list(current[len(values) :])  # type: ignore[index]
         self.controls.set([(p.name, whole)], self._source(sender))
 
     def _on_norm(self, sender: Address, address: str, fixed: list, *args: object) -> None:
@@ -527,8 +539,7 @@ class OscServer:
 
     def _on_notify(self, sender: Address, address: str, *args: object) -> None:
         if not 1 <= len(args) <= 2:
-            raise UserError("notify: send 1 (subscribe) or 0 (stop), and optionally the port "
-                            "to send events to")
+            raise UserError("notify: send 1 (subscribe) or 0 (stop), and optionally the port to send events to")
         on = _flag(args[0], "notify")
         if len(args) == 2:
             self._remember_route(sender, _checked(REPLY_PORT, args[1], "notify: reply port"))
@@ -558,8 +569,9 @@ class OscServer:
 
     def _on_scene_save(self, sender: Address | str, address: str, *args: object) -> None:
         if len(args) > 1 or (args and not isinstance(args[0], str)):
-            raise UserError("scene_save: send no argument (the next number) or one name, e.g. "
-                            "/riff/scene_save \"chorus\"")
+            raise UserError(
+                'scene_save: send no argument (the next number) or one name, e.g. /riff/scene_save "chorus"'
+            )
         name, number = self.controls.save_scene(str(args[0]) if args else None)
         self.bus.publish("scene_saved", name=name, number=number, source=self._source(sender))
         if not isinstance(sender, str):
@@ -604,8 +616,14 @@ class OscServer:
         if self._log_limit.allow():
             unlogged, self._log_limit.refused = self._log_limit.refused, 0
             more = f" ({unlogged} more refused, not logged)" if unlogged else ""
-            log.warning("OSC %s from %s:%d refused: %s%s", _show(address) if address else "packet",
-                        sender[0], sender[1], reason, more)
+            log.warning(
+                "OSC %s from %s:%d refused: %s%s",
+                _show(address) if address else "packet",
+                sender[0],
+                sender[1],
+                reason,
+                more,
+            )
         if self._fail_limit.allow():
             self.send(self.route(sender), FAIL, address[:MAX_ADDRESS], reason)
 
@@ -689,9 +707,16 @@ class OscServer:
             else:
                 self.notify(f"{params.PREFIX}/loop", index, bar, path)
             if "alpha" in data:  # what the loop is, for a log of the walk
-                self.notify(f"{params.PREFIX}/walk", index, float(data["alpha"]), int(data["seed_a"]),
-                            int(data["seed_b"]), str(data["prompts"]), int(data.get("step", 0)),
-                            str(data.get("glide", "")))
+                self.notify(
+                    f"{params.PREFIX}/walk",
+                    index,
+                    float(data["alpha"]),
+                    int(data["seed_a"]),
+                    int(data["seed_b"]),
+                    str(data["prompts"]),
+                    int(data.get("step", 0)),
+                    str(data.get("glide", "")),
+                )
 
         future.add_done_callback(done)
 

@@ -190,51 +190,120 @@ PARAMS: tuple[Param, ...] = (
         minimum=0.0,
         maximum=1.0,
     ),
-    Param("negative", "str", "", "Negative prompt: what the clip should not sound like.",
-          max_length=1000),
-    Param("steps", "int", 50, "Diffusion steps per render: fewer is faster and rougher.",
-          minimum=1, maximum=150, curve="exponential"),
+    Param("negative", "str", "", "Negative prompt: what the clip should not sound like.", max_length=1000),
+    Param(
+        "steps",
+        "int",
+        50,
+        "Diffusion steps per render: fewer is faster and rougher.",
+        minimum=1,
+        maximum=150,
+        curve="exponential",
+    ),
     Param("scheduler", "enum", "default", "Diffusion scheduler.", choices=SCHEDULERS),
     Param(
         "seed_image",
         "str",
         "groove_94",
-        "Seed image for img2img: a built-in seed name, a file in the seed folder or a path; "
-        "empty for text-to-image.",
+        "Seed image for img2img: a built-in seed name, a file in the seed folder or a path; empty for text-to-image.",
         max_length=4096,
     ),
-    Param("bpm", "float", 120.0, "Session tempo; each clip is stretched to exactly `bars` bars.",
-          minimum=40.0, maximum=240.0, unit="BPM", effect="stretch"),
-    Param("beats_per_bar", "int", 4, "Beats in one bar (the meter).",
-          minimum=1, maximum=16, unit="beats", effect="stretch"),
-    Param("bars", "int", 2, "Loop length in bars.", minimum=1, maximum=16, unit="bars",
-          effect="stretch"),
-    Param("evolve", "float", 0.0,
-          "Evolve: how far the walk moves each loop (0 = off; Riffusion's app uses 0.25); "
-          "the loop keeps changing on its own, the same way from the same start.",
-          minimum=0.0, maximum=1.0, effect="walk"),
-    Param("evolve_mode", "enum", "seed",
-          "How evolve walks: `seed` plays side A against itself with the next seed and steps "
-          "the seed on at each rollover; `pingpong` goes from A to B and back; `toward_b` goes "
-          "to B and holds.",
-          choices=EVOLVE_MODES, effect="walk"),
-    Param("glide", "int", 0,
-          "Loops over which a change of prompts, weights or seeds glides from what is playing "
-          "to the new state (0 = jump at the next seam).",
-          minimum=0, maximum=64, unit="loops", effect="walk"),
-    Param("transport", "enum", "play",
-          "Play or stop on the bar grid: `stop` fades out at the next bar line and stops "
-          "rendering; `play` starts on the next bar line with the last loop.",
-          choices=TRANSPORT, effect="live"),
-    Param("tempo_source", "enum", "internal",
-          "Where the tempo comes from: riffengine itself, an Ableton Link session, or MIDI clock in.",
-          choices=TEMPO_SOURCES, effect="live"),
-    Param("crossfade_ms", "float", 50.0, "Equal-power crossfade at the seam between clips.",
-          minimum=0.0, maximum=2000.0, unit="ms", effect="live"),
-    Param("gain", "float", 0.0, "Output gain, heard within one audio period.", minimum=-60.0,
-          maximum=12.0, unit="dB", effect="live"),
-    Param("mute", "bool", False, "Silence the output at once; the loops keep playing underneath, "
-          "so unmuting brings the music back where it is.", effect="live"),
+    Param(
+        "bpm",
+        "float",
+        120.0,
+        "Session tempo; each clip is stretched to exactly `bars` bars.",
+        minimum=40.0,
+        maximum=240.0,
+        unit="BPM",
+        effect="stretch",
+    ),
+    Param(
+        "beats_per_bar",
+        "int",
+        4,
+        "Beats in one bar (the meter).",
+        minimum=1,
+        maximum=16,
+        unit="beats",
+        effect="stretch",
+    ),
+    Param("bars", "int", 2, "Loop length in bars.", minimum=1, maximum=16, unit="bars", effect="stretch"),
+    Param(
+        "evolve",
+        "float",
+        0.0,
+        "Evolve: how far the walk moves each loop (0 = off; Riffusion's app uses 0.25); "
+        "the loop keeps changing on its own, the same way from the same start.",
+        minimum=0.0,
+        maximum=1.0,
+        effect="walk",
+    ),
+    Param(
+        "evolve_mode",
+        "enum",
+        "seed",
+        "How evolve walks: `seed` plays side A against itself with the next seed and steps "
+        "the seed on at each rollover; `pingpong` goes from A to B and back; `toward_b` goes "
+        "to B and holds.",
+        choices=EVOLVE_MODES,
+        effect="walk",
+    ),
+    Param(
+        "glide",
+        "int",
+        0,
+        "Loops over which a change of prompts, weights or seeds glides from what is playing "
+        "to the new state (0 = jump at the next seam).",
+        minimum=0,
+        maximum=64,
+        unit="loops",
+        effect="walk",
+    ),
+    Param(
+        "transport",
+        "enum",
+        "play",
+        "Play or stop on the bar grid: `stop` fades out at the next bar line and stops "
+        "rendering; `play` starts on the next bar line with the last loop.",
+        choices=TRANSPORT,
+        effect="live",
+    ),
+    Param(
+        "tempo_source",
+        "enum",
+        "internal",
+        "Where the tempo comes from: riffengine itself, an Ableton Link session, or MIDI clock in.",
+        choices=TEMPO_SOURCES,
+        effect="live",
+    ),
+    Param(
+        "crossfade_ms",
+        "float",
+        50.0,
+        "Equal-power crossfade at the seam between clips.",
+        minimum=0.0,
+        maximum=2000.0,
+        unit="ms",
+        effect="live",
+    ),
+    Param(
+        "gain",
+        "float",
+        0.0,
+        "Output gain, heard within one audio period.",
+        minimum=-60.0,
+        maximum=12.0,
+        unit="dB",
+        effect="live",
+    ),
+    Param(
+        "mute",
+        "bool",
+        False,
+        "Silence the output at once; the loops keep playing underneath, so unmuting brings the music back where it is.",
+        effect="live",
+    ),
     Param(
         "scene",
         "int",
@@ -290,8 +359,7 @@ def check_slot(p: Param, slot: object) -> int:
         raise UserError(f"{p.name} has no slots; address it as {p.address}")
     number = float(slot) if isinstance(slot, numbers.Real) and not isinstance(slot, bool) else math.nan
     if not (math.isfinite(number) and number.is_integer() and 0 <= number < p.slots):
-        raise UserError(f"{p.name}: slot {_show(slot)} does not exist; "
-                        f"use a slot from 0 to {p.slots - 1}")
+        raise UserError(f"{p.name}: slot {_show(slot)} does not exist; use a slot from 0 to {p.slots - 1}")
     return int(number)
 
 
@@ -302,8 +370,7 @@ def parse_key(key: str) -> tuple[Param, int | None]:
     if not sep:
         return p, None
     if not slot_text.isdigit():
-        raise UserError(f"{key}: slot {slot_text!r} is not a number; "
-                        f"use {p.name}/0 to {p.name}/{max(p.slots - 1, 0)}")
+        raise UserError(f"{key}: slot {slot_text!r} is not a number; use {p.name}/0 to {p.name}/{max(p.slots - 1, 0)}")
     return p, check_slot(p, int(slot_text))
 
 
@@ -315,14 +382,12 @@ def lookup_address(address: str) -> tuple[Param, int | None]:
     """
     head = PREFIX + "/"
     if not isinstance(address, str) or not address.startswith(head):
-        raise UserError(f"OSC address {_show(address)} is not a parameter; "
-                        f"parameters are at {head}<name>")
-    rest = address[len(head):]
+        raise UserError(f"OSC address {_show(address)} is not a parameter; parameters are at {head}<name>")
+    rest = address[len(head) :]
     if not re.fullmatch(r"[a-z][a-z0-9_]*(/[0-9]+)?", rest):
         name = rest.split("/")[0]
         param(name)  # an unknown name gets a suggestion
-        raise UserError(f"OSC address {_show(address)} is malformed; "
-                        f"use {head}{name} or {head}{name}/<slot>")
+        raise UserError(f"OSC address {_show(address)} is malformed; use {head}{name} or {head}{name}/<slot>")
     return parse_key(rest)
 
 
@@ -441,6 +506,5 @@ def parameters_markdown() -> str:
         "a 0..1 knob maps onto the range. Effect says what a change costs: `render` makes a "
         "new image, `stretch` re-stretches the current image to a new length, `live` is heard "
         "at once, `walk` sets how the next loops evolve or glide, `action` is a command (scene "
-        "recall).\n\n"
-        + markdown_table()
+        "recall).\n\n" + markdown_table()
     )

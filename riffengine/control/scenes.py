@@ -51,8 +51,10 @@ def check_name(name: str) -> str:
     """``name`` stripped, or UserError saying what a name may be."""
     name = str(name).strip()
     if not NAME.fullmatch(name) or name.endswith(SUFFIX):
-        raise UserError(f"scene name {name[:60]!r} is not valid: use 1 to 40 letters, digits, "
-                        "spaces, '.', '_' or '-', starting with a letter or digit")
+        raise UserError(
+            f"scene name {name[:60]!r} is not valid: use 1 to 40 letters, digits, "
+            "spaces, '.', '_' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -107,8 +109,10 @@ class SceneBook:
         name = f"scene {len(self._scenes)}" if name is None or not str(name).strip() else check_name(name)
         limit = int(params.param("scene").maximum or 0)
         if name not in self._scenes and len(self._scenes) > limit:
-            raise UserError(f"scene_save: {len(self._scenes)} scenes is the most /riff/scene can "
-                            f"recall (0..{limit}); save over an existing scene's name instead")
+            raise UserError(
+                f"scene_save: {len(self._scenes)} scenes is the most /riff/scene can "
+                f"recall (0..{limit}); save over an existing scene's name instead"
+            )
         if self.folder is None:
             raise UserError("scene_save: no scenes folder is set; set paths.scenes in the config")
         values = scene_values(state)
@@ -119,7 +123,8 @@ class SceneBook:
             tmp.write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True), encoding="utf-8")
             os.replace(tmp, path)
         except OSError as exc:
-            raise UserError(f"scene_save: cannot write {path} ({exc.strerror or exc}); make "
-                            "paths.scenes a writable folder") from None
+            raise UserError(
+                f"scene_save: cannot write {path} ({exc.strerror or exc}); make paths.scenes a writable folder"
+            ) from None
         self._scenes[name] = values
         return name, self.number(name)

@@ -116,17 +116,17 @@ async def start_surfaces(
         if learn is not None:
             surfaces.learn(learn)
         if settings.osc.enabled:
-            surfaces.osc = await OscServer(settings.osc, settings.paths, controls, store, bus,
-                                           all_figures, surfaces.learn, loop,
-                                           panic).start()
+            surfaces.osc = await OscServer(
+                settings.osc, settings.paths, controls, store, bus, all_figures, surfaces.learn, loop, panic
+            ).start()
         if settings.http.enabled:
             from riffengine.net.server import WebServer
 
             # the WebSocket's control messages go through the OSC server's checks, listening or not
-            router = surfaces.osc or OscServer(settings.osc, settings.paths, controls, store, bus,
-                                               all_figures, surfaces.learn, loop, panic)
-            surfaces.web = await WebServer(settings.http, router, store, bus, all_figures,
-                                           loop).start()
+            router = surfaces.osc or OscServer(
+                settings.osc, settings.paths, controls, store, bus, all_figures, surfaces.learn, loop, panic
+            )
+            surfaces.web = await WebServer(settings.http, router, store, bus, all_figures, loop).start()
     except BaseException:
         await surfaces.close()
         raise

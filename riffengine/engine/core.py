@@ -163,8 +163,18 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         self._gain_target = self._gain
         self._end_frame = None
         self._stream_started = False
-        self._stats = {"renders": 0, "stretches": 0, "failures": 0, "late": 0, "dropped": 0,
-                       "retries": 0, "outputs_lost": 0, "panics": 0, "reloads": 0, "walk_repeats": 0}
+        self._stats = {
+            "renders": 0,
+            "stretches": 0,
+            "failures": 0,
+            "late": 0,
+            "dropped": 0,
+            "retries": 0,
+            "outputs_lost": 0,
+            "panics": 0,
+            "reloads": 0,
+            "walk_repeats": 0,
+        }
         self._last_render_ms = 0.0
         self._job_bpm = {}
         self._cancel = set()  # jobs to stop at their next step (read on the worker thread)
@@ -196,8 +206,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             bpm = float(cast(SupportsFloat, self.store.state.values["bpm"]))
             return Position(0, 0, 0.0, bpm, int(cast(SupportsInt, self.store.state.values["beats_per_bar"])))
         tempo = self.timeline.tempo_at(frame)
-        return Position(frame, tempo.bar_at(frame), tempo.beat_at(frame), tempo.effective_bpm,
-                        tempo.beats_per_bar)
+        return Position(frame, tempo.bar_at(frame), tempo.beat_at(frame), tempo.effective_bpm, tempo.beats_per_bar)
 
     @property
     def tempo_source(self) -> str:
@@ -318,30 +327,39 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         if audio.record:
             if str(audio.record) == str(audio.output):
                 raise UserError("--record names the same file as --output; give another path")
-            self.recorder = Recorder(audio.record, sample_rate=rate, channels=CHANNELS,
-                                     on_error=self._recorder_error)
+            self.recorder = Recorder(audio.record, sample_rate=rate, channels=CHANNELS, on_error=self._recorder_error)
         target = audio.output
         if isinstance(target, str) and target.lower() == "jack":
             # libjack directly, not PortAudio: it survives the JACK server going away
             self.output = JackOutput(self.ring, audio.jack_client_name, recorder=self.recorder)
         else:
-            self.output = open_output(target, self.ring, sample_rate=rate,
-                                      blocksize=0 if not str(target).lower().endswith(".wav") else FILE_BLOCK,
-                                      client_name=audio.jack_client_name, recorder=self.recorder)
+            self.output = open_output(
+                target,
+                self.ring,
+                sample_rate=rate,
+                blocksize=0 if not str(target).lower().endswith(".wav") else FILE_BLOCK,
+                client_name=audio.jack_client_name,
+                recorder=self.recorder,
+            )
         self.realtime = not isinstance(self.output, WavFileOutput)
         if not self.realtime and self.duration is None:
             raise UserError("a .wav output needs an end: give --duration SECONDS")
         if not self.realtime and self.tempo_source != "internal":
-            raise UserError(f"tempo source {self.tempo_source} needs a live output (a device or jack), "
-                            "not a file: set tempo.source: internal to render to a file")
+            raise UserError(
+                f"tempo source {self.tempo_source} needs a live output (a device or jack), "
+                "not a file: set tempo.source: internal to render to a file"
+            )
         self.sample_rate = self.output.sample_rate
         assert self.output.live is not None  # made once the output's rate is known, as it is now
         self.output.live.reset(self._gain_target)  # the callback starts at the configured gain
         if self.recorder is not None:
             self.recorder.sample_rate = self.sample_rate
         state = self.store.state
-        tempo = TempoMap(float(cast(SupportsFloat, state.values["bpm"])),
-                         int(cast(SupportsInt, state.values["beats_per_bar"])), self.sample_rate)
+        tempo = TempoMap(
+            float(cast(SupportsFloat, state.values["bpm"])),
+            int(cast(SupportsInt, state.values["beats_per_bar"])),
+            self.sample_rate,
+        )
         self.timeline = Timeline(tempo, CHANNELS, float(cast(SupportsFloat, state.values["crossfade_ms"])))
         margin = self.settings.render.safety_margin_ms / 1000.0
         self.planner = Planner(self.sample_rate, margin_seconds=margin)
@@ -365,8 +383,9 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             renderer = self._renderer_factory(self.realtime)
         if renderer is None:
             try:
-                renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings,
-                                                            self._audio_here)
+                renderer = await self._loop.run_in_executor(
+                    None, build_cached_renderer, self.settings, self._audio_here
+                )
                 self._compiles = self.settings.model.compile is not None
             except Exception as exc:  # noqa: BLE001 - missing weights, a GPU fault: play on
                 if self.settings.model.required:
@@ -386,8 +405,9 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         except ImportError as exc:  # surfaces not installed in this build
             log.warning("control surfaces unavailable (%s); running without OSC/MIDI", exc)
             return
-        self.surfaces = await start_surfaces(self.settings, self.store, self.bus, self.figures,
-                                             loop=self._loop, learn=self._learn, panic=self.panic)
+        self.surfaces = await start_surfaces(
+            self.settings, self.store, self.bus, self.figures, loop=self._loop, learn=self._learn, panic=self.panic
+        )
 
     def _install_signal_handlers(self) -> None:
         if not self._signals or threading.current_thread() is not threading.main_thread():
@@ -420,16 +440,16 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             self._on_output_open(self)
         self.output.start()
         self._stream_started = True
-        self.bus.publish("started", sample_rate=self.sample_rate, realtime=self.realtime,
-                         output=str(self.settings.audio.output))
+        self.bus.publish(
+            "started", sample_rate=self.sample_rate, realtime=self.realtime, output=str(self.settings.audio.output)
+        )
         log.info("playing at %d Hz to %s", self.sample_rate, self.settings.audio.output)
 
     def _start_follower(self) -> None:
         """The tempo source (Link, MIDI clock in) and MIDI clock out, once the stream runs."""
         assert self.timeline is not None
         clock = FrameClock.for_output(self.output) if self.realtime else FrameClock.free_running(self.sample_rate)
-        self.follower = Follower(self.store, self.bus, self.settings, clock, self.timeline.tempo_at,
-                                 self.tempo_source)
+        self.follower = Follower(self.store, self.bus, self.settings, clock, self.timeline.tempo_at, self.tempo_source)
 
     # --- the tick ------------------------------------------------------------------------------
 
@@ -466,14 +486,12 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         assert self._loop is not None and self.worker is not None
         await self._loop.run_in_executor(None, self.worker.stop, STOP_RENDER_SECONDS)
         if self.worker.alive:
-            log.warning("the render thread is still running after %g s; exiting anyway",
-                        STOP_RENDER_SECONDS)
+            log.warning("the render thread is still running after %g s; exiting anyway", STOP_RENDER_SECONDS)
 
     def _on_state(self, old: State, new: State, source: str) -> None:
         self._state_dirty = self._state_file is not None
         changes = changed_keys(old, new)
-        self.bus.publish("state", version=new.version, source=source,
-                         changes={k: v for k, v in changes})
+        self.bus.publish("state", version=new.version, source=source, changes={k: v for k, v in changes})
         for key, value in changes:
             if key in ("gain", "mute"):
                 self._gain_target = self._wanted_gain(new)
@@ -491,21 +509,25 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             elif key == "transport" and self.timeline is not None:
                 self._set_transport(str(value), source)
             elif key == "beats_per_bar":
-                self.bus.publish("warning", message="a meter change takes effect at the next start; "
-                                                    "the loop keeps its meter")
+                self.bus.publish(
+                    "warning", message="a meter change takes effect at the next start; the loop keeps its meter"
+                )
         in_flight = self.planner.in_flight.number if self.planner is not None and self.planner.in_flight else None
         dropped = self.ahead.changed(old, new, in_flight)
         if self.realtime and in_flight in self.ahead.stale:
             self._cancel.add(in_flight)  # stopped at its next diffusion step: the change starts sooner
         if dropped:
-            self.bus.publish("render", phase="dropped", version=new.version, loops=dropped,
-                             reason="superseded")
+            self.bus.publish("render", phase="dropped", version=new.version, loops=dropped, reason="superseded")
         self._plan()
         heard = self._heard_at_seam()
         if heard is not None and self.timeline is not None:
-            self.bus.publish("change_heard_at", version=new.version, frame=heard,
-                             bar=self.timeline.tempo.bar_at(heard),
-                             seconds=round(max(0, heard - self.heard_frame()) / self.sample_rate, 3))
+            self.bus.publish(
+                "change_heard_at",
+                version=new.version,
+                frame=heard,
+                bar=self.timeline.tempo.bar_at(heard),
+                seconds=round(max(0, heard - self.heard_frame()) / self.sample_rate, 3),
+            )
         self._wake.set()
 
     def _set_transport(self, value: str, source: str) -> None:
@@ -521,8 +543,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             frame = timeline.play(timeline.cursor)
             if frame is None:  # the stop was called off before its fade began
                 frame = timeline.cursor
-        self.bus.publish("transport", state=value, frame=frame, bar=timeline.tempo.bar_at(frame),
-                         source=source)
+        self.bus.publish("transport", state=value, frame=frame, bar=timeline.tempo.bar_at(frame), source=source)
 
     # --- script ----------------------------------------------------------------------------------
 
@@ -537,9 +558,11 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             self._script.remove(step)
             try:
                 if step.scene is not None:
-                    self.store.recall_scene(self.settings.scene(step.scene),
-                                            step.scene if isinstance(step.scene, int) else None,
-                                            source="script")
+                    self.store.recall_scene(
+                        self.settings.scene(step.scene),
+                        step.scene if isinstance(step.scene, int) else None,
+                        source="script",
+                    )
                 if step.changes:
                     self.store.apply(step.changes, source="script")
             except UserError as exc:

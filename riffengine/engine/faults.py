@@ -41,8 +41,11 @@ class FaultsRole(EngineBase):
         reason = getattr(self.output, "lost_reason", "") or "the server went away"
         self.bus.publish("output_lost", reason=reason, frame=self.heard_frame())
         if "JACK" in getattr(self.output, "host_api", ""):
-            log.error("audio output lost (%s). PortAudio's JACK streams cannot come back: restart "
-                      "riffengine, and use audio.output: jack, which reconnects by itself", reason)
+            log.error(
+                "audio output lost (%s). PortAudio's JACK streams cannot come back: restart "
+                "riffengine, and use audio.output: jack, which reconnects by itself",
+                reason,
+            )
         else:
             log.error("audio output lost (%s); reopening it when it is back", reason)
         self.notifier.status("audio output lost; waiting for it to come back")
@@ -85,16 +88,20 @@ class FaultsRole(EngineBase):
         if path is None:
             path = self.recorder.path if self.recorder is not None else ""
         self.bus.publish("error", message=f"recording: {exc}")
-        self.bus.publish("fail", address=f"{PREFIX}/record", reason=f"recording to {path} failed: {exc}; "
-                                                                     "the audio goes on")
+        self.bus.publish(
+            "fail", address=f"{PREFIX}/record", reason=f"recording to {path} failed: {exc}; the audio goes on"
+        )
         self.notifier.status(f"recording failed ({exc}); the audio goes on")
 
     def _degrade(self, reason: str) -> FallbackRenderer:
         """Play without the model (the safe loop, else seed loops) and keep trying to load it."""
         self.degraded = reason
-        log.error("degraded: %s; playing %s and trying the model again every %g s", reason,
-                  "the safe loop" if self.safe is not None else "the seed image's loop",
-                  self.settings.model.retry_seconds)
+        log.error(
+            "degraded: %s; playing %s and trying the model again every %g s",
+            reason,
+            "the safe loop" if self.safe is not None else "the seed image's loop",
+            self.settings.model.retry_seconds,
+        )
         self.bus.publish("degraded", reason=reason)
         self.notifier.status(f"degraded: {reason}")
         if self._model_retry is None:
@@ -108,8 +115,9 @@ class FaultsRole(EngineBase):
         while not self._stop_requested:
             await asyncio.sleep(self.settings.model.retry_seconds)
             try:
-                renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings,
-                                                            self._audio_here)
+                renderer = await self._loop.run_in_executor(
+                    None, build_cached_renderer, self.settings, self._audio_here
+                )
             except Exception as exc:  # noqa: BLE001 - still missing: keep playing, try again
                 self._model_retries += 1
                 log.info("the model still cannot be loaded (try %d): %s", self._model_retries, exc)

@@ -124,8 +124,9 @@ class FeedRole(EngineBase):
                     hold(event.frame, event.clip.audio, event.clip_id)
             elif isinstance(event, ClipDropped):
                 self._stats["dropped"] += 1
-                self.bus.publish("loop_dropped", clip_id=event.clip_id, replaced_by=event.replaced_by,
-                                 frame=event.frame)
+                self.bus.publish(
+                    "loop_dropped", clip_id=event.clip_id, replaced_by=event.replaced_by, frame=event.frame
+                )
 
     @staticmethod
     def _wanted_gain(state: State) -> float:
@@ -167,8 +168,13 @@ class FeedRole(EngineBase):
             assert isinstance(self.output, HostOutput)
             self._publish_heard()
             stats = dict(self._stats, outputs_lost=self.output.shm.field("outputs_lost"))
-            self.bus.publish("stopped", frame=self.heard_frame(), underruns=self.ring.underruns,
-                             xruns=int(self.output.xruns), **stats)
+            self.bus.publish(
+                "stopped",
+                frame=self.heard_frame(),
+                underruns=self.ring.underruns,
+                xruns=int(self.output.xruns),
+                **stats,
+            )
             return
         fade = self._fade_frames()
         end = None
@@ -181,7 +187,7 @@ class FeedRole(EngineBase):
                 frames = np.concatenate([frames, np.zeros((STOP_PAD_FRAMES, CHANNELS), np.float32)])
             deadline = self._loop.time() + STOP_WAIT_SECONDS + self.ring.available() / self.sample_rate
             while frames.size and self._loop.time() < deadline:
-                frames = frames[self.ring.write(frames):]
+                frames = frames[self.ring.write(frames) :]
                 if frames.size:
                     await asyncio.sleep(0.002)
             end = self.ring.frames_written - (STOP_PAD_FRAMES if self.realtime else 0)
@@ -195,6 +201,10 @@ class FeedRole(EngineBase):
                 await asyncio.sleep(0.005)
             self.output.stop()
         self._publish_heard()
-        self.bus.publish("stopped", frame=self.heard_frame(), underruns=self.ring.underruns,
-                         xruns=int(getattr(self.output, "xruns", 0)),
-                         **{k: v for k, v in self._stats.items()})
+        self.bus.publish(
+            "stopped",
+            frame=self.heard_frame(),
+            underruns=self.ring.underruns,
+            xruns=int(getattr(self.output, "xruns", 0)),
+            **{k: v for k, v in self._stats.items()},
+        )

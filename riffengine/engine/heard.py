@@ -51,8 +51,7 @@ class HeardRole(EngineBase):
         self._loops_heard += 1
         self._heard_clip = event.clip_id
         if self._heard_bpm is not None and event.bpm != self._heard_bpm:
-            self.bus.publish("tempo", bpm=event.bpm, frame=event.frame, bar=event.bar,
-                             source=self.tempo_source)
+            self.bus.publish("tempo", bpm=event.bpm, frame=event.frame, bar=event.bar, source=self.tempo_source)
         self._heard_bpm = event.bpm
         if self._state_file is not None:
             bpb = self.timeline.tempo_at(event.frame).beats_per_bar
@@ -61,11 +60,20 @@ class HeardRole(EngineBase):
         planned = self.ahead.loop_of(event.clip_id)
         if event.repeat and planned is not None and evolve.walking(planned.loop, self.store.state):
             self._stats["walk_repeats"] += 1  # the next loop of the walk was not ready in time
-        self.bus.publish("loop_started", index=self._loops_heard, clip_id=event.clip_id,
-                         version=info.get("version"), frame=event.frame, bar=event.bar,
-                         repeat=event.repeat, bpm=event.bpm, frames=info.get("frames"),
-                         crossfade_frames=event.crossfade_frames, image=info.get("image"),
-                         **self._walk_fields(event.clip_id))
+        self.bus.publish(
+            "loop_started",
+            index=self._loops_heard,
+            clip_id=event.clip_id,
+            version=info.get("version"),
+            frame=event.frame,
+            bar=event.bar,
+            repeat=event.repeat,
+            bpm=event.bpm,
+            frames=info.get("frames"),
+            crossfade_frames=event.crossfade_frames,
+            image=info.get("image"),
+            **self._walk_fields(event.clip_id),
+        )
 
     def _walk_fields(self, clip_id: str | None, prefix: str = "") -> dict[str, object]:
         """What the loop of ``clip_id`` is (alpha, seeds, prompt hash, step, glide), for events."""
@@ -82,13 +90,18 @@ class HeardRole(EngineBase):
             self._last_beat += 1
             b = self._last_beat
             frame = tempo.anchor_frame + round((b - tempo.anchor_beat) * tempo.frames_per_beat())
-            self.bus.publish("beat", beat=b, bar=tempo.bar_at(frame), beat_in_bar=b % tempo.beats_per_bar,
-                             frame=frame, bpm=round(tempo.effective_bpm, 4))
+            self.bus.publish(
+                "beat",
+                beat=b,
+                bar=tempo.bar_at(frame),
+                beat_in_bar=b % tempo.beats_per_bar,
+                frame=frame,
+                bpm=round(tempo.effective_bpm, 4),
+            )
 
     @staticmethod
     def _log_event(event) -> None:
-        if event.kind in ("render_failed", "underrun", "xrun", "error", "warning", "loop_dropped",
-                          "render_late"):
+        if event.kind in ("render_failed", "underrun", "xrun", "error", "warning", "loop_dropped", "render_late"):
             data = {k: v for k, v in event.data.items() if k != "image"}
             log.warning("%s %s", event.kind, data)
         elif event.kind in ("loop_scheduled", "tempo", "started", "stopped"):

@@ -57,13 +57,21 @@ class HostedRole(EngineBase):
         self.sample_rate = self.output.sample_rate
         self.output.live.reset(self._gain_target)
         state = self.store.state
-        tempo = TempoMap(float(cast(SupportsFloat, state.values["bpm"])),
-                         int(cast(SupportsInt, state.values["beats_per_bar"])), self.sample_rate)
+        tempo = TempoMap(
+            float(cast(SupportsFloat, state.values["bpm"])),
+            int(cast(SupportsInt, state.values["beats_per_bar"])),
+            self.sample_rate,
+        )
         grid = self._grid
         if grid is not None and grid.beats_per_bar == tempo.beats_per_bar:
             # the grid of the loops the host holds: our first loop lands on one of its bar lines
-            tempo = TempoMap(grid.bpm, grid.beats_per_bar, self.sample_rate, anchor_frame=grid.frame,
-                             anchor_beat=float(grid.bar * grid.beats_per_bar))
+            tempo = TempoMap(
+                grid.bpm,
+                grid.beats_per_bar,
+                self.sample_rate,
+                anchor_frame=grid.frame,
+                anchor_beat=float(grid.bar * grid.beats_per_bar),
+            )
         start = max(self.ring.frames_written, self.ring.frames_read)
         crossfade_ms = float(cast(SupportsFloat, state.values["crossfade_ms"]))
         self.timeline = Timeline(tempo, CHANNELS, crossfade_ms, start_frame=start)
@@ -77,8 +85,7 @@ class HostedRole(EngineBase):
         assert isinstance(self.output, HostOutput)
         for message in self.output.messages():
             if message["kind"] == "record_failed":
-                self._report_recording_error(Exception(str(message.get("reason", ""))),
-                                             str(message.get("path", "")))
+                self._report_recording_error(Exception(str(message.get("reason", ""))), str(message.get("path", "")))
 
     async def _beat(self) -> None:
         """Under the host: the heartbeat it watches (a hung engine is restarted), and the state
@@ -104,6 +111,9 @@ class HostedRole(EngineBase):
         """Under the audio host: engines it restarted, and the seconds it played on its own."""
         if not isinstance(self.output, HostOutput):
             return {"audio_host": False}
-        return {"audio_host": True, "outputs_lost": self.output.shm.field("outputs_lost"),
-                "engine_restarts": self.output.shm.field("engine_restarts"),
-                "held_seconds": round(self.output.shm.field("held_frames") / self.sample_rate, 3)}
+        return {
+            "audio_host": True,
+            "outputs_lost": self.output.shm.field("outputs_lost"),
+            "engine_restarts": self.output.shm.field("engine_restarts"),
+            "held_seconds": round(self.output.shm.field("held_frames") / self.sample_rate, 3),
+        }

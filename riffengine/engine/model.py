@@ -30,16 +30,21 @@ def build_renderer(settings: Settings, audio_here: bool = False):
     dtype = {"auto": None, "fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[settings.model.dtype]
     model = load_model(settings.model.id, device=device, dtype=dtype)
     load_adapters(model, settings.model.adapters, settings.model.fuse_adapters)
-    levers = resolve_levers(model.device.type, settings.model.channels_last,
-                            settings.model.fuse_qkv, settings.model.compile)
+    levers = resolve_levers(
+        model.device.type, settings.model.channels_last, settings.model.fuse_qkv, settings.model.compile
+    )
     if levers.fuse_qkv and model.adapters and not model.adapters_fused:
         # a fused projection would bypass the LoRA layers on query, key and value
         levers = replace(levers, fuse_qkv=False)
-        log.info("fused QKV is off: adapters are loaded unfused (model.fuse_adapters: true "
-                 "allows both)")
-    log.info("model %s on %s (%s); adapters: %s; speed levers: %s", model.source, model.device,
-             str(model.dtype).removeprefix("torch."),
-             describe_adapters(model.adapters, model.adapters_fused), describe_levers(levers))
+        log.info("fused QKV is off: adapters are loaded unfused (model.fuse_adapters: true allows both)")
+    log.info(
+        "model %s on %s (%s); adapters: %s; speed levers: %s",
+        model.source,
+        model.device,
+        str(model.dtype).removeprefix("torch."),
+        describe_adapters(model.adapters, model.adapters_fused),
+        describe_levers(levers),
+    )
     optimize_model(model, levers.channels_last, levers.fuse_qkv, levers.compile_mode)
     halves = None
     if model.device.type == "cpu":
@@ -47,8 +52,11 @@ def build_renderer(settings: Settings, audio_here: bool = False):
         torch.set_num_threads(threads)  # process-wide; the render thread starts after this
         if split_guidance(threads, os.cpu_count(), audio_here) and not model.compiled:
             halves = GuidanceHalves(threads)
-        log.info("rendering on %d CPU thread(s)%s", threads,
-                 ", the two guidance rows side by side" if halves is not None else "")
+        log.info(
+            "rendering on %d CPU thread(s)%s",
+            threads,
+            ", the two guidance rows side by side" if halves is not None else "",
+        )
     return Renderer(model, halves=halves)
 
 

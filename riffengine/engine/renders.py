@@ -72,16 +72,23 @@ class RenderRole(EngineBase):
         if self._warm_future not in done:
             return False
         result: RenderResult = self._warm_future.result()
-        if not result.ok and not isinstance(result.error, UserError) and not self.degraded \
-                and self._real_model and not self.settings.model.required:
+        if (
+            not result.ok
+            and not isinstance(result.error, UserError)
+            and not self.degraded
+            and self._real_model
+            and not self.settings.model.required
+        ):
             # a GPU fault in the first render: play without the model rather than not at all
             self._maker.replace_renderer(self._degrade(f"the first render failed: {result.error}"))
             return await self._warm_up()
         if not result.ok:
             if isinstance(result.error, UserError):
                 raise result.error
-            raise WarmUpFailed(f"the first render failed ({result.error}); nothing to play. "
-                               "Check the model (--model) and the device (--device)")
+            raise WarmUpFailed(
+                f"the first render failed ({result.error}); nothing to play. "
+                "Check the model (--model) and the device (--device)"
+            )
         made: MadeClip = result.clip
         if self.realtime:
             self.worker.renderer.on_step = self._check_cancel  # from now on, after the warm-up
@@ -92,12 +99,30 @@ class RenderRole(EngineBase):
         self.timeline.submit(self.timeline.make_clip(clip_id, made.audio, key[1], key[2]), 0)
         if state.values["transport"] == "stop":
             self.timeline.stop(0)  # silent until play
-        self.bus.publish("render", phase="done", clip_id=clip_id, version=state.version,
-                         mode=RENDER, ms=round(made.seconds * 1000.0, 1), warm_up=True, late=False,
-                         worker=result.worker)
-        self.bus.publish("loop_scheduled", clip_id=clip_id, version=state.version, bar=0, frame=0,
-                         bpm=key[1], bars=key[2], late=False, frames=len(made.audio), image=made.image,
-                         **self._walk_fields(clip_id))
+        self.bus.publish(
+            "render",
+            phase="done",
+            clip_id=clip_id,
+            version=state.version,
+            mode=RENDER,
+            ms=round(made.seconds * 1000.0, 1),
+            warm_up=True,
+            late=False,
+            worker=result.worker,
+        )
+        self.bus.publish(
+            "loop_scheduled",
+            clip_id=clip_id,
+            version=state.version,
+            bar=0,
+            frame=0,
+            bpm=key[1],
+            bars=key[2],
+            late=False,
+            frames=len(made.audio),
+            image=made.image,
+            **self._walk_fields(clip_id),
+        )
         return True
 
     # --- daemon: warm-up display, readiness, reload, panic -----------------------------------------
@@ -165,8 +190,12 @@ class RenderRole(EngineBase):
             self.ahead.issued(job.number, planned)
         reading = self.follower.reading() if self.follower is not None else None
         meter = self.timeline.tempo.beats_per_bar
-        if job is None and self.timeline.pending_clip_id is None and not self.ahead.ready \
-                and needs_realign(reading, seam, length, self.sample_rate, meter):
+        if (
+            job is None
+            and self.timeline.pending_clip_id is None
+            and not self.ahead.ready
+            and needs_realign(reading, seam, length, self.sample_rate, meter)
+        ):
             job = planner.realign_job(self.timeline.cursor, seam, length, fade)  # tempo sync drift
         if job is None:
             self._speculate()
@@ -176,11 +205,18 @@ class RenderRole(EngineBase):
         self._job_bpm[job.number] = bpm
         self.worker.submit(RenderJob(self._spec((job.request, bpm, job.bars)), tag=job.number))
         walk = self.ahead.jobs.get(job.number)
-        self.bus.publish("render", phase="started", job=job.number, version=job.version, mode=job.kind,
-                         speculative=bool(walk is not None and walk.speculative),
-                         expected_ms=round(job.expected * 1000.0, 1), heard_at_frame=job.target_seam,
-                         heard_at_bar=self.timeline.tempo.bar_at(job.target_seam),
-                         heard_in_s=round(max(0, job.target_seam - self.heard_frame()) / self.sample_rate, 3))
+        self.bus.publish(
+            "render",
+            phase="started",
+            job=job.number,
+            version=job.version,
+            mode=job.kind,
+            speculative=bool(walk is not None and walk.speculative),
+            expected_ms=round(job.expected * 1000.0, 1),
+            heard_at_frame=job.target_seam,
+            heard_at_bar=self.timeline.tempo.bar_at(job.target_seam),
+            heard_in_s=round(max(0, job.target_seam - self.heard_frame()) / self.sample_rate, 3),
+        )
         self._speculate()
 
     def _check_cancel(self, step: int, steps: int) -> None:
@@ -193,8 +229,9 @@ class RenderRole(EngineBase):
         assert self.timeline is not None
         request, bpm, bars = key
         meter = self.timeline.tempo.beats_per_bar
-        return ClipSpec(request, loop_frames(bars, bpm, MODEL_RATE, meter),
-                        loop_frames(bars, bpm, self.sample_rate, meter))
+        return ClipSpec(
+            request, loop_frames(bars, bpm, MODEL_RATE, meter), loop_frames(bars, bpm, self.sample_rate, meter)
+        )
 
     def _result_from_worker(self, result: RenderResult) -> None:
         """Worker thread: hand the result to the loop."""
@@ -239,13 +276,19 @@ class RenderRole(EngineBase):
         self._cancel.discard(job.number)
         if isinstance(result.error, RenderCancelled):  # a speculative loop stopped half way
             self.planner.drop(job)
-            self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
-                             reason="cancelled", ms=round(result.seconds * 1000.0, 1), worker=result.worker)
+            self.bus.publish(
+                "render",
+                phase="dropped",
+                job=job.number,
+                version=job.version,
+                reason="cancelled",
+                ms=round(result.seconds * 1000.0, 1),
+                worker=result.worker,
+            )
             return
         if job.version < self._discard_before:  # overtaken by a panic: not wanted any more
             self.planner.drop(job)
-            self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
-                             reason="panic")
+            self.bus.publish("render", phase="dropped", job=job.number, version=job.version, reason="panic")
             return
         if not result.ok:
             self.planner.finished(job, False, result.seconds)
@@ -256,8 +299,14 @@ class RenderRole(EngineBase):
         self._end_streak()
         self._last_render_ms = made.seconds * 1000.0
         if planned is not None and not play:  # a speculative loop a control change overtook
-            self.bus.publish("render", phase="dropped", job=job.number, version=job.version,
-                             reason="superseded", worker=result.worker)
+            self.bus.publish(
+                "render",
+                phase="dropped",
+                job=job.number,
+                version=job.version,
+                reason="superseded",
+                worker=result.worker,
+            )
             return
         self._stats["stretches" if made.stretched else "renders"] += 1
         clip_id = self._register_clip(made, job.version)
@@ -267,12 +316,21 @@ class RenderRole(EngineBase):
             self.ahead.remember(clip_id, planned)
         lands = None if speculative else self._landing(clip)
         late = lands is not None and lands > job.target_seam
-        self.bus.publish("render", phase="done", job=job.number, clip_id=clip_id, version=job.version,
-                         mode="stretch" if made.stretched else "render", ms=round(made.seconds * 1000.0, 1),
-                         expected_ms=round(job.expected * 1000.0, 1), late=late,
-                         timings={k: round(v * 1000.0, 1) for k, v in made.timings.items()},
-                         speculative=speculative, worker=result.worker,
-                         speculated="speculated" in made.timings)
+        self.bus.publish(
+            "render",
+            phase="done",
+            job=job.number,
+            clip_id=clip_id,
+            version=job.version,
+            mode="stretch" if made.stretched else "render",
+            ms=round(made.seconds * 1000.0, 1),
+            expected_ms=round(job.expected * 1000.0, 1),
+            late=late,
+            timings={k: round(v * 1000.0, 1) for k, v in made.timings.items()},
+            speculative=speculative,
+            worker=result.worker,
+            speculated="speculated" in made.timings,
+        )
         if speculative:
             assert planned is not None
             self.ahead.add_ready(clip, planned, job)  # waits its turn behind the loops queued
@@ -304,15 +362,29 @@ class RenderRole(EngineBase):
         late = lands > job.target_seam
         if late:
             self._stats["late"] += 1
-        self.bus.publish("loop_scheduled", clip_id=clip.clip_id, version=job.version, frame=lands,
-                         bar=self.timeline.tempo.bar_at(lands), bpm=clip.bpm, bars=job.bars, late=late,
-                         frames=len(clip.audio), image=image, **self._walk_fields(clip.clip_id))
+        self.bus.publish(
+            "loop_scheduled",
+            clip_id=clip.clip_id,
+            version=job.version,
+            frame=lands,
+            bar=self.timeline.tempo.bar_at(lands),
+            bpm=clip.bpm,
+            bars=job.bars,
+            late=late,
+            frames=len(clip.audio),
+            image=image,
+            **self._walk_fields(clip.clip_id),
+        )
 
     def _register_clip(self, made: MadeClip, version: int) -> str:
         self._clip_count += 1
         clip_id = f"clip{self._clip_count}-v{version}"
-        self._clips[clip_id] = {"image": made.image, "version": version, "frames": len(made.audio),
-                                "stretched": made.stretched}
+        self._clips[clip_id] = {
+            "image": made.image,
+            "version": version,
+            "frames": len(made.audio),
+            "stretched": made.stretched,
+        }
         while len(self._clips) > 16:
             self._clips.pop(next(iter(self._clips)))
         return clip_id
@@ -338,10 +410,18 @@ class RenderRole(EngineBase):
         self._failed_key = job.key
         backoff = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** min(self._fail_streak - 1, 16))
         self._retry_frame = self.timeline.cursor + math.ceil(backoff * self.sample_rate)
-        data = dict(job=job.number, version=job.version, mode=job.kind, reason=reason,
-                    error=f"{type(error).__name__}: {error}", ms=round(result.seconds * 1000.0, 1),
-                    playing=self.timeline.current_clip_id, failures=self._fail_streak,
-                    retry_in_s=round(backoff, 3), worker=result.worker)
+        data = dict(
+            job=job.number,
+            version=job.version,
+            mode=job.kind,
+            reason=reason,
+            error=f"{type(error).__name__}: {error}",
+            ms=round(result.seconds * 1000.0, 1),
+            playing=self.timeline.current_clip_id,
+            failures=self._fail_streak,
+            retry_in_s=round(backoff, 3),
+            worker=result.worker,
+        )
         if retry:
             self.bus.publish("render_retry", phase="failed", **data)
         else:
@@ -377,9 +457,14 @@ class RenderRole(EngineBase):
             return
         self._late_reported = job.number
         waited = round((self.timeline.cursor - job.issued_frame) / self.sample_rate, 3)
-        self.bus.publish("render_late", job=job.number, version=job.version, waited_s=waited,
-                         expected_ms=round(job.expected * 1000.0, 1),
-                         playing=self.timeline.current_clip_id)
+        self.bus.publish(
+            "render_late",
+            job=job.number,
+            version=job.version,
+            waited_s=waited,
+            expected_ms=round(job.expected * 1000.0, 1),
+            playing=self.timeline.current_clip_id,
+        )
 
     def _loop_geometry(self) -> tuple[int, int, int]:
         """(next seam, current loop length, crossfade) in cursor frames."""
@@ -388,7 +473,8 @@ class RenderRole(EngineBase):
         seam = timeline.next_seam_frame()
         current = self._clips.get(timeline.current_clip_id or "", {})
         length = current.get("frames") or timeline.tempo.loop_frames(
-            int(cast(SupportsInt, self.store.state.values["bars"])))
+            int(cast(SupportsInt, self.store.state.values["bars"]))
+        )
         return seam, length, timeline.crossfade_frames
 
     def _heard_at_seam(self) -> int | None:

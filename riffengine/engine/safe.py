@@ -70,8 +70,10 @@ class SafeRole(EngineBase):
         safe, frames = self.safe, self._safe_frames
         if safe is None or frames is None or self.timeline is None:
             folder = self.settings.cache.folder or "~/.cache/riffengine/renders"
-            raise UserError(f"panic: no safe loop is banked in {folder}; run `riffengine bank CONFIG` "
-                            "before the show (it marks one), then reload (SIGHUP) or restart")
+            raise UserError(
+                f"panic: no safe loop is banked in {folder}; run `riffengine bank CONFIG` "
+                "before the show (it marks one), then reload (SIGHUP) or restart"
+            )
         values = tuple(safe.values.items())
         new = apply_many(self.store.state, values) if values else self.store.state
         assert self.planner is not None  # built with the timeline
@@ -87,9 +89,14 @@ class SafeRole(EngineBase):
         if self.realtime:  # heard at once: the callback crossfades to the loop until the seam
             assert self.output is not None and self.output.panic is not None
             self.output.panic.request = PanicRequest(frames, origin=seam, until=seam)
-        self.bus.publish("panic", safe=safe.name, clip_id=clip_id, frame=seam,
-                         bar=self.timeline.tempo.bar_at(seam), heard_from=self.heard_frame())
-        log.warning("panic: crossfading to the safe loop %r at bar %d", safe.name,
-                    self.timeline.tempo.bar_at(seam))
+        self.bus.publish(
+            "panic",
+            safe=safe.name,
+            clip_id=clip_id,
+            frame=seam,
+            bar=self.timeline.tempo.bar_at(seam),
+            heard_from=self.heard_frame(),
+        )
+        log.warning("panic: crossfading to the safe loop %r at bar %d", safe.name, self.timeline.tempo.bar_at(seam))
         if values:
             self.store.apply(values, source="panic")

@@ -48,8 +48,9 @@ class ScaleOutRole(EngineBase):
         if self._renderer_factory is not None:
             return self._renderer_factory(self.realtime)
         safe_pixels = self.safe.clip.pixels if self.safe is not None else None
-        return LazyRenderer(functools.partial(build_cached_renderer, self.settings),
-                            functools.partial(FallbackRenderer, safe_pixels))
+        return LazyRenderer(
+            functools.partial(build_cached_renderer, self.settings), functools.partial(FallbackRenderer, safe_pixels)
+        )
 
     async def _start_pool(self) -> None:
         """Join Ray and start one actor per worker; on a Ray failure, render locally."""
@@ -67,8 +68,17 @@ class ScaleOutRole(EngineBase):
         def start() -> RayPool:
             ray, owned = connect(render.ray_address)
             options = actor_options(self.settings.model.device, ray.cluster_resources().get("GPU", 0.0))
-            return RayPool(ray, ray.remote(RenderActor), make_maker, render.workers, self._result_from_worker,
-                           LoopPublisher(loop, self.bus), self._maker, options, owns_ray=owned)
+            return RayPool(
+                ray,
+                ray.remote(RenderActor),
+                make_maker,
+                render.workers,
+                self._result_from_worker,
+                LoopPublisher(loop, self.bus),
+                self._maker,
+                options,
+                owns_ray=owned,
+            )
 
         try:
             pool = await loop.run_in_executor(None, start)
@@ -95,10 +105,14 @@ class ScaleOutRole(EngineBase):
         if marker == self._guessed:
             return
         self._guessed = marker
-        keys = speculation.candidates(state, heard.loop if heard is not None else None,
-                                      self.settings.render.speculate_alpha_step,
-                                      self.settings.scenes.values(), GUESSES,
-                                      walk_steps=self.settings.render.ahead + speculation.WALK_STEPS)
+        keys = speculation.candidates(
+            state,
+            heard.loop if heard is not None else None,
+            self.settings.render.speculate_alpha_step,
+            self.settings.scenes.values(),
+            GUESSES,
+            walk_steps=self.settings.render.ahead + speculation.WALK_STEPS,
+        )
         speculate([self._spec(key) for key in keys])
 
     def _workers_figure(self) -> str:
@@ -106,6 +120,8 @@ class ScaleOutRole(EngineBase):
         status = getattr(self.worker, "status", None)
         if status is None:
             return ""
-        return "; ".join(f"{w['name']} {w['state']} {w['host']} pid {w['pid']} renders {w['renders']} "
-                         f"guesses {w['guesses']} restarts {w['restarts']} last {w['last_ms']} ms"
-                         for w in status())
+        return "; ".join(
+            f"{w['name']} {w['state']} {w['host']} pid {w['pid']} renders {w['renders']} "
+            f"guesses {w['guesses']} restarts {w['restarts']} last {w['last_ms']} ms"
+            for w in status()
+        )

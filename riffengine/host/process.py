@@ -145,15 +145,15 @@ def open_audio(settings, name: str, on_record_error: Callable[[Exception], None]
             EventLog(audio.events).close()  # a new log (UserError if it cannot be written) ...
             events_log = EventLog(audio.events, append=True)  # ... the host and its engines append
         if audio.record:
-            recorder = Recorder(audio.record, sample_rate=audio.sample_rate, channels=CHANNELS,
-                                on_error=on_record_error)
+            recorder = Recorder(
+                audio.record, sample_rate=audio.sample_rate, channels=CHANNELS, on_error=on_record_error
+            )
         placeholder: Any = _NoSource()
         target = audio.output
         if isinstance(target, str) and target.lower() == "jack":
             output = JackOutput(placeholder, audio.jack_client_name)
         else:
-            output = open_output(target, placeholder, sample_rate=audio.sample_rate,
-                                 client_name=audio.jack_client_name)
+            output = open_output(target, placeholder, sample_rate=audio.sample_rate, client_name=audio.jack_client_name)
         rate = output.sample_rate
         ring = ShmRing.create(name, max(8 * 512, int(audio.ring_buffer_seconds * rate)), CHANNELS, rate)
     except BaseException:
@@ -173,8 +173,15 @@ def open_audio(settings, name: str, on_record_error: Callable[[Exception], None]
 class Host:
     """Supervises the engine command ``engine_argv`` (its child) for the open ``audio``."""
 
-    def __init__(self, settings, audio: HostAudio, engine_argv: list[str], state_file: str,
-                 notifier: Notifier | None = None, engine_nice: int | None = None) -> None:
+    def __init__(
+        self,
+        settings,
+        audio: HostAudio,
+        engine_argv: list[str],
+        state_file: str,
+        notifier: Notifier | None = None,
+        engine_nice: int | None = None,
+    ) -> None:
         self.settings = settings
         self.audio = audio
         self.output = audio.output
@@ -209,8 +216,12 @@ class Host:
 
     def start(self) -> None:
         self.output.start()
-        log.info("audio host playing at %d Hz to %s (ring %s)", self.output.sample_rate,
-                 self.settings.audio.output, self.name)
+        log.info(
+            "audio host playing at %d Hz to %s (ring %s)",
+            self.output.sample_rate,
+            self.settings.audio.output,
+            self.name,
+        )
 
     def recording_failed(self, exc: Exception) -> None:
         """The recorder's writer thread: the audio goes on; the engine reports it."""
@@ -318,8 +329,14 @@ class Host:
         ends too."""
         lived = time.monotonic() - self._child_started
         self.status.last_exit = f"exit status {code}" if code >= 0 else f"signal {-code}"
-        self.publish("engine_ended", pid=child.pid, status=code, seconds=round(lived, 3),
-                     on_purpose=self.status.saw_bye and code == 0, frame=self.source.position)
+        self.publish(
+            "engine_ended",
+            pid=child.pid,
+            status=code,
+            seconds=round(lived, 3),
+            on_purpose=self.status.saw_bye and code == 0,
+            frame=self.source.position,
+        )
         if self.status.saw_bye and code == 0:
             self.status.code = 0
             return None
@@ -329,8 +346,11 @@ class Host:
             return None
         self.status.deaths_in_a_row = 1 if lived > STABLE_SECONDS else self.status.deaths_in_a_row + 1
         delay = RESTART_DELAYS[min(self.status.deaths_in_a_row, len(RESTART_DELAYS)) - 1]
-        log.error("audio host: the engine ended (%s); playing the held loops, restarting it in %.1f s",
-                  self.status.last_exit, delay)
+        log.error(
+            "audio host: the engine ended (%s); playing the held loops, restarting it in %.1f s",
+            self.status.last_exit,
+            delay,
+        )
         self.notifier.status(f"engine {self.status.last_exit}; restarting it")
         if self._stop.wait(delay):
             return None
@@ -355,12 +375,10 @@ class Host:
         """``panic_heard`` once the callback began a panic's crossfade: how long after it came."""
         stage, received = self.output.panic, self._panic_received
         began = stage.began if stage is not None else None
-        if began is None or received is None or began[0] is not received[0] \
-                or began[0] is self._panic_reported:
+        if began is None or received is None or began[0] is not received[0] or began[0] is self._panic_reported:
             return
         self._panic_reported = began[0]
-        self.publish("panic_heard", after_ms=round(1000 * (began[1] - received[1]), 2),
-                     monotonic=round(began[1], 6))
+        self.publish("panic_heard", after_ms=round(1000 * (began[1] - received[1]), 2), monotonic=round(began[1], 6))
 
     def _watch_output(self) -> None:
         """Notice a lost output (the JACK server gone, a device unplugged) and reopen it every
@@ -378,8 +396,11 @@ class Host:
             reason = getattr(out, "lost_reason", "") or "the server went away"
             self.publish("output_lost", reason=reason, frame=self.source.position)
             if "JACK" in getattr(out, "host_api", ""):
-                log.error("audio output lost (%s). PortAudio's JACK streams cannot come back: restart "
-                          "riffengine, and use audio.output: jack, which reconnects by itself", reason)
+                log.error(
+                    "audio output lost (%s). PortAudio's JACK streams cannot come back: restart "
+                    "riffengine, and use audio.output: jack, which reconnects by itself",
+                    reason,
+                )
             else:
                 log.error("audio output lost (%s); reopening it when it is back", reason)
             self.notifier.status("audio output lost; waiting for it to come back")
@@ -397,8 +418,7 @@ class Host:
         if ok:
             seconds = round(now - self._lost_at, 3)
             self._lost_at = None
-            self.publish("output_restored", seconds=seconds, tries=self._reconnect_tries,
-                         frame=self.source.position)
+            self.publish("output_restored", seconds=seconds, tries=self._reconnect_tries, frame=self.source.position)
             log.warning("audio output back after %.1f s", seconds)
             self.notifier.status(f"playing at {out.sample_rate} Hz to {self.settings.audio.output}")
 
@@ -429,8 +449,13 @@ class Host:
         """End the engine, fade the output out, close everything; each step runs regardless."""
         self._stop.set()
         self.notifier.stopping("stopping")
-        steps: list[Callable[[], object]] = [self._end_child, self._fade_out, *self.audio.close(),
-                                             self._receiver.close, self._to_engine.close]
+        steps: list[Callable[[], object]] = [
+            self._end_child,
+            self._fade_out,
+            *self.audio.close(),
+            self._receiver.close,
+            self._to_engine.close,
+        ]
         for step in steps:
             try:
                 step()
@@ -482,4 +507,3 @@ def serve(settings, engine_argv: list[str], state_file: str) -> int:
 def engine_command(argv: list[str]) -> list[str]:
     """The child's command line: this riffengine, the same arguments."""
     return [sys.executable, "-m", "riffengine.cli", *argv]
-

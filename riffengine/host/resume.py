@@ -48,11 +48,14 @@ def load(path: str | os.PathLike[str]) -> Resume | None:
         data = json.loads(Path(path).read_text())
         pairs = tuple((str(k), v) for k, v in data["pairs"])
         grid = data.get("grid")
-        return Resume(pairs, None if grid is None else Grid(int(grid["frame"]), int(grid["bar"]),
-                                                             float(grid["bpm"]), int(grid["beats_per_bar"])))
+        return Resume(
+            pairs,
+            None
+            if grid is None
+            else Grid(int(grid["frame"]), int(grid["bar"]), float(grid["bpm"]), int(grid["beats_per_bar"])),
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("the previous engine's state in %s cannot be read (%s); starting from the config",
-                    path, exc)
+        log.warning("the previous engine's state in %s cannot be read (%s); starting from the config", path, exc)
         return None

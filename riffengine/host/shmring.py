@@ -84,15 +84,33 @@ MAX_CHANNELS = 64
 
 FIELDS = {
     # identity, written once by the host at create
-    "magic": 0, "version": 1, "capacity": 2, "channels": 3, "sample_rate": 4, "host_pid": 5,
+    "magic": 0,
+    "version": 1,
+    "capacity": 2,
+    "channels": 3,
+    "sample_rate": 4,
+    "host_pid": 5,
     "host_fenced": 6,
     # the engine's line
-    "frames_written": 8, "engine_heartbeat_ns": 9, "engine_attaches": 10, "engine_pid": 11,
+    "frames_written": 8,
+    "engine_heartbeat_ns": 9,
+    "engine_attaches": 10,
+    "engine_pid": 11,
     "valid_from": 12,
     # the host's line
-    "frames_read": 16, "frames_output": 17, "underruns": 18, "underrun_frames": 19, "xruns": 20,
-    "host_heartbeat_ns": 21, "dac_seq": 22, "dac_frame": 23, "dac_time_ns": 24,
-    "engine_restarts": 25, "held_frames": 26, "outputs_lost": 27, "host_started": 28,
+    "frames_read": 16,
+    "frames_output": 17,
+    "underruns": 18,
+    "underrun_frames": 19,
+    "xruns": 20,
+    "host_heartbeat_ns": 21,
+    "dac_seq": 22,
+    "dac_frame": 23,
+    "dac_time_ns": 24,
+    "engine_restarts": 25,
+    "held_frames": 26,
+    "outputs_lost": 27,
+    "host_started": 28,
 }
 """Header slot (int64 index) of each field. Heartbeats and DAC time are ``time.monotonic_ns()``."""
 
@@ -175,8 +193,10 @@ def _barrier_for(fences: bool | None) -> _Membarrier | None:
     if _membarrier is None:
         _membarrier = _Membarrier()
     if not _membarrier.available:
-        raise OSError(f"shared-memory ring: this {platform.machine()} machine needs membarrier(2) "
-                      "with GLOBAL_EXPEDITED (Linux 4.16 or later) to order the ring's memory")
+        raise OSError(
+            f"shared-memory ring: this {platform.machine()} machine needs membarrier(2) "
+            "with GLOBAL_EXPEDITED (Linux 4.16 or later) to order the ring's memory"
+        )
     return _membarrier
 
 
@@ -186,12 +206,14 @@ def segment_bytes(capacity: int, channels: int) -> int:
 
 
 def _check_shape(capacity: object, channels: object, sample_rate: object) -> None:
-    limits = (("capacity", capacity, 1, 1 << 31), ("channels", channels, 1, MAX_CHANNELS),
-              ("sample_rate", sample_rate, 1, 1 << 24))
+    limits = (
+        ("capacity", capacity, 1, 1 << 31),
+        ("channels", channels, 1, MAX_CHANNELS),
+        ("sample_rate", sample_rate, 1, 1 << 24),
+    )
     for label, value, low, high in limits:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise ValueError(f"shared-memory ring: {label} must be an integer from {low} to {high}, "
-                             f"not {value!r}")
+            raise ValueError(f"shared-memory ring: {label} must be an integer from {low} to {high}, not {value!r}")
 
 
 def _path(name: str) -> str:
@@ -212,15 +234,15 @@ class ShmRing:
         self.capacity = int(h[_F["capacity"]])
         self.channels = int(h[_F["channels"]])
         self.sample_rate = int(h[_F["sample_rate"]])
-        self._samples = np.ndarray((self.capacity, self.channels), dtype=np.float32, buffer=mm,
-                                   offset=HEADER_BYTES)
+        self._samples = np.ndarray((self.capacity, self.channels), dtype=np.float32, buffer=mm, offset=HEADER_BYTES)
         self._barrier = _barrier_for(fences)
 
     # --- making and finding segments ----------------------------------------------------------------
 
     @classmethod
-    def create(cls, name: str, capacity: int, channels: int = 2, sample_rate: int = 44100,
-               fences: bool | None = None) -> ShmRing:
+    def create(
+        cls, name: str, capacity: int, channels: int = 2, sample_rate: int = 44100, fences: bool | None = None
+    ) -> ShmRing:
         """Host: make the segment ``/dev/shm/<name>`` (FileExistsError if it exists) with
         ``capacity`` frames of silence and zeroed counters."""
         _check_shape(capacity, channels, sample_rate)
@@ -239,9 +261,14 @@ class ShmRing:
         finally:
             os.close(fd)
         header = np.ndarray((HEADER_BYTES // 8,), dtype=np.int64, buffer=mm)
-        for key, value in (("version", VERSION), ("capacity", capacity), ("channels", channels),
-                           ("sample_rate", sample_rate), ("host_pid", os.getpid()),
-                           ("host_fenced", int(barrier is not None))):
+        for key, value in (
+            ("version", VERSION),
+            ("capacity", capacity),
+            ("channels", channels),
+            ("sample_rate", sample_rate),
+            ("host_pid", os.getpid()),
+            ("host_fenced", int(barrier is not None)),
+        ):
             header[_F[key]] = value
         header[_F["magic"]] = MAGIC  # last: a reader that sees it sees a whole header
         del header
@@ -256,13 +283,13 @@ class ShmRing:
         try:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
-            raise FileNotFoundError(f"shared-memory ring {name!r}: no segment {path} "
-                                    "(the host creates it)") from None
+            raise FileNotFoundError(f"shared-memory ring {name!r}: no segment {path} (the host creates it)") from None
         try:
             size = os.fstat(fd).st_size
             if size < HEADER_BYTES:
-                raise ValueError(f"shared-memory ring {name!r}: {path} is {size} bytes, smaller than "
-                                 f"the {HEADER_BYTES}-byte header")
+                raise ValueError(
+                    f"shared-memory ring {name!r}: {path} is {size} bytes, smaller than the {HEADER_BYTES}-byte header"
+                )
             mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)
@@ -283,11 +310,14 @@ class ShmRing:
                 problem = f"has a bad header ({exc})"
             else:
                 if size != segment_bytes(capacity, channels):
-                    problem = (f"is {size} bytes; {capacity} frames of {channels} channels need "
-                               f"{segment_bytes(capacity, channels)}")
+                    problem = (
+                        f"is {size} bytes; {capacity} frames of {channels} channels need "
+                        f"{segment_bytes(capacity, channels)}"
+                    )
         if not problem and _barrier_for(fences) is not None and not fenced:
-            problem = ("was created by a host that does not take part in membarrier; start both "
-                       "with the same fences setting")
+            problem = (
+                "was created by a host that does not take part in membarrier; start both with the same fences setting"
+            )
         if problem:
             mm.close()
             raise ValueError(f"shared-memory ring {name!r}: {path} {problem}")
@@ -327,8 +357,9 @@ class ShmRing:
         h = self._header
         written = int(h[_F["frames_written"]])
         if frame < written:
-            raise ValueError(f"shared-memory ring {self.name!r}: restart_at({frame}) is before "
-                             f"frames_written {written}")
+            raise ValueError(
+                f"shared-memory ring {self.name!r}: restart_at({frame}) is before frames_written {written}"
+            )
         if self._barrier is not None:
             self._barrier.fence()
         h[_F["valid_from"]] = frame
@@ -339,11 +370,17 @@ class ShmRing:
     def write(self, frames: np.ndarray) -> int:
         """Engine: append as many of ``frames`` (float32, shape ``(n, channels)``) as fit and
         publish them; returns how many. ValueError for a wrong shape or dtype."""
-        if not (isinstance(frames, np.ndarray) and frames.dtype == np.float32 and frames.ndim == 2
-                and frames.shape[1] == self.channels):
-            raise ValueError(f"shared-memory ring {self.name!r}: write takes float32 frames of shape "
-                             f"(n, {self.channels}), not {getattr(frames, 'dtype', type(frames))} "
-                             f"{getattr(frames, 'shape', '')}")
+        if not (
+            isinstance(frames, np.ndarray)
+            and frames.dtype == np.float32
+            and frames.ndim == 2
+            and frames.shape[1] == self.channels
+        ):
+            raise ValueError(
+                f"shared-memory ring {self.name!r}: write takes float32 frames of shape "
+                f"(n, {self.channels}), not {getattr(frames, 'dtype', type(frames))} "
+                f"{getattr(frames, 'shape', '')}"
+            )
         h = self._header
         read = max(int(h[_F["frames_read"]]), int(h[_F["valid_from"]]))
         if self._barrier is not None:
@@ -385,11 +422,18 @@ class ShmRing:
 
     def check_block(self, out: np.ndarray) -> None:
         """Host, before starting the stream: ValueError unless ``out`` suits :meth:`read_into`."""
-        if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.ndim == 2
-                and out.shape[1] == self.channels and out.flags.writeable):
+        if not (
+            isinstance(out, np.ndarray)
+            and out.dtype == np.float32
+            and out.ndim == 2
+            and out.shape[1] == self.channels
+            and out.flags.writeable
+        ):
             what = f"{getattr(out, 'dtype', type(out))} {getattr(out, 'shape', '')}"
-            raise ValueError(f"shared-memory ring {self.name!r}: read_into needs a writable float32 "
-                             f"array of shape (n, {self.channels}), not {what}")
+            raise ValueError(
+                f"shared-memory ring {self.name!r}: read_into needs a writable float32 "
+                f"array of shape (n, {self.channels}), not {what}"
+            )
 
     def read_into(self, out: np.ndarray) -> int:
         """Host callback: fill ``out`` (see :meth:`check_block`) with the next frames; what the

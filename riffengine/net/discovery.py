@@ -43,16 +43,28 @@ def local_addresses(host: str) -> list[str]:
     return out
 
 
-def service_infos(instance: str, hostname: str, addresses: list[str], http_port: int,
-                  osc_port: int | None) -> list[ServiceInfo]:
+def service_infos(
+    instance: str, hostname: str, addresses: list[str], http_port: int, osc_port: int | None
+) -> list[ServiceInfo]:
     """The DNS-SD records: the OSCQuery server, and the OSC port when it is reachable too."""
     server = f"{hostname}.local."
     packed = [ipaddress.ip_address(a).packed for a in addresses]
-    infos = [ServiceInfo(OSCJSON, f"{instance}.{OSCJSON}", port=http_port, addresses=packed,
-                         server=server, properties={"txtvers": "1"})]
+    infos = [
+        ServiceInfo(
+            OSCJSON,
+            f"{instance}.{OSCJSON}",
+            port=http_port,
+            addresses=packed,
+            server=server,
+            properties={"txtvers": "1"},
+        )
+    ]
     if osc_port:
-        infos.append(ServiceInfo(OSC, f"{instance}.{OSC}", port=osc_port, addresses=packed,
-                                 server=server, properties={"txtvers": "1"}))
+        infos.append(
+            ServiceInfo(
+                OSC, f"{instance}.{OSC}", port=osc_port, addresses=packed, server=server, properties={"txtvers": "1"}
+            )
+        )
     return infos
 
 
@@ -80,8 +92,9 @@ class Advertiser:
             if not addresses:
                 log.warning("zeroconf: no network address to announce")
                 return
-            self.infos = service_infos(f"riffengine-{hostname}-{self.http_port}", hostname,
-                                       addresses, self.http_port, self.osc_port)
+            self.infos = service_infos(
+                f"riffengine-{hostname}-{self.http_port}", hostname, addresses, self.http_port, self.osc_port
+            )
             interfaces = addresses if self.host.strip("[]") not in ("0.0.0.0", "::", "") else None
             self.zeroconf = AsyncZeroconf(interfaces=interfaces) if interfaces else AsyncZeroconf()
             for info in self.infos:

@@ -32,15 +32,42 @@ from riffengine.state import State
 
 NAME = "riffengine"
 
-ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "VALUE", "RANGE", "ACCESS", "DESCRIPTION", "UNIT",
-              "CLIPMODE", "TAGS", "EXTENDED_TYPE", "CRITICAL", "OVERLOADS", "HOST_INFO", "HTML")
+ATTRIBUTES = (
+    "FULL_PATH",
+    "CONTENTS",
+    "TYPE",
+    "VALUE",
+    "RANGE",
+    "ACCESS",
+    "DESCRIPTION",
+    "UNIT",
+    "CLIPMODE",
+    "TAGS",
+    "EXTENDED_TYPE",
+    "CRITICAL",
+    "OVERLOADS",
+    "HOST_INFO",
+    "HTML",
+)
 """Every attribute the proposal names; asking for another one is a 400."""
 
 EXTENSIONS = {
-    "ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True, "UNIT": True,
-    "CLIPMODE": True, "LISTEN": True, "TAGS": True, "EXTENDED_TYPE": False, "CRITICAL": False,
-    "OVERLOADS": False, "HTML": True, "PATH_CHANGED": False, "PATH_RENAMED": False,
-    "PATH_ADDED": False, "PATH_REMOVED": False,
+    "ACCESS": True,
+    "VALUE": True,
+    "RANGE": True,
+    "DESCRIPTION": True,
+    "UNIT": True,
+    "CLIPMODE": True,
+    "LISTEN": True,
+    "TAGS": True,
+    "EXTENDED_TYPE": False,
+    "CRITICAL": False,
+    "OVERLOADS": False,
+    "HTML": True,
+    "PATH_CHANGED": False,
+    "PATH_RENAMED": False,
+    "PATH_ADDED": False,
+    "PATH_REMOVED": False,
 }
 """What this server supports, as ``HOST_INFO`` tells it."""
 
@@ -101,8 +128,13 @@ def param_node(p: params.Param, state: State) -> dict:
     value = state.values[p.name]
     if not p.slots:
         return _method(p, p.address, [value], 1, p.help)
-    node = _method(p, p.address, list(_slots(value)), p.slots,
-                   f"{p.help} All {p.slots} slots at once; one slot at {p.address}/<slot>.")
+    node = _method(
+        p,
+        p.address,
+        list(_slots(value)),
+        p.slots,
+        f"{p.help} All {p.slots} slots at once; one slot at {p.address}/<slot>.",
+    )
     node["CONTENTS"] = {
         str(i): _method(p, p.slot_address(i), [value[i]], 1, f"Slot {i}: {p.help}")  # type: ignore[index]
         for i in range(p.slots)
@@ -126,7 +158,7 @@ def scene_save_node() -> dict:
         "TYPE": "s",
         "ACCESS": 2,
         "DESCRIPTION": "Save what plays as a scene under this name (empty: the next number); "
-                       "recall it with /riff/scene.",
+        "recall it with /riff/scene.",
     }
 
 
@@ -208,13 +240,11 @@ def query(tree: Mapping, path: str, attribute: str | None) -> dict:
     """
     node = find(tree, path)
     if node is None:
-        raise QueryError(404, f"no OSC node at {path}; the namespace is at / "
-                              f"(parameters under {params.PREFIX}/)")
+        raise QueryError(404, f"no OSC node at {path}; the namespace is at / (parameters under {params.PREFIX}/)")
     if attribute is None:
         return node
     if attribute not in ATTRIBUTES:
-        raise QueryError(400, f"{attribute!r} is not an OSCQuery attribute; use one of "
-                              f"{', '.join(ATTRIBUTES)}")
+        raise QueryError(400, f"{attribute!r} is not an OSCQuery attribute; use one of {', '.join(ATTRIBUTES)}")
     if attribute == "VALUE" and not node.get("ACCESS", 0) & 1:
         raise QueryError(204, f"{path} has no readable value")
     if attribute not in node:
@@ -231,8 +261,7 @@ def value_message(path: str, p: params.Param, values: list[object]) -> bytes:
     tag = type_tag(p)
     for value in values:
         if tag == "T":
-            builder.add_arg(bool(value), OscMessageBuilder.ARG_TYPE_TRUE if value
-                            else OscMessageBuilder.ARG_TYPE_FALSE)
+            builder.add_arg(bool(value), OscMessageBuilder.ARG_TYPE_TRUE if value else OscMessageBuilder.ARG_TYPE_FALSE)
         elif tag == "f":
             builder.add_arg(float(cast(SupportsFloat, value)), OscMessageBuilder.ARG_TYPE_FLOAT)
         elif tag == "i":

@@ -178,8 +178,14 @@ def _encode_png(image: Any) -> bytes:
 
 def _load_static() -> dict[str, tuple[bytes, str]]:
     """Every shipped static file by name, with its content type; read once."""
-    types = {".html": "text/html", ".js": "text/javascript", ".css": "text/css",
-             ".png": "image/png", ".svg": "image/svg+xml", ".json": "application/json"}
+    types = {
+        ".html": "text/html",
+        ".js": "text/javascript",
+        ".css": "text/css",
+        ".png": "image/png",
+        ".svg": "image/svg+xml",
+        ".json": "application/json",
+    }
     files = {}
     for path in sorted(STATIC.iterdir()):
         if path.is_file() and path.suffix in types:
@@ -194,8 +200,15 @@ class WebServer:
     figures for the page's status strip and playhead.
     """
 
-    def __init__(self, settings: HttpSettings, osc: OscServer, store: StateStore, bus: EventBus,
-                 figures: Figures, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        settings: HttpSettings,
+        osc: OscServer,
+        store: StateStore,
+        bus: EventBus,
+        figures: Figures,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.settings = settings
         self.osc = osc
         self.store = store
@@ -239,9 +252,11 @@ class WebServer:
         except OSError as exc:
             await self._runner.cleanup()
             self._runner = None
-            raise UserError(f"HTTP: cannot listen on {self.settings.host}:{self.settings.port} "
-                            f"({exc.strerror or exc}); change http.host or http.port "
-                            f"(--http-port)") from None
+            raise UserError(
+                f"HTTP: cannot listen on {self.settings.host}:{self.settings.port} "
+                f"({exc.strerror or exc}); change http.host or http.port "
+                f"(--http-port)"
+            ) from None
         self.port = int(self._runner.addresses[0][1])
         self._unsubscribe = [self.store.subscribe(self._on_state), self.bus.subscribe(self._on_event)]
         self.osc.loop_url = self.loop_url
@@ -253,16 +268,13 @@ class WebServer:
                 osc_host, osc_port = self.osc.address
             except AssertionError:  # OSC over UDP is off
                 osc_host, osc_port = "127.0.0.1", 0
-            self.advertiser = Advertiser(self.settings.host, self.port,
-                                         None if is_loopback(osc_host) else osc_port)
+            self.advertiser = Advertiser(self.settings.host, self.port, None if is_loopback(osc_host) else osc_port)
             self.advertiser.start()
         where = f"http://{self.public_host()}:{self.port}/ui/"
         if self.needs_token:
-            log.warning("web surface at %s?token=%s (state changes need the token: http.token)",
-                        where, self.token)
+            log.warning("web surface at %s?token=%s (state changes need the token: http.token)", where, self.token)
         else:
-            log.info("web surface at %s; OSCQuery at http://%s:%d/", where, self.public_host(),
-                     self.port)
+            log.info("web surface at %s; OSCQuery at http://%s:%d/", where, self.public_host(), self.port)
         return self
 
     async def close(self) -> None:
@@ -297,9 +309,12 @@ class WebServer:
 
     def figures_for_status(self) -> dict[str, object]:
         """The server's own figures for the OSC status reply (the token only goes there)."""
-        return {"http_port": self.port, "http_clients": len(self.clients),
-                "http_refused": self.refused,
-                **({"http_token": self.token} if self.needs_token else {})}
+        return {
+            "http_port": self.port,
+            "http_clients": len(self.clients),
+            "http_refused": self.refused,
+            **({"http_token": self.token} if self.needs_token else {}),
+        }
 
     # -- HTTP --
 
@@ -340,8 +355,9 @@ class WebServer:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request)
         attribute = request.query_string or None
-        if attribute == "HTML" or (attribute is None and path == "/"
-                                   and "text/html" in request.headers.get("Accept", "")):
+        if attribute == "HTML" or (
+            attribute is None and path == "/" and "text/html" in request.headers.get("Accept", "")
+        ):
             raise web.HTTPSeeOther("/ui/")
         if attribute == "HOST_INFO":
             return web.json_response(self.host_info(request))  # the object alone, as the proposal says
@@ -389,14 +405,16 @@ class WebServer:
         data = await self.images.png(clip_id)
         if data is None:
             return _error(404, f"no recent loop {clip_id!r}; the last {LOOP_IMAGES} loops are kept")
-        return web.Response(body=data, content_type="image/png",
-                            headers={"Cache-Control": "max-age=3600"})
+        return web.Response(body=data, content_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     def _seed_folder_names(self) -> list[str]:
         """PNG files directly in ``paths.seeds`` (at most :data:`MAX_SEEDS`), sorted."""
         try:
-            names = sorted(e.name for e in os.scandir(self.osc.paths.seeds)
-                           if e.name.endswith(".png") and SEED_FILE.fullmatch(e.name))
+            names = sorted(
+                e.name
+                for e in os.scandir(self.osc.paths.seeds)
+                if e.name.endswith(".png") and SEED_FILE.fullmatch(e.name)
+            )
         except OSError:
             return []
         return names[:MAX_SEEDS]
@@ -404,16 +422,21 @@ class WebServer:
     async def _seed_list(self, request: web.Request) -> web.StreamResponse:
         """The seed images a picker offers: built-in names and files in the seed folder."""
         folder = await self.loop.run_in_executor(None, self._seed_folder_names)
-        return web.json_response({
-            "builtin": [{"value": n, "url": f"/seeds/builtin/{n}.png"} for n in builtin_seed_names()],
-            "folder": [{"value": n, "url": f"/seeds/folder/{n}"} for n in folder],
-        })
+        return web.json_response(
+            {
+                "builtin": [{"value": n, "url": f"/seeds/builtin/{n}.png"} for n in builtin_seed_names()],
+                "folder": [{"value": n, "url": f"/seeds/folder/{n}"} for n in folder],
+            }
+        )
 
     async def _seed_png(self, request: web.Request) -> web.StreamResponse:
         kind, name = request.match_info["kind"], request.match_info["name"]
         if kind not in ("builtin", "folder") or not SEED_FILE.fullmatch(name):
-            return _error(400, f"{kind}/{name!r} is not a seed image; use /seeds/builtin/<name>.png "
-                               "or /seeds/folder/<file>.png as /seeds/ lists them")
+            return _error(
+                400,
+                f"{kind}/{name!r} is not a seed image; use /seeds/builtin/<name>.png "
+                "or /seeds/folder/<file>.png as /seeds/ lists them",
+            )
         if kind == "builtin":
             if name.removesuffix(".png") not in builtin_seed_names():
                 return _error(404, f"no built-in seed {name!r}; see /seeds/")
@@ -435,7 +458,7 @@ class WebServer:
         given = request.query.get("token") or ""
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
-            given = auth[len("Bearer "):]
+            given = auth[len("Bearer ") :]
         if not given:
             return False
         if not hmac.compare_digest(given.encode(), self.token.encode()):
@@ -444,8 +467,10 @@ class WebServer:
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if len(self.clients) >= self.settings.max_clients:
-            return _error(503, f"{self.settings.max_clients} clients already (http.max_clients); "
-                               "close one, or raise http.max_clients")
+            return _error(
+                503,
+                f"{self.settings.max_clients} clients already (http.max_clients); close one, or raise http.max_clients",
+            )
         can_write = self._may_write(request)
         ws = web.WebSocketResponse(max_msg_size=MAX_WS_MESSAGE, heartbeat=20.0)
         await ws.prepare(request)
@@ -459,8 +484,7 @@ class WebServer:
                 if not client.limit.allow():
                     self.refused += 1
                     if client.limit.refused % 100 == 1:
-                        self._fail(client, "", f"more than {WS_RATE[0]:g} messages a second; "
-                                               "the rest are dropped")
+                        self._fail(client, "", f"more than {WS_RATE[0]:g} messages a second; the rest are dropped")
                     continue
                 if msg.type == WSMsgType.TEXT:
                     self._on_text(client, msg.data)
@@ -498,13 +522,14 @@ class WebServer:
             self._fail(client, "", 'not JSON; send {"COMMAND": "LISTEN", "DATA": "/riff/alpha"}')
             return
         if not isinstance(command, dict):
-            self._fail(client, "", "not a JSON object; send {\"COMMAND\": ..., \"DATA\": ...}")
+            self._fail(client, "", 'not a JSON object; send {"COMMAND": ..., "DATA": ...}')
             return
         name, data = command.get("COMMAND"), command.get("DATA")
         if name in ("LISTEN", "IGNORE"):
             if not isinstance(data, str) or data not in self._listenable:
-                self._fail(client, str(data)[:256], f"{name}: no readable OSC method at {data!r}; "
-                                                    "see the namespace at /")
+                self._fail(
+                    client, str(data)[:256], f"{name}: no readable OSC method at {data!r}; see the namespace at /"
+                )
             elif name == "LISTEN":
                 client.listening.add(data)
             else:
@@ -515,19 +540,24 @@ class WebServer:
                 for message in self._last.values():
                     client.send(message)
         else:
-            self._fail(client, "", f"unknown COMMAND {str(name)[:40]!r}; use LISTEN, IGNORE or "
-                                   "RIFF_ENGINE")
+            self._fail(client, "", f"unknown COMMAND {str(name)[:40]!r}; use LISTEN, IGNORE or RIFF_ENGINE")
 
     def _on_binary(self, client: Client, data: bytes) -> None:
         try:
             message = OscMessage(data)
         except Exception as exc:  # ParseError, and worse for hostile bytes
-            self._fail(client, "", f"not an OSC message ({type(exc).__name__}); send one OSC 1.0 "
-                                   "message per binary WebSocket message")
+            self._fail(
+                client,
+                "",
+                f"not an OSC message ({type(exc).__name__}); send one OSC 1.0 message per binary WebSocket message",
+            )
             return
         if not client.can_write:
-            self._fail(client, message.address, "read-only: changing the state needs the token "
-                                                 "(open the page with ?token=...; http.token)")
+            self._fail(
+                client,
+                message.address,
+                "read-only: changing the state needs the token (open the page with ?token=...; http.token)",
+            )
             return
         try:
             self.osc.apply_message(message, f"web {client.peer}")
@@ -570,8 +600,7 @@ class WebServer:
             if not listeners:
                 continue
             try:
-                figures = {k: v for k, v in self.figures().items()
-                           if k not in PRIVATE_FIGURES and _plain(v)}
+                figures = {k: v for k, v in self.figures().items() if k not in PRIVATE_FIGURES and _plain(v)}
             except Exception:
                 log.exception("engine figures failed")
                 continue

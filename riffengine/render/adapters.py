@@ -26,8 +26,7 @@ from riffengine.errors import UserError
 LORA_FILE = "pytorch_lora_weights.safetensors"
 LORA_MARKERS = ("lora_A", "lora_B", "lora_down", "lora_up", "lora.down", "lora.up")
 PARTS = ("unet", "text_encoder")
-FETCH_HINT = ("download it once before the show (README: 'Few-step and style adapters') and "
-              "give its local path")
+FETCH_HINT = "download it once before the show (README: 'Few-step and style adapters') and give its local path"
 
 
 def adapter_name(index: int, path: str) -> str:
@@ -43,8 +42,10 @@ def lora_file(path: str) -> Path:
         raise UserError(f"adapter {path!r} does not exist: {FETCH_HINT}")
     if where.is_file():
         if where.suffix != ".safetensors":
-            raise UserError(f"adapter {path!r} is not a .safetensors file: riffengine loads "
-                            f"LoRA weights from safetensors only (never pickled .bin/.ckpt/.pt)")
+            raise UserError(
+                f"adapter {path!r} is not a .safetensors file: riffengine loads "
+                f"LoRA weights from safetensors only (never pickled .bin/.ckpt/.pt)"
+            )
         return where
     if (where / LORA_FILE).is_file():
         return where / LORA_FILE
@@ -52,11 +53,14 @@ def lora_file(path: str) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise UserError(f"adapter folder {path!r} holds no .safetensors file: give the LoRA "
-                        f"file itself, or a folder with {LORA_FILE}")
+        raise UserError(
+            f"adapter folder {path!r} holds no .safetensors file: give the LoRA "
+            f"file itself, or a folder with {LORA_FILE}"
+        )
     names = ", ".join(p.name for p in found)
-    raise UserError(f"adapter folder {path!r} holds several .safetensors files ({names}): "
-                    f"give the path of the one to load")
+    raise UserError(
+        f"adapter folder {path!r} holds several .safetensors files ({names}): give the path of the one to load"
+    )
 
 
 def read_lora(path: str) -> tuple[dict, dict | None]:
@@ -68,21 +72,28 @@ def read_lora(path: str) -> tuple[dict, dict | None]:
     try:
         tensors = load_file(str(file))
     except Exception as exc:  # safetensors raises its own error type for a bad header
-        raise UserError(f"adapter {str(file)!r} is not a readable safetensors file ({exc}): "
-                        f"download it again") from None
+        raise UserError(
+            f"adapter {str(file)!r} is not a readable safetensors file ({exc}): download it again"
+        ) from None
     if not any(marker in key for key in tensors for marker in LORA_MARKERS):
-        raise UserError(f"adapter {str(file)!r} is not a LoRA: none of its {len(tensors)} "
-                        f"tensors is a LoRA weight (lora_A/lora_B or lora_down/lora_up); a full "
-                        f"model checkpoint goes in model.id, not model.adapters")
+        raise UserError(
+            f"adapter {str(file)!r} is not a LoRA: none of its {len(tensors)} "
+            f"tensors is a LoRA weight (lora_A/lora_B or lora_down/lora_up); a full "
+            f"model checkpoint goes in model.id, not model.adapters"
+        )
     try:
         state, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(dict(tensors))
     except Exception as exc:
-        raise UserError(f"adapter {str(file)!r}: its keys are in no LoRA layout diffusers "
-                        f"reads ({first_line(exc)}): use an SD 1.5 LoRA in diffusers, kohya "
-                        f"or peft layout") from None
+        raise UserError(
+            f"adapter {str(file)!r}: its keys are in no LoRA layout diffusers "
+            f"reads ({first_line(exc)}): use an SD 1.5 LoRA in diffusers, kohya "
+            f"or peft layout"
+        ) from None
     if not any(key.startswith(f"{part}.") for key in state for part in PARTS):
-        raise UserError(f"adapter {str(file)!r} has no UNet or text encoder weights (keys "
-                        f"start with neither unet. nor text_encoder.): use an SD 1.5 LoRA")
+        raise UserError(
+            f"adapter {str(file)!r} has no UNet or text encoder weights (keys "
+            f"start with neither unet. nor text_encoder.): use an SD 1.5 LoRA"
+        )
     return state, alphas
 
 
@@ -120,8 +131,7 @@ def inject(model, state: dict, alphas: dict | None, name: str) -> None:
 
     with quiet_diffusers():
         Lora.load_lora_into_unet(state, alphas, unet=model.unet, adapter_name=name)
-        Lora.load_lora_into_text_encoder(state, alphas, text_encoder=model.text_encoder,
-                                         adapter_name=name)
+        Lora.load_lora_into_text_encoder(state, alphas, text_encoder=model.text_encoder, adapter_name=name)
 
 
 def load_one(model, spec: AdapterSpec, name: str) -> None:
@@ -130,13 +140,16 @@ def load_one(model, spec: AdapterSpec, name: str) -> None:
     try:
         inject(model, state, alphas, name)
     except Exception as exc:  # peft/diffusers raise ValueError, RuntimeError, KeyError...
-        raise UserError(f"adapter {spec.path!r} does not fit this model ({first_line(exc)}): "
-                        f"it was made for another base model or architecture; use a LoRA made "
-                        f"for Stable Diffusion 1.5 (the base of Riffusion), not SDXL or SD 2") \
-            from None
+        raise UserError(
+            f"adapter {spec.path!r} does not fit this model ({first_line(exc)}): "
+            f"it was made for another base model or architecture; use a LoRA made "
+            f"for Stable Diffusion 1.5 (the base of Riffusion), not SDXL or SD 2"
+        ) from None
     if not (has_adapter(model.unet, name) or has_adapter(model.text_encoder, name)):
-        raise UserError(f"adapter {spec.path!r}: none of its weights match a layer of this "
-                        f"model: use a LoRA made for Stable Diffusion 1.5")
+        raise UserError(
+            f"adapter {spec.path!r}: none of its weights match a layer of this "
+            f"model: use a LoRA made for Stable Diffusion 1.5"
+        )
 
 
 def activate(model, names: list[str], weights: list[float]) -> None:
@@ -148,8 +161,7 @@ def activate(model, names: list[str], weights: list[float]) -> None:
         model.unet.set_adapters([n for n, _ in unet], [w for _, w in unet])
     text = [(n, w) for n, w in zip(names, weights) if has_adapter(model.text_encoder, n)]
     if text:
-        set_adapters_for_text_encoder([n for n, _ in text], model.text_encoder,
-                                      [w for _, w in text])
+        set_adapters_for_text_encoder([n for n, _ in text], model.text_encoder, [w for _, w in text])
 
 
 def fuse(model, names: list[str]) -> None:
@@ -159,9 +171,9 @@ def fuse(model, names: list[str]) -> None:
     if getattr(model.unet, "peft_config", None):
         model.unet.fuse_lora(adapter_names=[n for n in names if has_adapter(model.unet, n)])
     if getattr(model.text_encoder, "peft_config", None):
-        fuse_text_encoder_lora(model.text_encoder,
-                               adapter_names=[n for n in names
-                                              if has_adapter(model.text_encoder, n)])
+        fuse_text_encoder_lora(
+            model.text_encoder, adapter_names=[n for n in names if has_adapter(model.text_encoder, n)]
+        )
     remove_lora_layers(model)
 
 
@@ -216,8 +228,7 @@ def describe_adapters(specs, fused: bool = False) -> str:
     """One line for the log, e.g. ``lcm-lora.safetensors x1.0 (few-step), fused``."""
     if not specs:
         return "none"
-    parts = [f"{Path(s.path).name} x{s.weight:g}{' (few-step)' if s.few_step else ''}"
-             for s in specs]
+    parts = [f"{Path(s.path).name} x{s.weight:g}{' (few-step)' if s.few_step else ''}" for s in specs]
     return ", ".join(parts) + (", fused" if fused else "")
 
 
@@ -231,13 +242,12 @@ def lora_pair(layer, rank: int, scale: float, generator) -> tuple:
     """Random ``lora_A [rank, in]`` and ``lora_B [out, rank]`` for one Linear layer (float32)."""
     import torch
 
-    down = torch.randn(rank, layer.in_features, generator=generator) / layer.in_features ** 0.5
-    up = torch.randn(layer.out_features, rank, generator=generator) * (scale / rank ** 0.5)
+    down = torch.randn(rank, layer.in_features, generator=generator) / layer.in_features**0.5
+    up = torch.randn(layer.out_features, rank, generator=generator) * (scale / rank**0.5)
     return down.contiguous(), up.contiguous()
 
 
-def random_lora(model, rank: int = 4, seed: int = 0, scale: float = 0.5,
-                text_encoder: bool = True) -> dict:
+def random_lora(model, rank: int = 4, seed: int = 0, scale: float = 0.5, text_encoder: bool = True) -> dict:
     """A random LoRA for ``model``'s attention projections, as diffusers saves one.
 
     Keys are ``unet.<layer>.lora_A.weight`` / ``lora_B.weight`` (and ``text_encoder.`` ones):

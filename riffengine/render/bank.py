@@ -58,8 +58,7 @@ def item_for(name: str, state: State) -> BankItem:
     bpm = float(cast(SupportsFloat, state.values["bpm"]))
     bars = int(cast(SupportsInt, state.values["bars"]))
     meter = int(cast(SupportsInt, state.values["beats_per_bar"]))
-    return BankItem(name, state, to_render_request(state), bpm, bars, meter,
-                    loop_frames(bars, bpm, MODEL_RATE, meter))
+    return BankItem(name, state, to_render_request(state), bpm, bars, meter, loop_frames(bars, bpm, MODEL_RATE, meter))
 
 
 def sweep_alphas(k: int) -> list[float]:
@@ -69,8 +68,9 @@ def sweep_alphas(k: int) -> list[float]:
     return [i / (k - 1) for i in range(k)]
 
 
-def bank_items(settings: Settings, scenes: bool = True, sweep: int = 0,
-               sweep_from: str | None = None) -> list[BankItem]:
+def bank_items(
+    settings: Settings, scenes: bool = True, sweep: int = 0, sweep_from: str | None = None
+) -> list[BankItem]:
     """The states a config banks: the starting state, each scene (recalled on the starting
     state, as a live recall would be), and ``sweep`` alphas from side A to side B of the
     starting state or of scene ``sweep_from``. Items with the same clip appear once."""
@@ -84,12 +84,13 @@ def bank_items(settings: Settings, scenes: bool = True, sweep: int = 0,
         if sweep_from is not None and sweep_from != INITIAL:
             base = recall_scene(start, settings.scene(sweep_from), list(settings.scenes).index(sweep_from))
         if to_render_request(apply(base, "alpha", 1.0)).b is None:
-            raise UserError(f"--sweep needs a side B: give prompt_b/0 a prompt in the config's "
-                            f"initial section{' or scene ' + sweep_from if sweep_from else ''}")
+            raise UserError(
+                f"--sweep needs a side B: give prompt_b/0 a prompt in the config's "
+                f"initial section{' or scene ' + sweep_from if sweep_from else ''}"
+            )
         alphas = sweep_alphas(sweep)
         for i, alpha in enumerate(alphas):
-            items.append(item_for(f"sweep {i + 1}/{len(alphas)} alpha {alpha:.3g}",
-                                  apply(base, "alpha", alpha)))
+            items.append(item_for(f"sweep {i + 1}/{len(alphas)} alpha {alpha:.3g}", apply(base, "alpha", alpha)))
     unique: dict[tuple[RenderRequest, int], BankItem] = {}
     for item in items:
         unique.setdefault((item.request, item.model_frames), item)
@@ -108,8 +109,7 @@ def choose_safe(items: Sequence[BankItem], settings: Settings, name: str | None)
         if item.name == wanted:
             return item
     # deduplicated away: the same clip as an earlier item
-    state = initial_state(settings) if name == INITIAL else recall_scene(initial_state(settings),
-                                                                         settings.scene(name))
+    state = initial_state(settings) if name == INITIAL else recall_scene(initial_state(settings), settings.scene(name))
     target = item_for(wanted, state)
     for item in items:
         if (item.request, item.model_frames) == (target.request, target.model_frames):
@@ -123,14 +123,21 @@ def choose_safe(items: Sequence[BankItem], settings: Settings, name: str | None)
 def render_values(state: State) -> dict[str, object]:
     """The values of ``state`` that decide its clip (render and stretch parameters), by key."""
     effects = {p.name: p.effect for p in params.PARAMS}
-    return {key: value for key, value in as_pairs(state)
-            if effects[params.parse_key(key)[0].name] in ("render", "stretch")}
+    return {
+        key: value for key, value in as_pairs(state) if effects[params.parse_key(key)[0].name] in ("render", "stretch")
+    }
 
 
 def write_safe(cache: RenderCache, item: BankItem, key: str) -> Path:
     """Mark ``key`` (``item``'s entry) as the safe loop: ``safe.json``, written atomically."""
-    data = {"key": key, "name": item.name, "bpm": item.bpm, "bars": item.bars,
-            "beats_per_bar": item.beats_per_bar, "values": render_values(item.state)}
+    data = {
+        "key": key,
+        "name": item.name,
+        "bpm": item.bpm,
+        "bars": item.bars,
+        "beats_per_bar": item.beats_per_bar,
+        "values": render_values(item.state),
+    }
     path = cache.folder / SAFE_FILE
     temp = path.with_name(f".{SAFE_FILE}.{os.getpid()}")
     temp.write_text(json.dumps(data, indent=1, ensure_ascii=False))
@@ -158,8 +165,7 @@ class SafeLoop:
         (default: the loop at its own tempo). Producer side only: it allocates."""
         if out_frames is None:
             out_frames = loop_frames(self.bars, self.bpm, output_rate, self.beats_per_bar)
-        return resample_clip(to_frames(self.clip.audio, channels), self.clip.sample_rate,
-                             output_rate, out_frames)
+        return resample_clip(to_frames(self.clip.audio, channels), self.clip.sample_rate, output_rate, out_frames)
 
 
 def safe_loop(cache: RenderCache) -> SafeLoop | None:
@@ -172,11 +178,16 @@ def safe_loop(cache: RenderCache) -> SafeLoop | None:
         return None
     clip = cache.get(data["key"])
     if clip is None:
-        log.warning("the safe loop %r is missing from %s; run riffengine bank again",
-                    data.get("name"), cache.folder)
+        log.warning("the safe loop %r is missing from %s; run riffengine bank again", data.get("name"), cache.folder)
         return None
-    return SafeLoop(str(data.get("name", "")), clip, float(data["bpm"]), int(data["bars"]),
-                    int(data["beats_per_bar"]), dict(data.get("values", {})))
+    return SafeLoop(
+        str(data.get("name", "")),
+        clip,
+        float(data["bpm"]),
+        int(data["bars"]),
+        int(data["beats_per_bar"]),
+        dict(data.get("values", {})),
+    )
 
 
 # --- filling the bank -----------------------------------------------------------------------
@@ -192,8 +203,12 @@ class BankReport:
     safe: str | None = None
 
 
-def fill_bank(renderer: CachedRenderer, items: Sequence[BankItem], safe: BankItem | None = None,
-              on_item: Callable[[BankItem], None] | None = None) -> BankReport:
+def fill_bank(
+    renderer: CachedRenderer,
+    items: Sequence[BankItem],
+    safe: BankItem | None = None,
+    on_item: Callable[[BankItem], None] | None = None,
+) -> BankReport:
     """Render every item not yet in the cache; mark ``safe`` as the safe loop.
 
     A render that fails is reported and the others go on; the safe item must succeed
@@ -217,8 +232,9 @@ def fill_bank(renderer: CachedRenderer, items: Sequence[BankItem], safe: BankIte
         key = renderer.key(safe.request, safe.model_frames)
         if key not in renderer.cache:
             reason = dict(report.failed).get(safe.name, "its entry could not be stored")
-            raise UserError(f"the safe loop ({safe.name}) could not be banked: {reason}; "
-                            f"fix it or choose another with --safe")
+            raise UserError(
+                f"the safe loop ({safe.name}) could not be banked: {reason}; fix it or choose another with --safe"
+            )
         write_safe(renderer.cache, safe, key)
         report.safe = safe.name
     return report

@@ -160,15 +160,16 @@ def _digest(data: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def cache_key(request: RenderRequest, num_frames: int | None, model_id: str,
-              seeds_dir: Path | None = None) -> str:
+def cache_key(request: RenderRequest, num_frames: int | None, model_id: str, seeds_dir: Path | None = None) -> str:
     """The cache key of one clip: request + audio length + model identity (hex SHA-256)."""
-    return _digest({
-        "format": FORMAT,
-        "model": model_id,
-        "frames": num_frames,
-        **request_fingerprint(request, seeds_dir),
-    })
+    return _digest(
+        {
+            "format": FORMAT,
+            "model": model_id,
+            "frames": num_frames,
+            **request_fingerprint(request, seeds_dir),
+        }
+    )
 
 
 # --- entries ------------------------------------------------------------------------------------
@@ -209,8 +210,7 @@ def _write_synced(path: Path, writer) -> None:
 class RenderCache:
     """A folder of clip entries bounded to ``max_bytes``; see the module docstring."""
 
-    def __init__(self, folder: str | os.PathLike[str] | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, folder: str | os.PathLike[str] | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if not isinstance(max_bytes, int) or max_bytes < 1:
             raise UserError(f"render cache size {max_bytes!r} is not valid; give a size above 0")
         self.folder = Path(default_cache_dir() if folder is None else folder).expanduser()
@@ -218,8 +218,10 @@ class RenderCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"render cache folder {str(self.folder)!r} cannot be created "
-                            f"({exc.strerror or exc}); choose a writable folder") from None
+            raise UserError(
+                f"render cache folder {str(self.folder)!r} cannot be created "
+                f"({exc.strerror or exc}); choose a writable folder"
+            ) from None
         self._remove_stale_temps()
 
     def path(self, key: str) -> Path:
@@ -256,8 +258,7 @@ class RenderCache:
             raise CorruptEntry("meta.json belongs to another key or format")
         for name in (IMAGE, AUDIO):
             path = entry / name
-            if path.stat().st_size != meta["files"][name]["size"] or \
-                    _sha256(path) != meta["files"][name]["sha256"]:
+            if path.stat().st_size != meta["files"][name]["size"] or _sha256(path) != meta["files"][name]["sha256"]:
                 raise CorruptEntry(f"{name} does not match its checksum")
         audio = np.load(entry / AUDIO, allow_pickle=False)
         if audio.dtype != np.float32 or audio.ndim != 2:
@@ -267,13 +268,13 @@ class RenderCache:
             image = opened.copy()
         if "exif" in opened.info:
             image.info["exif"] = opened.info["exif"]
-        return CachedClip(key, pixels_from_image(image), image, audio, int(meta["sample_rate"]),
-                          dict(meta.get("info", {})))
+        return CachedClip(
+            key, pixels_from_image(image), image, audio, int(meta["sample_rate"]), dict(meta.get("info", {}))
+        )
 
     # -- writing
 
-    def put(self, key: str, image, audio: np.ndarray, sample_rate: int,
-            info: dict | None = None) -> Path:
+    def put(self, key: str, image, audio: np.ndarray, sample_rate: int, info: dict | None = None) -> Path:
         """Store an entry atomically (temp folder, then rename) and evict past the bound.
 
         ``image`` is a PIL image (saved as PNG with its EXIF), ``audio`` float32
@@ -300,8 +301,10 @@ class RenderCache:
                 "frames": int(data.shape[1]),
                 "created": time.time(),
                 "info": info or {},
-                "files": {name: {"size": (temp / name).stat().st_size, "sha256": _sha256(temp / name)}
-                          for name in (IMAGE, AUDIO)},
+                "files": {
+                    name: {"size": (temp / name).stat().st_size, "sha256": _sha256(temp / name)}
+                    for name in (IMAGE, AUDIO)
+                },
             }
             _write_synced(temp / META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
             try:
@@ -434,8 +437,15 @@ class CachedRenderer:
             return None
         self.hits += 1
         seconds = time.perf_counter() - start
-        return Clip(request=request, pixels=cached.pixels, image=cached.image, audio=cached.audio,
-                    sample_rate=cached.sample_rate, seconds=seconds, timings={"cache": seconds})
+        return Clip(
+            request=request,
+            pixels=cached.pixels,
+            image=cached.image,
+            audio=cached.audio,
+            sample_rate=cached.sample_rate,
+            seconds=seconds,
+            timings={"cache": seconds},
+        )
 
     def render(self, request: RenderRequest, num_frames: int | None = None, on_step=None):
         clip = self.lookup(request, num_frames)
@@ -450,8 +460,7 @@ class CachedRenderer:
 
     def _store(self, key: str, clip) -> None:
         try:
-            self.cache.put(key, clip.image, clip.audio, clip.sample_rate,
-                           {"request": _canonical(clip.request)})
+            self.cache.put(key, clip.image, clip.audio, clip.sample_rate, {"request": _canonical(clip.request)})
         except Exception as exc:  # noqa: BLE001 - a full disk must not stop the renders
             log.warning("render cache: cannot store %s (%s)", key[:12], exc)
 

@@ -93,8 +93,9 @@ def switches(request: RenderRequest) -> str:
 class FakeRenderer:
     """Renders test signals; see the module docstring for the switches and time."""
 
-    def __init__(self, seconds: float = DEFAULT_SECONDS,
-                 stretch_seconds: float = DEFAULT_STRETCH_SECONDS, sleep: bool = False) -> None:
+    def __init__(
+        self, seconds: float = DEFAULT_SECONDS, stretch_seconds: float = DEFAULT_STRETCH_SECONDS, sleep: bool = False
+    ) -> None:
         self.seconds = seconds
         self.stretch_seconds = stretch_seconds
         self.sleep = sleep
@@ -165,9 +166,15 @@ class FakeRenderer:
             audio[:] = np.nan
         elif fault == "silent":
             audio[:] = 0.0
-        return Clip(request=request, pixels=pixels, image=pixels_to_image(pixels), audio=audio,
-                    sample_rate=SAMPLE_RATE, seconds=self.last_seconds,
-                    timings={"diffusion": self.last_seconds})
+        return Clip(
+            request=request,
+            pixels=pixels,
+            image=pixels_to_image(pixels),
+            audio=audio,
+            sample_rate=SAMPLE_RATE,
+            seconds=self.last_seconds,
+            timings={"diffusion": self.last_seconds},
+        )
 
     def pixels_to_audio(self, pixels: torch.Tensor, num_frames: int | None) -> np.ndarray:
         """The stretch path: the signal the pixels encode, at ``num_frames`` frames."""

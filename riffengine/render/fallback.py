@@ -49,8 +49,9 @@ class FallbackRenderer:
 
     stereo = False
 
-    def __init__(self, safe_pixels: torch.Tensor | None = None, seeds_dir: Path = BUILTIN_DIR,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, safe_pixels: torch.Tensor | None = None, seeds_dir: Path = BUILTIN_DIR, device: str = "cpu"
+    ) -> None:
         self.safe_pixels = safe_pixels
         self.seeds_dir = seeds_dir
         self.device = device
@@ -78,5 +79,12 @@ class FallbackRenderer:
         self.last_source, pixels = self.source_pixels(request)
         audio = self.pixels_to_audio(pixels, num_frames)
         seconds = time.perf_counter() - start
-        return Clip(request=request, pixels=pixels, image=pixels_to_image(pixels), audio=audio,
-                    sample_rate=SAMPLE_RATE, seconds=seconds, timings={"audio": seconds})
+        return Clip(
+            request=request,
+            pixels=pixels,
+            image=pixels_to_image(pixels),
+            audio=audio,
+            sample_rate=SAMPLE_RATE,
+            seconds=seconds,
+            timings={"audio": seconds},
+        )

@@ -70,9 +70,7 @@ def parse_device(device: str) -> torch.device:
             raise UserError(f"device {device!r}: CUDA is not available here; use --device cpu")
         index = dev.index or 0
         if index >= torch.cuda.device_count():
-            raise UserError(
-                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present"
-            )
+            raise UserError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
         return torch.device("cuda", index)
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device {device!r}: MPS is not available here; use --device cpu")
@@ -135,8 +133,9 @@ def check_layout(folder: Path) -> None:
         )
 
 
-def load_model(source: str = DEFAULT_MODEL, device: str = "cpu",
-               dtype: torch.dtype | str | None = None) -> RiffusionModel:
+def load_model(
+    source: str = DEFAULT_MODEL, device: str = "cpu", dtype: torch.dtype | str | None = None
+) -> RiffusionModel:
     """Load the model from a hub id (cache only) or a local folder onto ``device``.
 
     ``dtype`` defaults to float16 on CUDA and float32 on the CPU.
@@ -159,8 +158,7 @@ def load_model(source: str = DEFAULT_MODEL, device: str = "cpu",
     scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     for part in (unet, vae, text_encoder):
         part.to(dev).eval().requires_grad_(False)
-    return RiffusionModel(unet, vae, text_encoder, tokenizer, scheduler_config, dev, dtype,
-                          str(source))
+    return RiffusionModel(unet, vae, text_encoder, tokenizer, scheduler_config, dev, dtype, str(source))
 
 
 def allow_cuda_graphs_on_this_thread() -> None:
@@ -174,9 +172,7 @@ def allow_cuda_graphs_on_this_thread() -> None:
     from torch._inductor import cudagraph_trees
 
     local = cudagraph_trees.local
-    if not hasattr(local, "tree_manager_containers") and not torch._C._is_key_in_tls(
-        "tree_manager_containers"
-    ):
+    if not hasattr(local, "tree_manager_containers") and not torch._C._is_key_in_tls("tree_manager_containers"):
         local.tree_manager_containers = {}
         local.tree_manager_locks = collections.defaultdict(threading.Lock)
 
@@ -196,8 +192,13 @@ def tune_inductor() -> None:
     inductor.epilogue_fusion = False
 
 
-def optimize_model(model: RiffusionModel, channels_last: bool = False, fuse_qkv: bool = False,
-                   compile_mode: str | None = None, backend: str = "inductor") -> RiffusionModel:
+def optimize_model(
+    model: RiffusionModel,
+    channels_last: bool = False,
+    fuse_qkv: bool = False,
+    compile_mode: str | None = None,
+    backend: str = "inductor",
+) -> RiffusionModel:
     """Speed levers, each of which keeps the images the same within rounding.
 
     - ``channels_last``: NHWC memory layout for the UNet and VAE (cuDNN's fast convolutions).
@@ -225,9 +226,7 @@ def optimize_model(model: RiffusionModel, channels_last: bool = False, fuse_qkv:
         model.vae.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if compile_mode:
         if compile_mode not in COMPILE_MODES:
-            raise UserError(
-                f"compile mode {compile_mode!r} is unknown: use one of {', '.join(COMPILE_MODES)}"
-            )
+            raise UserError(f"compile mode {compile_mode!r} is unknown: use one of {', '.join(COMPILE_MODES)}")
         if backend == "inductor":
             from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
@@ -299,34 +298,55 @@ def write_tiny_tokenizer(folder: Path) -> None:
     (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     from transformers import CLIPTokenizer
 
-    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
-                        pad_token="<|endoftext|>", model_max_length=77)
+    tok = CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>", model_max_length=77
+    )
     tok.save_pretrained(str(folder))
 
 
 def tiny_configs(vocab_size: int) -> dict[str, dict]:
     """Configs with the real model's block types and structure and tiny channel counts."""
     unet = dict(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(32, 32, 64, 64),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=32, attention_head_dim=2, norm_num_groups=16,
+        cross_attention_dim=32,
+        attention_head_dim=2,
+        norm_num_groups=16,
     )
     vae = dict(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
         block_out_channels=(16, 16, 32, 32),
         down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=16, sample_size=512,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=16,
+        sample_size=512,
     )
     text = dict(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
         projection_dim=32,
     )
     scheduler = dict(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        num_train_timesteps=1000, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
     )
     return {"unet": unet, "vae": vae, "text_encoder": text, "scheduler": scheduler}
 
@@ -345,19 +365,26 @@ def build_tiny_model(folder: str | Path, seed: int = 0) -> Path:
     UNet2DConditionModel(**configs["unet"]).save_pretrained(folder / "unet")  # type: ignore[attr-defined]
     AutoencoderKL(**configs["vae"]).save_pretrained(folder / "vae")  # type: ignore[attr-defined]
     text_config = CLIPTextConfig(
-        **configs["text_encoder"], bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        **configs["text_encoder"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     CLIPTextModel(text_config).save_pretrained(folder / "text_encoder")
     PNDMScheduler(**configs["scheduler"]).save_pretrained(folder / "scheduler")  # type: ignore[attr-defined]
-    (folder / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionPipeline",
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "scheduler": ["diffusers", "PNDMScheduler"],
-        "safety_checker": [None, None],
-        "feature_extractor": [None, None],
-    }, indent=2))
+    (folder / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "StableDiffusionPipeline",
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+                "text_encoder": ["transformers", "CLIPTextModel"],
+                "tokenizer": ["transformers", "CLIPTokenizer"],
+                "scheduler": ["diffusers", "PNDMScheduler"],
+                "safety_checker": [None, None],
+                "feature_extractor": [None, None],
+            },
+            indent=2,
+        )
+    )
     return folder

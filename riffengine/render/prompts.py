@@ -72,8 +72,7 @@ class PromptEncoder:
     Not thread-safe: the render worker thread is the only user.
     """
 
-    def __init__(self, tokenizer, text_encoder, device: torch.device, dtype: torch.dtype,
-                 max_entries: int = 256):
+    def __init__(self, tokenizer, text_encoder, device: torch.device, dtype: torch.dtype, max_entries: int = 256):
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.device = device
@@ -102,8 +101,11 @@ class PromptEncoder:
         segments = parse_weighted(prompt)
         if all(weight == 1.0 for _, weight in segments):
             ids = self.tokenizer(
-                "".join(text for text, _ in segments), padding="max_length", max_length=self.tokenizer.model_max_length,
-                truncation=True, return_tensors="pt",
+                "".join(text for text, _ in segments),
+                padding="max_length",
+                max_length=self.tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
             ).input_ids
             return self._run(ids)
         ids, weights = weighted_token_ids(self.tokenizer, prompt)

@@ -124,9 +124,7 @@ def validate_request(request: RenderRequest) -> None:
     if not isinstance(request.steps, int) or not 1 <= request.steps <= 1000:
         raise UserError(f"steps is {request.steps!r}: use a whole number from 1 to 1000")
     if request.scheduler not in SCHEDULERS:
-        raise UserError(
-            f"scheduler {request.scheduler!r} is unknown: use one of {', '.join(SCHEDULERS)}"
-        )
+        raise UserError(f"scheduler {request.scheduler!r} is unknown: use one of {', '.join(SCHEDULERS)}")
     if not isinstance(request.width, int) or request.width % 8 or not 8 <= request.width <= 8192:
         raise UserError(f"width is {request.width!r}: use a multiple of 8 from 8 to 8192")
     if request.mask is not None and request.seed_image is None:
@@ -193,8 +191,15 @@ def step_kwargs(scheduler, generator: torch.Generator) -> dict:
     return kwargs
 
 
-def predict_noise(unet, latents: torch.Tensor, t: torch.Tensor, embeddings: torch.Tensor,
-                  guidance: float, scheduler, halves: GuidanceHalves | None = None) -> torch.Tensor:
+def predict_noise(
+    unet,
+    latents: torch.Tensor,
+    t: torch.Tensor,
+    embeddings: torch.Tensor,
+    guidance: float,
+    scheduler,
+    halves: GuidanceHalves | None = None,
+) -> torch.Tensor:
     """The guided noise prediction; ``embeddings`` is ``[uncond, cond]`` or ``[cond]``.
 
     With two rows and guidance <= 1 the cond half is the answer (a compiled UNet is always fed
@@ -235,11 +240,12 @@ class GuidanceHalves:
 
     def __init__(self, threads: int) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="riffengine-guidance", initializer=torch.set_num_threads,
-            initargs=(threads,))
+            1, thread_name_prefix="riffengine-guidance", initializer=torch.set_num_threads, initargs=(threads,)
+        )
 
-    def run(self, unet, latents: torch.Tensor, t: torch.Tensor,
-            embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(
+        self, unet, latents: torch.Tensor, t: torch.Tensor, embeddings: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(unconditional, conditional) noise for ``latents`` and the two-row ``embeddings``."""
         other = self._pool.submit(_unet_row, unet, latents, t, embeddings[:1])
         try:
@@ -252,8 +258,14 @@ class GuidanceHalves:
         self._pool.shutdown(wait=True)
 
 
-def blend_masked(latents: torch.Tensor, init: torch.Tensor, noise: torch.Tensor,
-                 keep: torch.Tensor, scheduler, next_t: torch.Tensor | None) -> torch.Tensor:
+def blend_masked(
+    latents: torch.Tensor,
+    init: torch.Tensor,
+    noise: torch.Tensor,
+    keep: torch.Tensor,
+    scheduler,
+    next_t: torch.Tensor | None,
+) -> torch.Tensor:
     """Put the seed back where the mask keeps it, noised to the level of the next step."""
     reference = init if next_t is None else scheduler.add_noise(init, noise, next_t.reshape(1))
     return keep * reference + (1.0 - keep) * latents
@@ -280,13 +292,18 @@ def sync(device: torch.device) -> None:
 class Renderer:
     """Renders requests with one loaded model; caches prompt embeddings and seed latents."""
 
-    def __init__(self, model: RiffusionModel, codec=None, seeds_dir=BUILTIN_DIR,
-                 stereo: bool = False, halves: GuidanceHalves | None = None):
+    def __init__(
+        self,
+        model: RiffusionModel,
+        codec=None,
+        seeds_dir=BUILTIN_DIR,
+        stereo: bool = False,
+        halves: GuidanceHalves | None = None,
+    ):
         self.model = model
         self.halves = halves
         """Set: guided renders run their two UNet rows side by side (the CPU)."""
-        self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device,
-                                     model.dtype)
+        self.prompts = PromptEncoder(model.tokenizer, model.text_encoder, model.device, model.dtype)
         self.codec = codec
         self.seeds_dir = seeds_dir
         self.stereo = stereo
@@ -318,8 +335,7 @@ class Renderer:
         f = self.model.vae_scale_factor
         return (1, self.model.latent_channels, HEIGHT // f, width // f)
 
-    def initial_noise(self, request: RenderRequest,
-                      mix: Mix) -> tuple[torch.Tensor, torch.Generator]:
+    def initial_noise(self, request: RenderRequest, mix: Mix) -> tuple[torch.Tensor, torch.Generator]:
         """The slerp of both seeds' noises by alpha, on the model's device and dtype.
 
         The generator returned (for ancestral schedulers) is the nearer side's.
@@ -357,8 +373,9 @@ class Renderer:
         return keep.to(self.model.device, self.model.dtype)
 
     @torch.no_grad()
-    def denoise(self, request: RenderRequest, mix: Mix, embeddings: torch.Tensor,
-                on_step: StepCallback | None = None) -> torch.Tensor:
+    def denoise(
+        self, request: RenderRequest, mix: Mix, embeddings: torch.Tensor, on_step: StepCallback | None = None
+    ) -> torch.Tensor:
         """Run the denoising loop and return the final latents."""
         model = self.model
         scheduler = make_scheduler(model, request.scheduler)
@@ -374,8 +391,9 @@ class Renderer:
             latents = scheduler.add_noise(init, noise, timesteps[:1])
         extra = step_kwargs(scheduler, generator)
         for i, t in enumerate(timesteps):
-            noise_pred = predict_noise(model.unet, latents, t, embeddings, mix.guidance, scheduler,
-                                       None if model.compiled else self.halves)
+            noise_pred = predict_noise(
+                model.unet, latents, t, embeddings, mix.guidance, scheduler, None if model.compiled else self.halves
+            )
             latents = scheduler.step(noise_pred, t, latents, **extra, return_dict=False)[0]
             if keep is not None:
                 assert init is not None  # a mask comes with a seed image
@@ -387,8 +405,9 @@ class Renderer:
 
     # -- whole renders
 
-    def render_latents(self, request: RenderRequest, on_step: StepCallback | None = None,
-                       timings: dict[str, float] | None = None) -> torch.Tensor:
+    def render_latents(
+        self, request: RenderRequest, on_step: StepCallback | None = None, timings: dict[str, float] | None = None
+    ) -> torch.Tensor:
         """Validate the request and return its final latents ``[1, 4, 64, W/8]``."""
         validate_request(request)
         if self.model.compiled and self.model.device.type == "cuda":
@@ -406,14 +425,16 @@ class Renderer:
         return latents
 
     @torch.no_grad()
-    def render_pixels(self, request: RenderRequest, on_step: StepCallback | None = None,
-                      timings: dict[str, float] | None = None) -> torch.Tensor:
+    def render_pixels(
+        self, request: RenderRequest, on_step: StepCallback | None = None, timings: dict[str, float] | None = None
+    ) -> torch.Tensor:
         """The spectrogram image of a request as uint8 ``[3, 512, W]`` on the CPU."""
         return self.render_device_pixels(request, on_step, timings).cpu()
 
     @torch.no_grad()
-    def render_device_pixels(self, request: RenderRequest, on_step: StepCallback | None = None,
-                             timings: dict[str, float] | None = None) -> torch.Tensor:
+    def render_device_pixels(
+        self, request: RenderRequest, on_step: StepCallback | None = None, timings: dict[str, float] | None = None
+    ) -> torch.Tensor:
         """Like :meth:`render_pixels`, left on the model's device (for a codec there)."""
         timings = {} if timings is None else timings
         latents = self.render_latents(request, on_step, timings)
@@ -440,8 +461,9 @@ class Renderer:
             self.codec = Codec(device=str(self.model.device))
         return decode_one(self.codec, pixels, num_frames, self.stereo)
 
-    def render(self, request: RenderRequest, num_frames: int | None = None,
-               on_step: StepCallback | None = None) -> Clip:
+    def render(
+        self, request: RenderRequest, num_frames: int | None = None, on_step: StepCallback | None = None
+    ) -> Clip:
         """Render one clip; ``num_frames`` asks the codec for audio of exactly that length."""
         if num_frames is not None and (not isinstance(num_frames, int) or num_frames < 1):
             raise UserError(f"num_frames is {num_frames!r}: use a whole number above 0")

@@ -22,8 +22,9 @@ class Levers:
     compile_mode: str | None = None
 
 
-def resolve_levers(device_type: str, channels_last: str | bool = "auto",
-                   fuse_qkv: str | bool = "auto", compile_mode: str | None = None) -> Levers:
+def resolve_levers(
+    device_type: str, channels_last: str | bool = "auto", fuse_qkv: str | bool = "auto", compile_mode: str | None = None
+) -> Levers:
     """Levers for a device type (``"cuda"``, ``"cpu"``, ``"mps"``); ``"auto"`` = on for CUDA."""
     cuda = device_type == "cuda"
     return Levers(
@@ -84,8 +85,7 @@ def compile_cache_dir(environ: MutableMapping[str, str] = os.environ) -> Path:
     return Path(base).expanduser() / "riffengine" / "compile"
 
 
-def persist_compile_cache(environ: MutableMapping[str, str] = os.environ,
-                          torch_default: str | None = None) -> str:
+def persist_compile_cache(environ: MutableMapping[str, str] = os.environ, torch_default: str | None = None) -> str:
     """Point torch inductor's on-disk caches at :func:`compile_cache_dir`; returns the folder.
 
     Inductor keeps its FX graph cache, generated Triton kernels and autotuning results under

@@ -79,8 +79,7 @@ class RenderResult:
 class RenderWorker:
     """Runs jobs one at a time on its own thread; see the module docstring for the rules."""
 
-    def __init__(self, renderer: Maker, on_result: Callable[[RenderResult], None],
-                 name: str = "riffengine-render"):
+    def __init__(self, renderer: Maker, on_result: Callable[[RenderResult], None], name: str = "riffengine-render"):
         self.renderer = renderer
         self.on_result = on_result
         self._cond = threading.Condition()

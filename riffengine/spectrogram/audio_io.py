@@ -43,5 +43,6 @@ def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: s
         lossless = path.suffix.lower() in (".wav", ".flac")
         soundfile.write(str(path), frames, sample_rate, subtype=subtype if lossless else None)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: cannot write audio ({exc}); "
-                        "use a .wav, .flac or .ogg name in a writable folder") from None
+        raise UserError(
+            f"{path}: cannot write audio ({exc}); use a .wav, .flac or .ogg name in a writable folder"
+        ) from None

@@ -40,8 +40,12 @@ class Codec:
     from an audio callback.
     """
 
-    def __init__(self, device: str | torch.device = "cpu", params: SpectrogramParams | None = None,
-                 n_iter: int = DEFAULT_ITERATIONS):
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        params: SpectrogramParams | None = None,
+        n_iter: int = DEFAULT_ITERATIONS,
+    ):
         self.device = torch.device(device)
         self.params = params or SpectrogramParams()
         self.n_iter = n_iter

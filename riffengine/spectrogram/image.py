@@ -65,8 +65,9 @@ def save_image(image: Image.Image, path: str | Path) -> None:
         else:
             image.save(path, format="PNG")
     except OSError as exc:
-        raise UserError(f"{path}: cannot write the image ({exc.strerror or exc}); "
-                        "check the folder exists and is writable") from None
+        raise UserError(
+            f"{path}: cannot write the image ({exc.strerror or exc}); check the folder exists and is writable"
+        ) from None
 
 
 def image_exif(image: Image.Image) -> dict[int, Any]:

@@ -71,9 +71,7 @@ def working_grid(params: SpectrogramParams) -> WorkingGrid:
                 and params.max_frequency < 0.45 * rate
             )
             if fits:
-                return WorkingGrid(
-                    up, down, params.win_length * up // down, params.hop_length * up // down, bin_step
-                )
+                return WorkingGrid(up, down, params.win_length * up // down, params.hop_length * up // down, bin_step)
     return WorkingGrid(1, 1, params.n_fft, params.hop_length, 1)
 
 
@@ -196,9 +194,7 @@ class FrameCodec:
                 out[:, k : k + count] += blocks[:, :, k]
             return out.reshape(frames.shape[0], -1)
         size = self.n_fft + self.hop * (count - 1)
-        out = torch.nn.functional.fold(
-            frames.transpose(-1, -2), (1, size), (1, self.n_fft), stride=(1, self.hop)
-        )
+        out = torch.nn.functional.fold(frames.transpose(-1, -2), (1, size), (1, self.n_fft), stride=(1, self.hop))
         return out.reshape(frames.shape[0], size)
 
     def _envelope(self, count: int) -> torch.Tensor:

@@ -65,8 +65,9 @@ def loop_bpm(reading: SyncReading | None, seam: int, bars: int, bpm: float, beat
     return loop_bpm_to_align(reading, seam, bars, max_change=change)
 
 
-def needs_realign(reading: SyncReading | None, seam: int, loop_frames: int, sample_rate: int,
-                  beats_per_bar: int) -> bool:
+def needs_realign(
+    reading: SyncReading | None, seam: int, loop_frames: int, sample_rate: int, beats_per_bar: int
+) -> bool:
     """True when the next seam, or the one after it if the loop repeats, is off the reference's
     bar grid by more than the tolerance (a repeated catch-up loop would drift off again)."""
     if reading is None or reading.beats_per_bar != beats_per_bar:
@@ -83,8 +84,7 @@ def default_factory(settings: Settings, frame_clock: FrameClock) -> SourceFactor
         if name == "link":
             from riffengine.timing.link import LinkFollower
 
-            return LinkFollower(tempo.bpm, tempo.beats_per_bar, frame_clock,
-                                start_stop_sync=tempo.transport_sync)
+            return LinkFollower(tempo.bpm, tempo.beats_per_bar, frame_clock, start_stop_sync=tempo.transport_sync)
         if name == "midi":
             from riffengine.timing.midiclock import MidiClockIn
 
@@ -93,8 +93,9 @@ def default_factory(settings: Settings, frame_clock: FrameClock) -> SourceFactor
                     "tempo.source is midi but tempo.midi_clock_in is not set: name the port that "
                     "sends MIDI clock (see `riffengine devices`), or virtual:NAME to create one"
                 )
-            return MidiClockIn(tempo.midi_clock_in, tempo.beats_per_bar, frame_clock,
-                               backend=settings.midi.mido_backend)
+            return MidiClockIn(
+                tempo.midi_clock_in, tempo.beats_per_bar, frame_clock, backend=settings.midi.mido_backend
+            )
         raise UserError(f"tempo.source must be one of {', '.join(TEMPO_SOURCES)}, got {name!r}")
 
     return make
@@ -107,8 +108,15 @@ class Follower:
     ``tempo_at(frame)`` is the timeline's tempo map lookup, for MIDI clock out.
     """
 
-    def __init__(self, store: StateStore, bus: EventBus, settings: Settings, clock: FrameClock,
-                 tempo_at: Callable[[int], TempoMap], source: str) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        bus: EventBus,
+        settings: Settings,
+        clock: FrameClock,
+        tempo_at: Callable[[int], TempoMap],
+        source: str,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock

@@ -42,8 +42,9 @@ def load_aalink() -> Any:
     return aalink
 
 
-def clock_offset(read_link: Callable[[], float], read_host: Callable[[], float] = time.monotonic,
-                 tries: int = 5) -> tuple[float, float]:
+def clock_offset(
+    read_link: Callable[[], float], read_host: Callable[[], float] = time.monotonic, tries: int = 5
+) -> tuple[float, float]:
     """``(host - link, uncertainty)`` from back-to-back reads; the tightest of ``tries`` pairs."""
     best: tuple[float, float] | None = None
     for _ in range(tries):

@@ -171,7 +171,7 @@ def _open(backend: Any, port: str, output: bool, callback: Callable[[Any], None]
     opener = backend.open_output if output else backend.open_input
     kwargs = {} if output else {"callback": callback}
     if port.startswith(VIRTUAL):
-        name = port[len(VIRTUAL):]
+        name = port[len(VIRTUAL) :]
         if not name:
             raise UserError(f"MIDI clock {kind} {port!r}: virtual: needs a name, e.g. virtual:riffengine-clock")
         return opener(name, virtual=True, **kwargs)

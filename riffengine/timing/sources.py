@@ -102,9 +102,7 @@ def aligned_map(reading: SyncReading, near_frame: int, bar: int = 0) -> TempoMap
     )
 
 
-def loop_bpm_to_align(
-    reading: SyncReading, seam_frame: int, bars: int, max_change: float = 0.02
-) -> float:
+def loop_bpm_to_align(reading: SyncReading, seam_frame: int, bars: int, max_change: float = 0.02) -> float:
     """Tempo for a loop of ``bars`` bars starting at ``seam_frame`` whose end lands on a
     reference bar line (within ``bars / 2`` frames, the whole-frame grid's rounding).
 

@@ -29,8 +29,12 @@ class RenderActor:
         import ray
 
         context = ray.get_runtime_context()
-        return {"host": socket.gethostname(), "node": context.get_node_id()[:12], "pid": os.getpid(),
-                "gpus": [str(g) for g in ray.get_gpu_ids()]}
+        return {
+            "host": socket.gethostname(),
+            "node": context.get_node_id()[:12],
+            "pid": os.getpid(),
+            "gpus": [str(g) for g in ray.get_gpu_ids()],
+        }
 
     def render(self, spec: Any) -> Any:
         """One clip (a ``MadeClip``); a render error is raised to the caller, as Ray does."""

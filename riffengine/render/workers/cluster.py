@@ -13,8 +13,10 @@ from riffengine.errors import UserError
 
 log = logging.getLogger(__name__)
 
-NOT_INSTALLED = ("render.backend is ray but Ray is not installed: pip install 'riffengine[ray]' "
-                 "(or scripts/setup.sh --test), or set render.backend: local")
+NOT_INSTALLED = (
+    "render.backend is ray but Ray is not installed: pip install 'riffengine[ray]' "
+    "(or scripts/setup.sh --test), or set render.backend: local"
+)
 
 
 def import_ray() -> ModuleType:
@@ -54,8 +56,13 @@ def actor_options(device: str, cluster_gpus: float) -> dict[str, object]:
     is not put on the CPU, else one CPU each. Ray restarts a dead actor (``max_restarts``);
     a task is not retried on it (``max_task_retries`` 0): the pool moves the job to another
     worker at once rather than wait for a model to load again."""
-    options: dict[str, object] = {"max_restarts": -1, "max_task_retries": 0, "max_concurrency": 1,
-                                  "num_cpus": 1, "scheduling_strategy": "SPREAD"}
+    options: dict[str, object] = {
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "max_concurrency": 1,
+        "num_cpus": 1,
+        "scheduling_strategy": "SPREAD",
+    }
     if device != "cpu" and cluster_gpus >= 1:
         options["num_gpus"] = 1
     return options

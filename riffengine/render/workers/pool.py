@@ -86,11 +86,18 @@ class Slot:
     def status(self) -> dict[str, object]:
         """Plain figures for status replies."""
         recent = list(self.seconds)
-        return {"name": self.name, "state": self.state, "host": self.where.get("host", ""),
-                "node": self.where.get("node", ""), "pid": self.where.get("pid", 0),
-                "renders": self.renders, "guesses": self.guesses, "restarts": self.restarts,
-                "last_ms": round(recent[-1] * 1000.0, 1) if recent else 0.0,
-                "mean_ms": round(sum(recent) / len(recent) * 1000.0, 1) if recent else 0.0}
+        return {
+            "name": self.name,
+            "state": self.state,
+            "host": self.where.get("host", ""),
+            "node": self.where.get("node", ""),
+            "pid": self.where.get("pid", 0),
+            "renders": self.renders,
+            "guesses": self.guesses,
+            "restarts": self.restarts,
+            "last_ms": round(recent[-1] * 1000.0, 1) if recent else 0.0,
+            "mean_ms": round(sum(recent) / len(recent) * 1000.0, 1) if recent else 0.0,
+        }
 
 
 class SpeculationStore:
@@ -140,9 +147,18 @@ class RayPool:
     maker of the local fallback worker.
     """
 
-    def __init__(self, ray: Any, actor_class: Any, make_maker: Callable[[], Any], workers: int,
-                 on_result: Callable[[RenderResult], None], events: Publisher, local_maker: Any,
-                 options: dict[str, object], owns_ray: bool = False) -> None:
+    def __init__(
+        self,
+        ray: Any,
+        actor_class: Any,
+        make_maker: Callable[[], Any],
+        workers: int,
+        on_result: Callable[[RenderResult], None],
+        events: Publisher,
+        local_maker: Any,
+        options: dict[str, object],
+        owns_ray: bool = False,
+    ) -> None:
         self.ray = ray
         self.owns_ray = owns_ray
         """Shut Ray down at :meth:`stop` (the engine started the instance: ``ray_address: local``)."""
@@ -151,8 +167,7 @@ class RayPool:
         self.renderer = local_maker
         """The local worker's maker (the engine sets ``on_step`` on it, as on the local backend)."""
         self.store = SpeculationStore()
-        self.slots = [Slot(f"ray-{i}", actor_class.options(**options).remote(make_maker))
-                      for i in range(workers)]
+        self.slots = [Slot(f"ray-{i}", actor_class.options(**options).remote(make_maker)) for i in range(workers)]
         self.fallback_reason = ""
         """Why every job goes to the local worker ('' while Ray works)."""
         self._local: RenderWorker | None = None
@@ -303,8 +318,7 @@ class RayPool:
                 self._pending = None
                 self._answer_from_store(job, *found)
                 return
-            guessing = next((s for s in self.slots if s.state == BUSY and s.job is None
-                             and s.spec == job.spec), None)
+            guessing = next((s for s in self.slots if s.state == BUSY and s.job is None and s.spec == job.spec), None)
             if guessing is not None:  # a guess became the newest state: its render is the job
                 self._pending, guessing.job = None, job
                 return
@@ -372,13 +386,30 @@ class RayPool:
         if again:
             slot.restarts += 1
             log.info("render worker %s is back (pid %s on %s)", slot.name, where.get("pid"), where.get("host"))
-            self.events.publish("worker_restarted", worker=slot.name, host=where.get("host"),
-                                node=where.get("node"), pid=where.get("pid"), restarts=slot.restarts)
+            self.events.publish(
+                "worker_restarted",
+                worker=slot.name,
+                host=where.get("host"),
+                node=where.get("node"),
+                pid=where.get("pid"),
+                restarts=slot.restarts,
+            )
         else:
-            log.info("render worker %s ready (pid %s on %s, GPUs %s)", slot.name, where.get("pid"),
-                     where.get("host"), where.get("gpus"))
-            self.events.publish("worker_ready", worker=slot.name, host=where.get("host"),
-                                node=where.get("node"), pid=where.get("pid"), gpus=where.get("gpus"))
+            log.info(
+                "render worker %s ready (pid %s on %s, GPUs %s)",
+                slot.name,
+                where.get("pid"),
+                where.get("host"),
+                where.get("gpus"),
+            )
+            self.events.publish(
+                "worker_ready",
+                worker=slot.name,
+                host=where.get("host"),
+                node=where.get("node"),
+                pid=where.get("pid"),
+                gpus=where.get("gpus"),
+            )
 
     def _render_done(self, slot: Slot, clip: Any) -> None:
         wall = time.monotonic() - slot.started
@@ -393,8 +424,13 @@ class RayPool:
             slot.guesses += 1
             self.store.put(spec, clip, slot.name, guessed=True)
             request = spec.request
-            self.events.publish("render_speculated", worker=slot.name, ms=round(wall * 1000.0, 1),
-                                alpha=request.alpha, seed=request.a.seed)
+            self.events.publish(
+                "render_speculated",
+                worker=slot.name,
+                ms=round(wall * 1000.0, 1),
+                alpha=request.alpha,
+                seed=request.a.seed,
+            )
             return
         slot.renders += 1
         self.store.put(spec, clip, slot.name)
@@ -421,13 +457,17 @@ class RayPool:
                 self._pending = job  # to the next worker alive, or the local one
             moved = job is not None and self._pending is job
         log.warning("render worker %s lost (%s)%s", slot.name, reason, "; its job moves on" if moved else "")
-        self.events.publish("worker_lost", worker=slot.name, reason=reason,
-                            job=job.tag if job is not None else None, moved=moved)
+        self.events.publish(
+            "worker_lost", worker=slot.name, reason=reason, job=job.tag if job is not None else None, moved=moved
+        )
         slot.ref = slot.actor.where.remote()  # answers once Ray has restarted it
 
     def _kill_hung(self, slot: Slot) -> None:
-        log.warning("render worker %s hung (%.0f s on one render); killing it for a restart",
-                    slot.name, time.monotonic() - slot.started)
+        log.warning(
+            "render worker %s hung (%.0f s on one render); killing it for a restart",
+            slot.name,
+            time.monotonic() - slot.started,
+        )
         slot.started = time.monotonic()  # one kill per hang
         self.ray.kill(slot.actor, no_restart=False)  # its render ref then fails: _lost
 
