@@ -13,7 +13,7 @@ from riffengine.control.params import EVOLVE_MODES
 from riffengine.errors import UserError
 from riffengine.render.blend import stitch_loops
 from riffengine.render.model import DEFAULT_MODEL
-from riffengine.render.renderer import SAMPLE_RATE, SCHEDULERS, Clip, pixels_to_image
+from riffengine.render.renderer import SAMPLE_RATE, SCHEDULERS, RenderedClip, pixels_to_image
 from riffengine.render.request import PromptSlot, RenderRequest, Side
 
 #: Length of the equal-power crossfade at each seam of a transition, in seconds.
@@ -123,7 +123,7 @@ def transition_alphas(k: int) -> list[float]:
     return [i / (k - 1) for i in range(k)]
 
 
-def render_clips(renderer, requests: list[RenderRequest], num_frames: int | None) -> list[Clip]:
+def render_clips(renderer, requests: list[RenderRequest], num_frames: int | None) -> list[RenderedClip]:
     """Render each request, with a progress bar over clips (or steps, for one clip)."""
     from tqdm import tqdm
 

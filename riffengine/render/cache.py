@@ -402,7 +402,7 @@ class CachedRenderer:
     """A renderer that answers from the cache first and stores what it renders.
 
     Same interface as :class:`~riffengine.render.renderer.Renderer` for the engine:
-    ``render(request, num_frames, on_step)`` returns a ``Clip`` (``timings`` is
+    ``render(request, num_frames, on_step)`` returns a ``RenderedClip`` (``timings`` is
     ``{"cache": seconds}`` on a hit) and ``pixels_to_audio`` is passed through. Thread rule: use
     it on one thread (the render worker); new entries are written on its own writer thread
     (:meth:`flush` waits for them). A cache that cannot be written is logged, never raised.
@@ -428,8 +428,8 @@ class CachedRenderer:
         return cache_key(request, num_frames, self.model_id, getattr(self.renderer, "seeds_dir", None))
 
     def lookup(self, request: RenderRequest, num_frames: int | None = None):
-        """The cached ``Clip`` for a request, or None; counts a hit but not a miss."""
-        from riffengine.render.renderer import Clip
+        """The cached ``RenderedClip`` for a request, or None; counts a hit but not a miss."""
+        from riffengine.render.renderer import RenderedClip
 
         start = time.perf_counter()
         cached = self.cache.get(self.key(request, num_frames))
@@ -437,7 +437,7 @@ class CachedRenderer:
             return None
         self.hits += 1
         seconds = time.perf_counter() - start
-        return Clip(
+        return RenderedClip(
             request=request,
             pixels=cached.pixels,
             image=cached.image,

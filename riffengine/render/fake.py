@@ -24,7 +24,7 @@ that request and then succeed: a renderer that recovers on its own (for the engi
 
 Time: each render "takes" ``seconds`` (``[late=S]``: ``S``) and a stretch ``stretch_seconds``.
 With ``sleep=True`` it really sleeps that long (live runs); otherwise it returns at once and
-reports the time in :attr:`last_seconds` and ``Clip.seconds``, which the engine's file output
+reports the time in :attr:`last_seconds` and ``RenderedClip.seconds``, which the engine's file output
 uses as the simulated render time (scripted sessions, faster than real time, deterministic).
 
 Thread rule: like the Renderer, one thread (the render worker) uses it.
@@ -41,7 +41,7 @@ import zlib
 import numpy as np
 import torch
 
-from riffengine.render.renderer import SAMPLE_RATE, Clip, pixels_to_image
+from riffengine.render.renderer import SAMPLE_RATE, RenderedClip, pixels_to_image
 from riffengine.render.request import RenderRequest
 
 DEFAULT_SECONDS = 0.3
@@ -144,7 +144,7 @@ class FakeRenderer:
                 if on_step is not None:
                     on_step(i + 1, steps)
 
-    def render(self, request: RenderRequest, num_frames: int | None = None, on_step=None) -> Clip:
+    def render(self, request: RenderRequest, num_frames: int | None = None, on_step=None) -> RenderedClip:
         """A clip of ``num_frames`` frames (5.12 s without) of the request's test signal."""
         self.renders += 1
         text = switches(request)
@@ -166,7 +166,7 @@ class FakeRenderer:
             audio[:] = np.nan
         elif fault == "silent":
             audio[:] = 0.0
-        return Clip(
+        return RenderedClip(
             request=request,
             pixels=pixels,
             image=pixels_to_image(pixels),

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from riffengine.render.renderer import SAMPLE_RATE, Clip, decode_one, pixels_to_image
+from riffengine.render.renderer import SAMPLE_RATE, RenderedClip, decode_one, pixels_to_image
 from riffengine.render.request import RenderRequest
 from riffengine.render.seeds import BUILTIN_DIR, load_seed_pixels
 
@@ -74,12 +74,12 @@ class FallbackRenderer:
             self.codec = Codec(device=self.device)
         return decode_one(self.codec, pixels, num_frames, self.stereo)
 
-    def render(self, request: RenderRequest, num_frames: int | None = None, on_step=None) -> Clip:
+    def render(self, request: RenderRequest, num_frames: int | None = None, on_step=None) -> RenderedClip:
         start = time.perf_counter()
         self.last_source, pixels = self.source_pixels(request)
         audio = self.pixels_to_audio(pixels, num_frames)
         seconds = time.perf_counter() - start
-        return Clip(
+        return RenderedClip(
             request=request,
             pixels=pixels,
             image=pixels_to_image(pixels),

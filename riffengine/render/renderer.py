@@ -1,4 +1,4 @@
-"""The renderer: one :class:`RenderRequest` in, one :class:`Clip` (image + audio) out.
+"""The renderer: one :class:`RenderRequest` in, one :class:`RenderedClip` (image + audio) out.
 
 The denoising follows Riffusion's ``riffuse``: prompt embeddings interpolate linearly by alpha,
 the initial noise is the slerp of the two sides' seed noises, guidance and denoise strength
@@ -57,7 +57,7 @@ StepCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, eq=False)
-class Clip:
+class RenderedClip:
     """A rendered clip: the spectrogram image, its audio and how long each phase took.
 
     ``pixels`` is uint8 ``[3, 512, W]`` on the CPU (row 0 = highest frequency, as in the PNG);
@@ -463,7 +463,7 @@ class Renderer:
 
     def render(
         self, request: RenderRequest, num_frames: int | None = None, on_step: StepCallback | None = None
-    ) -> Clip:
+    ) -> RenderedClip:
         """Render one clip; ``num_frames`` asks the codec for audio of exactly that length."""
         if num_frames is not None and (not isinstance(num_frames, int) or num_frames < 1):
             raise UserError(f"num_frames is {num_frames!r}: use a whole number above 0")
@@ -474,7 +474,7 @@ class Renderer:
         audio = self.pixels_to_audio(pixels, num_frames)
         timings["audio"] = time.perf_counter() - t0
         pixels = pixels.cpu()
-        return Clip(
+        return RenderedClip(
             request=request,
             pixels=pixels,
             image=pixels_to_image(pixels),
