@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=40.0, help="performance per worker count")
     parser.add_argument("--bpm", type=float, default=120.0)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--address", default="local", help="render.ray_address (default: start one)")
+    parser.add_argument("--address", default="local", help="render.ray.address (default: start one)")
     args = parser.parse_args(argv)
     model = args.model
     if model is None:

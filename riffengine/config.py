@@ -260,6 +260,13 @@ BACKENDS = ("local", "ray")
 """``render.backend``: where renders run."""
 
 
+class RaySettings(Section):
+    """The Ray instance the render workers run on (``render.backend: ray``)."""
+
+    address: str = v.setting(v.text("auto, local, or a Ray address such as 10.0.0.2:6379"), "auto")
+    """``auto`` (a running Ray instance), ``local`` (start one here) or a cluster address."""
+
+
 class RenderSettings(Section):
     """Starting render parameters and the renderer's timing margin.
 
@@ -286,8 +293,8 @@ class RenderSettings(Section):
     """``local`` (one render thread in this process) or ``ray`` (Ray actors, one per GPU)."""
     workers: int = v.setting(v.whole(1, 64), 1)
     """Render workers (Ray actors) with ``backend: ray``; 1 with ``backend: local``."""
-    ray_address: str = v.setting(v.text("auto, local, or a Ray address such as 10.0.0.2:6379"), "auto")
-    """``auto`` (a running Ray instance), ``local`` (start one here) or a cluster address."""
+    ray: RaySettings = RaySettings()
+    """Where the Ray workers are (``render.ray.address``)."""
     speculate_alpha_step: float = v.setting(v.number(0.0, 0.5), 0.1)
     """Spare workers render alpha on this grid around the current alpha (0: no alpha guesses)."""
 

@@ -148,8 +148,8 @@ def test_cross_check_midi_clock(tmp_path):
 def test_cross_check_workers_need_the_ray_backend(tmp_path):
     [line] = errors_of(write(tmp_path, "render: {workers: 2}\n"))
     assert "render.workers: is 2 but render.backend is local" in line and "render.backend: ray" in line
-    settings = load_config(write(tmp_path, "render: {backend: ray, workers: 2, ray_address: '10.0.0.2:6379'}\n"))
-    assert (settings.render.backend, settings.render.workers, settings.render.ray_address) == (
+    settings = load_config(write(tmp_path, "render: {backend: ray, workers: 2, ray: {address: '10.0.0.2:6379'}}\n"))
+    assert (settings.render.backend, settings.render.workers, settings.render.ray.address) == (
         "ray",
         2,
         "10.0.0.2:6379",
@@ -316,3 +316,10 @@ def test_scene_names_may_be_numbers_and_the_count_is_bounded(tmp_path):
     many = "scenes:\n" + "".join(f"  s{i}: {{alpha: 0}}\n" for i in range(130))
     [line] = errors_of(write(tmp_path, many))
     assert line.endswith(":1: scenes: 130 scenes are too many; use at most 128")
+
+
+def test_the_ray_section_names_its_own_keys(tmp_path):
+    path = write(tmp_path, "render:\n  backend: ray\n  ray:\n    adress: x\n    address: 5\n")
+    lines = errors_of(path)
+    assert any(":4: render.ray.adress: unknown key; did you mean 'address'" in line for line in lines)
+    assert any(":5: render.ray.address: 5 is not valid" in line for line in lines)

@@ -39,7 +39,7 @@ def ray_settings(tmp_path, tiny_model_dir, name, **extra) -> Settings:
         "render.steps": 2,
         "render.backend": "ray",
         "render.workers": 2,
-        "render.ray_address": "auto",
+        "render.ray.address": "auto",
         "cache.enabled": False,
         "initial.prompt_b/0": "jazz piano",
         "initial.alpha": 0.5,

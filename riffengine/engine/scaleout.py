@@ -66,7 +66,7 @@ class ScaleOutRole(EngineBase):
         make_maker = functools.partial(build_clip_maker, self.settings, self.sample_rate, CHANNELS)
 
         def start() -> RayPool:
-            ray, owned = connect(render.ray_address)
+            ray, owned = connect(render.ray.address)
             options = actor_options(self.settings.model.device, ray.cluster_resources().get("GPU", 0.0))
             return RayPool(
                 ray,
@@ -83,13 +83,13 @@ class ScaleOutRole(EngineBase):
         try:
             pool = await loop.run_in_executor(None, start)
         except Exception as exc:  # noqa: BLE001 - no Ray: the local worker renders, never silence
-            reason = f"cannot start Ray workers at {render.ray_address!r}: {type(exc).__name__}: {exc}"
+            reason = f"cannot start Ray workers at {render.ray.address!r}: {type(exc).__name__}: {exc}"
             log.error("%s; rendering locally", reason)
             self.bus.publish("render_fallback", reason=reason)
             self.worker = RenderWorker(self._maker, self._result_from_worker)
             self.worker.start()
             return
-        log.info("rendering on %d Ray worker(s) at %s", render.workers, render.ray_address)
+        log.info("rendering on %d Ray worker(s) at %s", render.workers, render.ray.address)
         pool.start()
         self.worker = pool
 

@@ -29,7 +29,7 @@ def import_ray() -> ModuleType:
 
 
 def init_arguments(address: str) -> dict[str, object]:
-    """``ray.init`` keywords for ``render.ray_address``: ``local`` starts an instance here,
+    """``ray.init`` keywords for ``render.ray.address``: ``local`` starts an instance here,
     ``auto`` joins the one ``ray start`` runs on this machine, anything else is an address."""
     quiet: dict[str, object] = {"include_dashboard": False, "log_to_driver": False}
     if address == "local":

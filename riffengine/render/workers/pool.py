@@ -161,7 +161,7 @@ class RayPool:
     ) -> None:
         self.ray = ray
         self.owns_ray = owns_ray
-        """Shut Ray down at :meth:`stop` (the engine started the instance: ``ray_address: local``)."""
+        """Shut Ray down at :meth:`stop` (the engine started the instance: ``render.ray.address: local``)."""
         self.on_result = on_result
         self.events = events
         self.renderer = local_maker
