@@ -113,10 +113,10 @@ def main() -> int:
     parser.add_argument("--bpm", type=float, default=120.0)
     parser.add_argument("--bars", type=int, default=2)
     parser.add_argument(
-        "--no-split",
+        "--split",
         action="store_true",
-        help="one UNet batch for both guidance rows (as with the audio in the "
-        "engine's process); default: side by side where the cores allow",
+        help="the two guidance rows side by side on two threads, as an offline render does "
+        "(default: one batch, as a live engine renders)",
     )
     parser.add_argument("--events", help="also log the engine's events to this .jsonl file")
     parser.add_argument(
@@ -164,7 +164,7 @@ def main() -> int:
         os.environ["JACK_NO_START_SERVER"] = "1"
         try:
             renderer = (
-                build_renderer(settings, audio_here=args.no_split)
+                build_renderer(settings, live=not args.split)
                 if (args.tiny or args.model)
                 else FakeRenderer(seconds=0.3, sleep=True)
             )

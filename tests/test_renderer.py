@@ -248,13 +248,13 @@ def test_worker_survives_a_failing_render():
 
 
 def test_guidance_rows_side_by_side_give_the_batched_result(renderer):
-    """On the CPU the two guidance rows may run on two threads: the same latents as one batch."""
+    """Offline on the CPU the two guidance rows may run on two threads: the latents of one batch."""
     from riffengine.render.renderer import GuidanceHalves
     from riffengine.render.speed import split_guidance
 
-    assert split_guidance(1, 2, audio_here=False)
-    assert not split_guidance(1, 2, audio_here=True)  # the callback keeps a core
-    assert not split_guidance(3, 4, audio_here=False)  # no cores for a second half
+    assert split_guidance(1, 2, live=False)  # an offline render
+    assert not split_guidance(1, 2, live=True)  # the audio keeps a core
+    assert not split_guidance(3, 4, live=False)  # no cores for a second row
     req = request(side("rows", seed=3, guidance=7.0))
     batched = renderer.render_latents(req)
     halves = GuidanceHalves(1)

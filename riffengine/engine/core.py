@@ -366,11 +366,6 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         if self.duration is not None:
             self._end_frame = max(1, round(self.duration * self.sample_rate))
 
-    @property
-    def _audio_here(self) -> bool:
-        """The audio callback runs in this process (a live output without the audio host)."""
-        return self.realtime and self._host is None
-
     async def _start_renderer(self) -> None:
         assert self._loop is not None
         await self._load_safe_loop()
@@ -383,9 +378,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
             renderer = self._renderer_factory(self.realtime)
         if renderer is None:
             try:
-                renderer = await self._loop.run_in_executor(
-                    None, build_cached_renderer, self.settings, self._audio_here
-                )
+                renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings, self.realtime)
                 self._compiles = self.settings.model.compile is not None
             except Exception as exc:  # noqa: BLE001 - missing weights, a GPU fault: play on
                 if self.settings.model.required:

@@ -115,9 +115,7 @@ class FaultsRole(EngineBase):
         while not self._stop_requested:
             await asyncio.sleep(self.settings.model.retry_seconds)
             try:
-                renderer = await self._loop.run_in_executor(
-                    None, build_cached_renderer, self.settings, self._audio_here
-                )
+                renderer = await self._loop.run_in_executor(None, build_cached_renderer, self.settings, self.realtime)
             except Exception as exc:  # noqa: BLE001 - still missing: keep playing, try again
                 self._model_retries += 1
                 log.info("the model still cannot be loaded (try %d): %s", self._model_retries, exc)

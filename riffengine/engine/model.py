@@ -11,11 +11,11 @@ from riffengine.config import Settings
 log = logging.getLogger("riffengine.engine")
 
 
-def build_renderer(settings: Settings, audio_here: bool = False):
+def build_renderer(settings: Settings, live: bool = False):
     """The real renderer with the configured model (loads it: slow, call off the loop).
 
-    ``audio_here``: the audio callback runs in this process (a live output without the audio
-    host), so a render on the CPU leaves it a core (:func:`~riffengine.render.speed.split_guidance`).
+    ``live``: an engine plays in real time on this machine, so a render on the CPU leaves the
+    audio a core (:func:`~riffengine.render.speed.split_guidance`).
     """
     import torch
 
@@ -50,7 +50,7 @@ def build_renderer(settings: Settings, audio_here: bool = False):
     if model.device.type == "cpu":
         threads = cpu_threads(settings.model.cpu_threads, os.cpu_count())
         torch.set_num_threads(threads)  # process-wide; the render thread starts after this
-        if split_guidance(threads, os.cpu_count(), audio_here) and not model.compiled:
+        if split_guidance(threads, os.cpu_count(), live) and not model.compiled:
             halves = GuidanceHalves(threads)
         log.info(
             "rendering on %d CPU thread(s)%s",
@@ -60,9 +60,9 @@ def build_renderer(settings: Settings, audio_here: bool = False):
     return Renderer(model, halves=halves)
 
 
-def build_cached_renderer(settings: Settings, audio_here: bool = False):
+def build_cached_renderer(settings: Settings, live: bool = False):
     """The real renderer behind the render cache when ``cache.enabled`` (slow: off the loop)."""
-    renderer = build_renderer(settings, audio_here)
+    renderer = build_renderer(settings, live)
     if not settings.cache.enabled:
         return renderer
     from riffengine.render.cache import CachedRenderer, RenderCache

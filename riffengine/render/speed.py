@@ -47,17 +47,19 @@ def cpu_threads(setting: str | int, cores: int | None) -> int:
     return max(1, (cores or 1) - 1)
 
 
-def split_guidance(threads: int, cores: int | None, audio_here: bool) -> bool:
-    """Whether a guided render on the CPU runs its two UNet halves at once, one per thread.
+def split_guidance(threads: int, cores: int | None, live: bool) -> bool:
+    """Whether a guided render on the CPU runs its two UNet rows at once, one per thread.
 
     Classifier-free guidance runs the UNet on two rows (unconditional, conditional). On the CPU
-    a batch of two costs what two single rows cost, so the halves can run side by side, each
-    on ``threads`` cores of its own: one wait per UNet call, not one per parallel section, so a
-    preempted half delays only itself. Only where the cores are there (``2 * threads <= cores``)
-    and the audio callback is not in this process (``audio_here``: the engine without the audio
-    host), which must keep a core free.
+    a batch of two costs what two single rows cost, so the rows can run side by side, each on
+    ``threads`` cores of its own: one wait per UNet call, not one per parallel section, so a
+    preempted row delays only itself. Only where the cores are there (``2 * threads <= cores``)
+    and nothing plays live on this machine (``live``: an engine playing to a device or JACK,
+    with or without the audio host): with every core rendering, the audio host's real-time
+    callback came late about twice as often (``bench/xruns.py``), and a late callback is a
+    click. Offline renders (``riffengine render``, ``bank``, a ``.wav`` output) split.
     """
-    return not audio_here and 2 * threads <= (cores or 1)
+    return not live and 2 * threads <= (cores or 1)
 
 
 def describe_levers(levers: Levers) -> str:
