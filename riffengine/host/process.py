@@ -21,7 +21,10 @@ engine's ``NOTIFY_SOCKET`` is withheld (one voice to systemd).
 
 Threads: the main thread supervises (child, heartbeat, header figures, signals); one thread
 receives control messages; the output's callback thread plays. The callback's rules are those
-of :mod:`riffengine.audio.output`.
+of :mod:`riffengine.audio.output`. Every thread of the host runs at the audio priority
+(:mod:`riffengine.audio.priority`: ``SCHED_RR`` 1 where allowed, else nice -11), so the thread
+holding the GIL is never kept off the CPU while the callback waits for it; the engine is
+started at the usual priority.
 """
 
 from __future__ import annotations
