@@ -75,7 +75,9 @@ def build_clip_maker(settings: Settings, output_rate: int, channels: int):
     render actor (``render.backend: ray``) loads once, on its own machine (slow)."""
     from riffengine.clipmaker import ClipMaker
 
-    return ClipMaker(build_cached_renderer(settings), output_rate, channels)
+    # One UNet batch, as live: on the CPU a worker has one core of its own (num_cpus=1), and on
+    # the audio machine (render.ray.address: local) it renders beside the music.
+    return ClipMaker(build_cached_renderer(settings, live=True), output_rate, channels)
 
 
 class LazyRenderer:
