@@ -23,6 +23,10 @@ from surface_fixtures import wait_until
 
 from riffengine.engine import Engine
 from riffengine.eventlog import read_events
+from riffengine.render.bank import item_for, write_safe
+from riffengine.render.cache import RenderCache
+from riffengine.render.fake import FakeRenderer
+from riffengine.state import initial_state
 
 TIMEOUT = 30.0
 
@@ -151,3 +155,13 @@ class EngineProcess:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+
+
+def bank_safe_loop(folder: Path, settings) -> None:
+    """Bank the starting state of ``settings`` as the safe loop in the render cache ``folder``,
+    as ``riffengine bank`` would (rendered by the fake renderer)."""
+    item = item_for("verse", initial_state(settings))
+    clip = FakeRenderer().render(item.request, item.model_frames)
+    cache = RenderCache(folder)
+    cache.put("safe", clip.image, clip.audio, clip.sample_rate)
+    write_safe(cache, item, "safe")

@@ -5,21 +5,17 @@ and /riff/panic to the bank's safe loop (and its refusal without a bank)."""
 from __future__ import annotations
 
 import socket
-import uuid
 
 import numpy as np
 import soundfile
-from engine_fixtures import LiveEngine
+from engine_fixtures import LiveEngine, bank_safe_loop
 from jack_fixtures import jack_server  # noqa: F401  (module-scoped JACK dummy server)
 from surface_fixtures import OscClient, wait_until
 
 from riffengine.config import load_config, merge_overrides
 from riffengine.engine import Engine
-from riffengine.render.bank import item_for, write_safe
-from riffengine.render.cache import RenderCache
 from riffengine.render.fake import FakeRenderer
 from riffengine.sdnotify import Notifier
-from riffengine.state import initial_state
 
 LIVE = {"audio.output": "jack", "tempo.bpm": 240.0, "loop.bars": 1, "osc.port": 0}
 
@@ -34,15 +30,9 @@ def config(tmp_path, text: str):
     return path, load
 
 
-def bank_safe_loop(folder, load) -> None:
-    """Bank a safe loop (another state: a scene of the show) as `riffengine bank` would."""
-    safe_state = initial_state(merge_overrides(load(), {"initial.prompt_a/0": "safe groove", "initial.seed_a": 7}))
-    item = item_for("verse", safe_state)
-    clip = FakeRenderer().render(item.request, item.model_frames)
-    cache = RenderCache(folder)
-    key = uuid.uuid4().hex
-    cache.put(key, clip.image, clip.audio, clip.sample_rate)
-    write_safe(cache, item, key)
+def bank_show_safe_loop(folder, load) -> None:
+    """Bank a safe loop that is another state than the start (a scene of the show)."""
+    bank_safe_loop(folder, merge_overrides(load(), {"initial.prompt_a/0": "safe groove", "initial.seed_a": 7}))
 
 
 def test_notify_reload_and_refused_reload(jack_server, tmp_path):
@@ -101,7 +91,7 @@ def test_panic_crossfades_to_the_banked_safe_loop_and_without_a_bank_is_refused(
         msg = client.wait_for("/riff/fail", lambda m: m.params[0] == "/riff/panic")
         assert "no safe loop is banked" in msg.params[1] and "riffengine bank" in msg.params[1]
         # bank a safe loop (another state: a scene of the show) and reload to read it
-        bank_safe_loop(tmp_path / "cache", load)
+        bank_show_safe_loop(tmp_path / "cache", load)
         live.call(engine.reload)
         wait_until(lambda: engine.safe is not None, what="the safe loop read")
         fake_renders = fake.renders
@@ -123,7 +113,7 @@ def test_panic_is_heard_at_once_in_the_safe_loops_phase_and_continues_from_the_r
         f"cache: {{folder: {tmp_path / 'cache'}}}\n"
         f"audio: {{record: {tmp_path / 'rec.wav'}, ring_buffer_seconds: 2.0}}\n",
     )
-    bank_safe_loop(tmp_path / "cache", load)
+    bank_show_safe_loop(tmp_path / "cache", load)
     engine = Engine(load(), FakeRenderer(seconds=0.1, sleep=True), signals=False, reload_settings=load)
     with LiveEngine(engine) as live:
         wait_until(lambda: engine.safe is not None, what="the safe loop read")

@@ -19,7 +19,7 @@ import numpy as np
 import psutil
 import pytest
 import soundfile
-from engine_fixtures import EngineProcess
+from engine_fixtures import EngineProcess, bank_safe_loop
 from jack_fixtures import JackCapture, jack_server  # noqa: F401
 from surface_fixtures import wait_until
 
@@ -120,16 +120,29 @@ def engine_child(proc: EngineProcess) -> int:
     return children[0].pid
 
 
+def hosted(tmp_path, server, client: str, *args: str) -> EngineProcess:
+    """``riffengine run`` under the audio host, the fake renderer, to the test's JACK server."""
+    return EngineProcess(
+        tmp_path,
+        "--fake-renderer",
+        "--output",
+        "jack",
+        "--set",
+        f"audio.jack_client_name={client}",
+        *args,
+        env={"JACK_DEFAULT_SERVER": server.name, "JACK_NO_START_SERVER": "1"},
+    )
+
+
 def test_a_killed_engine_is_not_heard_and_the_next_one_comes_back_with_its_state(jack_server, tmp_path):
     from pythonosc.udp_client import SimpleUDPClient
 
     port = free_udp_port()
     rec = tmp_path / "rec.wav"
-    proc = EngineProcess(
+    proc = hosted(
         tmp_path,
-        "--fake-renderer",
-        "--output",
-        "jack",
+        jack_server,
+        CLIENT,
         "--record",
         str(rec),
         "--osc-port",
@@ -139,10 +152,7 @@ def test_a_killed_engine_is_not_heard_and_the_next_one_comes_back_with_its_state
         "--bars",
         "1",
         "--set",
-        f"audio.jack_client_name={CLIENT}",
-        "--set",
         "audio.ring_buffer_seconds=0.5",
-        env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"},
     )
     osc = SimpleUDPClient("127.0.0.1", port)
     try:
@@ -178,16 +188,7 @@ def test_a_killed_engine_is_not_heard_and_the_next_one_comes_back_with_its_state
 
 
 def test_a_stalled_host_is_reported_as_xruns(jack_server, tmp_path):
-    proc = EngineProcess(
-        tmp_path,
-        "--fake-renderer",
-        "--no-osc",
-        "--output",
-        "jack",
-        "--set",
-        f"audio.jack_client_name={CLIENT}-xrun",
-        env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"},
-    )
+    proc = hosted(tmp_path, jack_server, f"{CLIENT}-xrun", "--no-osc")
     try:
         proc.loops_after(1)
         host = psutil.Process(proc.proc.pid)
@@ -207,21 +208,17 @@ def test_a_stalled_host_is_reported_as_xruns(jack_server, tmp_path):
 
 
 def test_a_hung_engine_is_killed_and_replaced_while_the_music_goes_on(jack_server, tmp_path):
-    proc = EngineProcess(
+    proc = hosted(
         tmp_path,
-        "--fake-renderer",
+        jack_server,
+        f"{CLIENT}-hang",
         "--no-osc",
-        "--output",
-        "jack",
         "--bpm",
         "240",
         "--bars",
         "1",
         "--set",
-        f"audio.jack_client_name={CLIENT}-hang",
-        "--set",
         "audio.engine_hang_seconds=2",
-        env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"},
     )
     try:
         with JackCapture(jack_server.name, seconds=60, name="hang-capture") as capture:
@@ -245,16 +242,7 @@ def test_a_hung_engine_is_killed_and_replaced_while_the_music_goes_on(jack_serve
 
 
 def test_an_engine_does_not_outlive_its_host(jack_server, tmp_path):
-    proc = EngineProcess(
-        tmp_path,
-        "--fake-renderer",
-        "--no-osc",
-        "--output",
-        "jack",
-        "--set",
-        f"audio.jack_client_name={CLIENT}-orphan",
-        env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"},
-    )
+    proc = hosted(tmp_path, jack_server, f"{CLIENT}-orphan", "--no-osc")
     try:
         proc.loops_after(1)
         engine = psutil.Process(engine_child(proc))
@@ -270,37 +258,19 @@ def test_a_panic_is_crossfaded_by_the_host_and_reported_when_it_began(jack_serve
     from pythonosc.udp_client import SimpleUDPClient
 
     from riffengine.config import load_config, merge_overrides
-    from riffengine.render.bank import item_for, safe_loop, write_safe
+    from riffengine.render.bank import safe_loop
     from riffengine.render.cache import RenderCache
-    from riffengine.render.fake import FakeRenderer
-    from riffengine.state import initial_state
 
     show = tmp_path / "show.yaml"
     show.write_text(f"cache: {{folder: {tmp_path / 'cache'}}}\ntempo: {{bpm: 240}}\nloop: {{bars: 1}}\n")
-    safe_state = initial_state(merge_overrides(load_config(show), {"initial.prompt_a/0": "safe groove"}))
-    item = item_for("verse", safe_state)
-    clip = FakeRenderer().render(item.request, item.model_frames)
+    bank_safe_loop(tmp_path / "cache", merge_overrides(load_config(show), {"initial.prompt_a/0": "safe groove"}))
     cache = RenderCache(tmp_path / "cache")
-    cache.put("safe", clip.image, clip.audio, clip.sample_rate)
-    write_safe(cache, item, "safe")
     safe_frames = safe_loop(cache).frames(RATE, 2)
 
     port = free_udp_port()
     rec = tmp_path / "rec.wav"
-    proc = EngineProcess(
-        tmp_path,
-        "--config",
-        str(show),
-        "--fake-renderer",
-        "--output",
-        "jack",
-        "--record",
-        str(rec),
-        "--osc-port",
-        str(port),
-        "--set",
-        f"audio.jack_client_name={CLIENT}-panic",
-        env={"JACK_DEFAULT_SERVER": jack_server.name, "JACK_NO_START_SERVER": "1"},
+    proc = hosted(
+        tmp_path, jack_server, f"{CLIENT}-panic", "--config", str(show), "--record", str(rec), "--osc-port", str(port)
     )
     try:
         proc.loops_after(2)

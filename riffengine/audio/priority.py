@@ -71,31 +71,30 @@ def raise_priority(nice: int = AUDIO_NICE) -> int | None:
     if not hasattr(os, "sched_setscheduler"):
         return None
     before = os.getpriority(os.PRIO_PROCESS, 0)
+    target = min(before, nice)
     try:
-        _set_all(min(before, nice), realtime=False)
+        _set_all(target, realtime=True)
     except PermissionError:
-        log.info(
-            "the audio process runs at its usual priority (nice %d): raising it to %d needs "
-            "CAP_SYS_NICE, LimitNICE=%d under systemd, or a nice limit in "
-            "/etc/security/limits.conf",
-            before,
-            nice,
-            nice,
-        )
-        return None
-    try:
-        _set_all(min(before, nice), realtime=True)
-    except PermissionError:
-        _set_all(min(before, nice), realtime=False)
+        try:
+            _set_all(target, realtime=False)
+        except PermissionError:
+            log.info(
+                "the audio process runs at its usual priority (nice %d): raising it to %d needs "
+                "CAP_SYS_NICE, LimitNICE=%d under systemd, or a nice limit in "
+                "/etc/security/limits.conf",
+                before,
+                nice,
+                nice,
+            )
+            return None
         log.info(
             "the audio process's threads run at nice %d; real-time scheduling for them needs "
-            "LimitRTPRIO=%d or more under systemd, or an rtprio limit in "
-            "/etc/security/limits.conf",
-            nice,
+            "LimitRTPRIO=%d or more under systemd, or an rtprio limit in /etc/security/limits.conf",
+            target,
             HELPER_RT_PRIORITY,
         )
         return before
-    log.debug("audio process threads at nice %d, SCHED_RR %d", nice, HELPER_RT_PRIORITY)
+    log.debug("audio process threads at nice %d, SCHED_RR %d", target, HELPER_RT_PRIORITY)
     return before
 
 
