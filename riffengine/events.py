@@ -248,6 +248,14 @@ EVENTS: tuple[EventKind, ...] = (
         "monotonic clock, for benchmarks).",
     ),
     EventKind(
+        "osc_handed_over",
+        ("applied", "kept", "dropped", "frame"),
+        "Audio host: an engine listens on the OSC port again. While none did, the host played "
+        "`applied` gain, mute and panic messages itself and dropped `dropped` packets (outside "
+        "osc.allow, malformed, over its bounds); it hands the engine the `kept` latest packets, "
+        "which the engine applies first.",
+    ),
+    EventKind(
         "reloaded", ("source", "changes"), "The config file was read again; the keys whose starting values changed."
     ),
     EventKind(

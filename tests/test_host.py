@@ -291,3 +291,98 @@ def test_a_panic_is_crossfaded_by_the_host_and_reported_when_it_began(jack_serve
     assert end <= len(recorded)
     phase = (np.arange(start, end) - seam) % len(safe_frames)
     np.testing.assert_allclose(recorded[start:end], safe_frames[phase], atol=1e-6)
+
+
+def rms(audio: np.ndarray) -> float:
+    return float(np.sqrt((audio**2).mean()))
+
+
+def test_osc_while_no_engine_runs_is_played_by_the_host_and_kept_for_the_next_engine(jack_server, tmp_path):
+    from pythonosc.udp_client import SimpleUDPClient
+
+    port = free_udp_port()
+    rec = tmp_path / "rec.wav"
+    proc = hosted(tmp_path, jack_server, f"{CLIENT}-away", "--record", str(rec), "--osc-port", str(port), "--bars", "1")
+    osc = SimpleUDPClient("127.0.0.1", port)
+    try:
+        proc.loops_after(2)
+        os.kill(engine_child(proc), signal.SIGKILL)
+        # sent while no engine runs: the host holds the port, plays the gain, keeps the rest
+        osc.send_message("/riff/gain", -20.0)
+        osc.send_message("/riff/prompt_a/0", "while away")
+        ended = proc.wait_event("engine_ended", timeout=30)
+        handed = proc.wait_event("osc_handed_over", lambda e: e["time"] > ended["time"], timeout=60)
+        resumed = proc.wait_event("loop_scheduled", lambda e: e["prompt"] == "while away", timeout=60)
+        proc.loops_after(2)
+        code = proc.terminate()
+    finally:
+        proc.close()
+    assert code == 0, proc.output()
+    assert handed["applied"] == 1 and handed["kept"] == 2 and handed["dropped"] == 0
+    assert resumed["time"] > handed["time"]  # the new engine applied what was kept for it
+    changes = [e["changes"] for e in proc.events("state") if e["time"] > ended["time"]]
+    assert {"gain": -20.0} in changes  # its state says what the host plays
+    recorded, _ = soundfile.read(str(rec), dtype="float32", always_2d=True)
+    start, end = ended["frame"], handed["frame"]
+    assert end - start > RATE // 4, "the new engine came back before the test could listen"
+    before = rms(recorded[start - RATE // 2 : start])
+    away = rms(recorded[end - RATE // 8 : end])  # the held loop, at the host's new gain
+    assert away == pytest.approx(before * 10 ** (-20 / 20), rel=0.2)
+    assert silent_windows(recorded) == []
+
+
+def test_a_panic_while_no_engine_runs_is_played_by_the_host_then_the_next_engines(jack_server, tmp_path):
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from riffengine.config import load_config, merge_overrides
+    from riffengine.render.bank import safe_loop
+    from riffengine.render.cache import RenderCache
+
+    show = tmp_path / "show.yaml"
+    show.write_text(f"cache: {{folder: {tmp_path / 'cache'}}}\ntempo: {{bpm: 240}}\nloop: {{bars: 1}}\n")
+    bank_safe_loop(tmp_path / "cache", merge_overrides(load_config(show), {"initial.prompt_a/0": "safe groove"}))
+    safe_frames = safe_loop(RenderCache(tmp_path / "cache")).frames(RATE, 2)
+
+    port = free_udp_port()
+    rec = tmp_path / "rec.wav"
+    proc = hosted(
+        tmp_path,
+        jack_server,
+        f"{CLIENT}-away-panic",
+        "--config",
+        str(show),
+        "--record",
+        str(rec),
+        "--osc-port",
+        str(port),
+    )
+    try:
+        proc.loops_after(2)
+        os.kill(engine_child(proc), signal.SIGKILL)
+        SimpleUDPClient("127.0.0.1", port).send_message("/riff/panic", 1)
+        ended = proc.wait_event("engine_ended", timeout=30)
+        heard = proc.wait_event("panic_heard", timeout=30)
+        handed = proc.wait_event("osc_handed_over", lambda e: e["time"] > ended["time"], timeout=60)
+        panic = proc.wait_event("panic", lambda e: e["time"] > handed["time"], timeout=30)  # the engine's own
+        proc.wait_event("loop_started", lambda e: e["clip_id"] == panic["clip_id"])
+        proc.loops_after(2)
+        code = proc.terminate()
+    finally:
+        proc.close()
+    assert code == 0, proc.output()
+    assert heard["time"] < handed["time"] and handed["applied"] == 1 and handed["kept"] == 1
+    recorded, _ = soundfile.read(str(rec), dtype="float32", always_2d=True)
+    # the host played the safe loop on the bar grid of the loop it held (a loop the dead engine started)
+    start, end = ended["frame"] + RATE // 10, handed["frame"]
+    assert end - start > RATE // 10, "the new engine came back before the test could listen"
+    frames = np.arange(start, end)
+    origins = [e["frame"] for e in proc.events("loop_started") if e["time"] < ended["time"]]
+    assert any(
+        np.allclose(recorded[start:end], safe_frames[(frames - origin) % len(safe_frames)], atol=1e-6)
+        for origin in origins
+    )
+    # then the next engine's own panic took over, in its phase, and the ring played it on
+    seam = panic["frame"]
+    late = np.arange(seam + RATE // 10, seam + len(safe_frames))
+    np.testing.assert_allclose(recorded[late], safe_frames[(late - seam) % len(safe_frames)], atol=1e-6)
+    assert silent_windows(recorded) == []

@@ -65,11 +65,19 @@ def test_a_loop_shorter_than_the_block_wraps():
     assert np.array_equal(out[fade:], expected(request, 0, len(out))[fade:])
 
 
-def test_a_second_panic_while_faded_in_stays_on_the_new_loop_without_a_fade():
+def test_a_second_panic_while_faded_in_crossfades_from_the_first_loop_to_the_second():
     stage = PanicStage(RATE, 4096)
-    stage.request = PanicRequest(loop(30000), origin=0, until=10**9)
+    first = PanicRequest(loop(30000), origin=0, until=10**9)
+    stage.request = first
     run(stage, 0, 20)
-    second = PanicRequest(loop(20000) * 0.5, origin=7, until=10**9)
+    second = PanicRequest(loop(20000) * 0.5, origin=7, until=10**9)  # another loop, another phase
     stage.request = second
-    out = run(stage, 20 * BLOCK, 2)
-    assert np.array_equal(out, expected(second, 20 * BLOCK, len(out)))
+    start = 20 * BLOCK
+    out = run(stage, start, 20)  # the ring's own level (0.25) is not heard any more
+    fade = stage.fade_frames
+    phase = (np.arange(fade) + 0.5) * (np.pi / 2 / fade)
+    old, new = expected(first, start, fade), expected(second, start, len(out))
+    mix = old * np.cos(phase)[:, None] + new[:fade] * np.sin(phase)[:, None]
+    np.testing.assert_allclose(out[:fade], mix, atol=1e-6)
+    assert np.array_equal(out[fade:], new[fade:])
+    assert stage.began is not None and stage.began[0] is second

@@ -6,6 +6,8 @@ audio callback: from the next period on it crossfades (equal power, :data:`FADE_
 the safe loop, played in the phase it will have on the timeline (its frame 0 on the seam the
 timeline gives it), and once the ring itself plays the safe loop it hands back to the ring,
 which then carries the same samples: nothing changes audibly, and the music goes on from there.
+A new request while one plays crossfades from the old one's loop and phase to the new one's
+(the audio host's own panic, made while no engine ran, handing over to the next engine's).
 
 Real-time rules:
 
@@ -43,6 +45,21 @@ class PanicRequest:
     until: int
 
 
+def loop_into(request: PanicRequest, position: int, out: np.ndarray) -> None:
+    """Write ring frames ``[position, position + len(out))`` of ``request``'s loop, in its phase,
+    into ``out``. Audio callback safe (slices and copies only)."""
+    loop = request.frames
+    n = len(out)
+    start = (position - request.origin) % len(loop)
+    first = min(n, len(loop) - start)
+    out[:first] = loop[start : start + first]
+    done = first
+    while done < n:  # a loop shorter than the block wraps more than once
+        take = min(n - done, len(loop))
+        out[done : done + take] = loop[:take]
+        done += take
+
+
 class PanicStage:
     """Crossfades the callback's output to a :class:`PanicRequest`'s loop until the ring has it."""
 
@@ -54,6 +71,7 @@ class PanicStage:
         self._fade_out = np.cos(quarter).astype(np.float32)
         self._safe = np.zeros((max_block, channels), dtype=np.float32)
         self._active: PanicRequest | None = None
+        self._previous: PanicRequest | None = None
         self._progress = 0
         self.finished: PanicRequest | None = None
         """The last request handed back to the ring (callback writes)."""
@@ -67,25 +85,20 @@ class PanicStage:
         request = self.request
         if request is None or request is self.finished:
             return
-        if request is not self._active:  # a new panic: fade in (or stay in, if already faded)
+        if request is not self._active:  # a new panic: fade in from the ring, or from the last one
             faded = (
                 self._active is not None and self._active is not self.finished and self._progress >= self.fade_frames
             )
-            self._active, self._progress = request, self.fade_frames if faded else 0
+            self._previous = self._active if faded else None
+            self._active, self._progress = request, 0
             self.began = (request, time.monotonic())
         n = len(block)
         if n > len(self._safe):
             return
         safe = self._safe[:n]
-        loop = request.frames
-        start = (position - request.origin) % len(loop)
-        first = min(n, len(loop) - start)
-        safe[:first] = loop[start : start + first]
-        done = first
-        while done < n:  # a loop shorter than the block wraps more than once
-            take = min(n - done, len(loop))
-            safe[done : done + take] = loop[:take]
-            done += take
+        loop_into(request, position, safe)
+        if self._previous is not None and self._progress < self.fade_frames:
+            loop_into(self._previous, position, block)  # the ring was not heard: fade from the last loop
         if self._progress >= self.fade_frames:
             block[:] = safe
         else:

@@ -117,6 +117,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # Set by the audio host for the engine it starts (not for users):
     add("--attach-host", metavar="RING", help=argparse.SUPPRESS)
     add("--state-file", metavar="FILE", help=argparse.SUPPRESS)
+    add("--osc-fd", type=int, metavar="FD", help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -198,6 +199,7 @@ def run_engine(args: argparse.Namespace, settings: Settings, script: list) -> in
         reload_settings=lambda: settings_from_args(args),
         host=args.attach_host,
         state_file=args.state_file,
+        osc_fd=args.osc_fd if args.attach_host is not None else None,
     )
     try:
         return asyncio.run(engine.run())

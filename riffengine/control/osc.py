@@ -66,9 +66,10 @@ import logging
 import math
 import numbers
 import os
+import socket
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pythonosc.dispatcher import Dispatcher
@@ -182,6 +183,25 @@ def check_address(address: str) -> None:
         )
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(allow: Sequence[str]) -> list[Network]:
+    """The networks of an ``osc.allow`` list (checked by the config)."""
+    return [ipaddress.ip_network(n) for n in allow]
+
+
+def allowed_by(allow: Sequence[Network], host: str) -> bool:
+    """True when the sender ``host`` (an IP address) is in one of the ``allow`` networks."""
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in allow if net.version == ip.version)
+
+
 def _number(value: object) -> object:
     """An argument for a number: a float32 as its shortest decimal; anything else as sent, for
     the parameter's rule to check (:mod:`riffengine.validation`)."""
@@ -236,8 +256,16 @@ def _flag(value: object, what: str) -> bool:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, server: OscServer) -> None:
+    def __init__(self, server: OscServer, kept: Sequence[tuple[bytes, Address]] = ()) -> None:
         self.server = server
+        self.kept = kept
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # before the socket is read: the packets kept for us are older than anything in it
+        self.server._transport = transport  # type: ignore[assignment]
+        for data, sender in self.kept:
+            self.server.receive(data, sender)
+        self.kept = ()
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.server.receive(data, (addr[0], addr[1]))
@@ -283,7 +311,7 @@ class OscServer:
         self._fail_limit = _RateLimit(*FAIL_RATE)
         self._builtin_seeds: tuple[str, ...] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
-        self._networks = [ipaddress.ip_network(n) for n in settings.allow]
+        self._networks = networks(settings.allow)
         self._transport: asyncio.DatagramTransport | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._learner: Address | None = None
@@ -296,12 +324,17 @@ class OscServer:
 
     # -- lifecycle --
 
-    async def start(self) -> OscServer:
-        """Bind the UDP socket; UserError if the address is taken or invalid."""
+    async def start(self, sock: socket.socket | None = None, kept: Sequence[tuple[bytes, Address]] = ()) -> OscServer:
+        """Bind the UDP socket, or listen on ``sock`` (bound already: the audio host's); UserError
+        if the address is taken or invalid. ``kept``: packets that came while nobody listened
+        (the audio host kept them), applied first, as if they had just come."""
         try:
-            self._transport, _ = await self.loop.create_datagram_endpoint(
-                lambda: _Protocol(self), local_addr=(self.settings.host, self.settings.port)
-            )
+            if sock is not None:
+                self._transport, _ = await self.loop.create_datagram_endpoint(lambda: _Protocol(self, kept), sock=sock)
+            else:
+                self._transport, _ = await self.loop.create_datagram_endpoint(
+                    lambda: _Protocol(self, kept), local_addr=(self.settings.host, self.settings.port)
+                )
         except OSError as exc:
             raise UserError(
                 f"OSC: cannot listen on {self.settings.host}:{self.settings.port} "
@@ -320,7 +353,7 @@ class OscServer:
         ``osc.host``/``osc.port``/``osc.enabled`` need a restart: a change is logged, not applied.
         Validates everything first, so a bad value changes nothing.
         """
-        networks = [ipaddress.ip_network(n) for n in settings.allow]
+        allow = networks(settings.allow)
         notify = set()
         for dest in settings.notify:
             host, _, port = dest.rpartition(":")
@@ -333,7 +366,7 @@ class OscServer:
             log.warning("osc.host, osc.port and osc.enabled take effect at the next start")
         old_notify = {(d.rpartition(":")[0].strip("[]"), int(d.rpartition(":")[2])) for d in self.settings.notify}
         self.subscribers = (self.subscribers - old_notify) | notify
-        self._networks = networks
+        self._networks = allow
         self.settings, self.paths = settings, paths
 
     @property
@@ -357,18 +390,9 @@ class OscServer:
 
     # -- receiving --
 
-    def _allowed(self, host: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(host.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self._networks if net.version == ip.version)
-
     def receive(self, data: bytes, sender: Address) -> None:
         """One UDP packet from ``sender``: check, parse, apply now or schedule at its timetag."""
-        if not self._allowed(sender[0]):
+        if not allowed_by(self._networks, sender[0]):
             self.dropped += 1
             log.debug("OSC packet from %s:%d dropped: not in osc.allow", *sender)
             return

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -94,11 +95,15 @@ async def start_surfaces(
     loop: asyncio.AbstractEventLoop | None = None,
     learn: str | None = None,
     panic: Callable[[], None] | None = None,
+    osc_socket: socket.socket | None = None,
+    osc_kept: Sequence[tuple[bytes, tuple[str, int]]] = (),
 ) -> Surfaces:
     """Start the MIDI input, the OSC server and the OSCQuery/web server the settings enable.
 
     ``learn`` arms MIDI learn for that parameter at once (``riffengine run --learn PARAM``);
     ``panic`` is what ``/riff/panic`` calls (the engine's fall-back to the safe loop).
+    ``osc_socket``: the OSC server listens there (the audio host's, bound already), and first
+    applies ``osc_kept``, the packets the host kept while no engine listened.
     Raises UserError (and starts nothing) for a bad mappings file, a taken OSC or HTTP port or
     an unusable MIDI API.
     """
@@ -118,7 +123,7 @@ async def start_surfaces(
         if settings.osc.enabled:
             surfaces.osc = await OscServer(
                 settings.osc, settings.paths, controls, store, bus, all_figures, surfaces.learn, loop, panic
-            ).start()
+            ).start(osc_socket, osc_kept)
         if settings.http.enabled:
             from riffengine.net.server import WebServer
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from riffengine.render.workers.pool import RayPool
     from riffengine.script import Step
     from riffengine.sdnotify import Notifier
+    from riffengine.state import State
     from riffengine.store import StateStore
     from riffengine.timing.follow import Follower
 
@@ -60,6 +61,9 @@ class EngineBase:
     safe: SafeLoop | None
     _host: str | None
     _state_file: str | None
+    _osc_fd: int | None
+    """The audio host's OSC socket, inherited (``--osc-fd``), or None: the engine binds its own."""
+    _osc_kept: asyncio.Future[object] | None
     _renderer: object | None
     _script: deque[Step]
     _reload_settings: Callable[[], Settings] | None
@@ -147,6 +151,9 @@ class EngineBase:
         def _end_streak(self, recovered: bool = True) -> None: ...
 
         async def _load_safe_loop(self) -> None: ...
+
+        @staticmethod
+        def _gain_and_mute(state: State) -> tuple[float, bool]: ...
 
         def _degrade(self, reason: str) -> FallbackRenderer: ...
 

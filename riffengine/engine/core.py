@@ -10,6 +10,7 @@ import contextlib
 import logging
 import math
 import signal
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -94,10 +95,13 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         notifier: Notifier | None = None,
         host: str | None = None,
         state_file: str | None = None,
+        osc_fd: int | None = None,
     ) -> None:
         self.settings = settings
         self._host = host
         self._state_file = state_file
+        self._osc_fd = osc_fd
+        self._osc_kept = None
         self._resume = resume.load(state_file) if state_file else None
         self.store = StateStore(self._starting_state(settings, self._resume))
         self.bus = EventBus()
@@ -398,8 +402,20 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
         except ImportError as exc:  # surfaces not installed in this build
             log.warning("control surfaces unavailable (%s); running without OSC/MIDI", exc)
             return
+        osc_socket, kept = None, []
+        if self._osc_fd is not None and self.settings.osc.enabled:
+            kept = await self._take_osc()  # the host stops reading the socket it handed us
+            osc_socket = socket.socket(fileno=self._osc_fd)
         self.surfaces = await start_surfaces(
-            self.settings, self.store, self.bus, self.figures, loop=self._loop, learn=self._learn, panic=self.panic
+            self.settings,
+            self.store,
+            self.bus,
+            self.figures,
+            loop=self._loop,
+            learn=self._learn,
+            panic=self.panic,
+            osc_socket=osc_socket,
+            osc_kept=kept,
         )
 
     def _install_signal_handlers(self) -> None:
@@ -490,7 +506,7 @@ class Engine(FeedRole, RenderRole, HeardRole, FaultsRole, HostedRole, SafeRole, 
                 self._gain_target = self._wanted_gain(new)
                 if self.output is not None:
                     assert self.output.live is not None  # made when the output was opened
-                    self.output.live.set(self._gain_target)  # heard in the next period
+                    self.output.live.set(*self._gain_and_mute(new))  # heard in the next period
             elif key == "crossfade_ms" and self.timeline is not None:
                 frames = round(float(cast(SupportsFloat, value)) * self.sample_rate / 1000.0)
                 self.timeline.crossfade_frames = frames

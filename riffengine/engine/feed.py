@@ -129,9 +129,15 @@ class FeedRole(EngineBase):
                 )
 
     @staticmethod
-    def _wanted_gain(state: State) -> float:
+    def _gain_and_mute(state: State) -> tuple[float, bool]:
+        """The linear output gain ``state`` sets, and whether it mutes."""
+        return db_to_gain(float(cast(SupportsFloat, state.values["gain"]))), bool(state.values["mute"])
+
+    @classmethod
+    def _wanted_gain(cls, state: State) -> float:
         """The linear output gain ``state`` asks for (0 while muted)."""
-        return 0.0 if state.values["mute"] else db_to_gain(float(cast(SupportsFloat, state.values["gain"])))
+        gain, muted = cls._gain_and_mute(state)
+        return 0.0 if muted else gain
 
     def _apply_gain(self, frames: np.ndarray) -> np.ndarray:
         """Output gain for a file output, ramped linearly over the block when it changes.

@@ -19,13 +19,16 @@ from riffengine.engine.parts import (
     HEARTBEAT_SECONDS,
 )
 from riffengine.errors import UserError
-from riffengine.host import resume
+from riffengine.host import resume, standin
 from riffengine.host.client import HostOutput
 from riffengine.planner import Planner
 from riffengine.state import State, apply_many, as_pairs, initial_state
 from riffengine.timing.tempo import TempoMap
 
 log = logging.getLogger("riffengine.engine")
+
+OSC_TAKE_SECONDS = 2.0
+"""How long an engine waits for the OSC packets the host kept before it listens anyway."""
 
 # The asserts narrow the parts run() builds (None until then): the methods they are in run only
 # once it has built them, and only under the audio host.
@@ -55,8 +58,11 @@ class HostedRole(EngineBase):
         self._loop.add_reader(self.output.fileno(), self._from_host)
         self.realtime = True
         self.sample_rate = self.output.sample_rate
-        self.output.live.reset(self._gain_target)
         state = self.store.state
+        if not self.ring.host_started:
+            # the host's first engine sets the gain; one taking over leaves what the host plays
+            # (its saved state has the same, and what the host played meanwhile comes as OSC)
+            self.output.live.set(*self._gain_and_mute(state))
         tempo = TempoMap(
             float(cast(SupportsFloat, state.values["bpm"])),
             int(cast(SupportsInt, state.values["beats_per_bar"])),
@@ -81,11 +87,30 @@ class HostedRole(EngineBase):
             self._end_frame = start + max(1, round(self.duration * self.sample_rate))
 
     def _from_host(self) -> None:
-        """Loop thread: what the audio host tells us (a recording that failed)."""
+        """Loop thread: what the audio host tells us (a recording that failed, the OSC it kept)."""
         assert isinstance(self.output, HostOutput)
         for message in self.output.messages():
             if message["kind"] == "record_failed":
                 self._report_recording_error(Exception(str(message.get("reason", ""))), str(message.get("path", "")))
+            elif message["kind"] == "osc_kept" and self._osc_kept is not None and not self._osc_kept.done():
+                self._osc_kept.set_result(message.get("packets"))
+
+    async def _take_osc(self) -> list[standin.Kept]:
+        """The host stops reading the OSC socket it handed us; the packets it kept meanwhile."""
+        assert self._loop is not None
+        if not isinstance(self.output, HostOutput):
+            return []
+        self._osc_kept = self._loop.create_future()
+        self.output.send("osc_take")
+        try:
+            return standin.decode_packets(await asyncio.wait_for(self._osc_kept, OSC_TAKE_SECONDS))
+        except TimeoutError:
+            log.warning("the audio host did not hand over the OSC it kept in %g s; going on without", OSC_TAKE_SECONDS)
+        except ValueError as exc:
+            log.warning("the OSC the audio host kept cannot be read (%s); going on without", exc)
+        finally:
+            self._osc_kept = None
+        return []
 
     async def _beat(self) -> None:
         """Under the host: the heartbeat it watches (a hung engine is restarted), and the state

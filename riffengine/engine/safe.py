@@ -18,6 +18,7 @@ from riffengine.engine.parts import (
     CHANNELS,
 )
 from riffengine.errors import UserError
+from riffengine.host.client import HostOutput
 from riffengine.planner import clip_key
 from riffengine.state import apply_many
 
@@ -33,13 +34,13 @@ class SafeRole(EngineBase):
     async def _load_safe_loop(self) -> None:
         """Read the bank's safe loop from the cache folder (off the loop), if one is banked."""
         assert self._loop is not None
-        cache = self.settings.cache
-        if not cache.enabled:
-            self.safe, self._safe_frames = None, None
-            return
-        self.safe, self._safe_frames = await self._loop.run_in_executor(None, self._read_safe_loop)
+        self.safe, self._safe_frames = None, None
+        if self.settings.cache.enabled:
+            self.safe, self._safe_frames = await self._loop.run_in_executor(None, self._read_safe_loop)
         if self.safe is not None:
             log.info("safe loop %r ready for /riff/panic", self.safe.name)
+        if isinstance(self.output, HostOutput):  # for a panic while no engine listens
+            self.output.hand_safe_loop(self._safe_frames, self.safe.name if self.safe is not None else "")
 
     def _read_safe_loop(self):
         """Executor thread: the safe loop and its frames at the output rate, or (None, None)."""

@@ -9,17 +9,23 @@ removes it.
 
 Messages (``kind`` and fields):
 
-- ``gain``: ``gain`` (linear; 0 while muted) — heard in the host's next period;
+- ``gain``: ``gain`` (linear), ``muted`` — heard in the host's next period;
 - ``panic``: ``path``, ``origin``, ``until`` — crossfade to that loop at once
   (:class:`~riffengine.audio.panic.PanicRequest`, stream frame numbering);
 - ``hold``: ``start``, ``path`` (None: silence from ``start``), ``clip_id`` — a loop starts at
   stream frame ``start``; the host plays it by itself whenever the ring has nothing;
-- ``bye``: ``code`` — the engine ends on purpose (the host ends too, instead of restarting it).
+- ``bye``: ``code`` — the engine ends on purpose (the host ends too, instead of restarting it);
+- ``safe``: ``path`` (None: there is none), ``name`` — the bank's safe loop at the output rate,
+  for a ``/riff/panic`` that reaches the host while no engine listens;
+- ``osc_take``: the engine starts listening on the OSC socket the host handed it: the host stops
+  reading it and answers ``osc_kept`` (:mod:`riffengine.host.standin`).
 
 And from the host to the engine (best effort: an engine that is away misses it):
 
 - ``record_failed``: ``path``, ``reason`` — the recording failed (the audio goes on); the engine
-  reports it (events log, ``/riff/fail /riff/record``).
+  reports it (events log, ``/riff/fail /riff/record``);
+- ``osc_kept``: ``packets`` — the OSC packets that came while no engine listened, oldest first,
+  each ``[base64 data, sender host, sender port]``; the engine applies them before any newer one.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ import numpy as np
 
 from riffengine.host.shmring import SHM_DIR
 
-MAX_DATAGRAM = 4096
-KINDS = ("gain", "panic", "hold", "bye", "record_failed")
+MAX_DATAGRAM = 65536
+"""The largest message (the OSC packets handed over in ``osc_kept`` are bounded below it)."""
+KINDS = ("gain", "panic", "hold", "bye", "safe", "osc_take", "record_failed", "osc_kept")
 HOST, ENGINE = "control", "engine"
 
 

@@ -108,16 +108,13 @@ class RingWriter:
 
 
 class _RemoteGain:
-    """``output.live`` for the engine: the gain goes to the host, heard in its next period."""
+    """``output.live`` for the engine: the gain and mute go to the host, heard in its next period."""
 
     def __init__(self, send: Callable[..., None]) -> None:
         self._send = send
 
     def set(self, gain: float, muted: bool = False) -> None:
-        self._send("gain", gain=0.0 if muted else float(gain))
-
-    def reset(self, gain: float) -> None:
-        self.set(gain)
+        self._send("gain", gain=float(gain), muted=bool(muted))
 
 
 class _RemotePanic:
@@ -231,6 +228,12 @@ class HostOutput:
             if message is None:
                 return out
             out.append(message)
+
+    def hand_safe_loop(self, frames: np.ndarray | None, name: str = "") -> None:
+        """The bank's safe loop at the output rate (None: there is none), for a panic the host
+        plays by itself while no engine listens."""
+        path = None if frames is None else self.sender.put_frames(frames)
+        self.send("safe", path=path, name=name)
 
     def bye(self, code: int = 0) -> None:
         self.send("bye", code=int(code))

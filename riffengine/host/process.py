@@ -7,7 +7,9 @@ ring. The host's callback plays the ring, and where the ring has nothing (the en
 restarts, or fell behind) the loops the engine held on the bar grid (:mod:`riffengine.host.hold`):
 the music goes on, in time, with no gap. Gain, mute and panic come over the control channel
 (:mod:`riffengine.host.channel`) and are applied in the host's callback: heard within a period,
-however long the ring's look-ahead.
+however long the ring's look-ahead. The host holds the OSC port and hands it to each engine;
+while none listens (dead, restarting, warming up) it plays gain, mute and panic sent over OSC
+itself, and keeps the rest for the next engine (:mod:`riffengine.host.standin`).
 
 The engine is restarted when it exits without saying goodbye (a crash, a signal, the OOM
 killer), or when its heartbeat stops for ``audio.engine_hang_seconds`` (it is killed first).
@@ -20,7 +22,8 @@ sends ``READY=1`` once the first loop plays, ``WATCHDOG=1`` from its supervising
 engine's ``NOTIFY_SOCKET`` is withheld (one voice to systemd).
 
 Threads: the main thread supervises (child, heartbeat, header figures, signals); one thread
-receives control messages; the output's callback thread plays. The callback's rules are those
+receives control messages; one reads OSC while no engine does; the output's callback thread
+plays. The callback's rules are those
 of :mod:`riffengine.audio.output`. Every thread of the host runs at the audio priority
 (:mod:`riffengine.audio.priority`: ``SCHED_RR`` 1 where allowed, else nice -11), so the thread
 holding the GIL is never kept off the CPU while the callback waits for it; the engine is
@@ -32,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -44,13 +48,14 @@ import numpy as np
 
 from riffengine.audio import gil, priority
 from riffengine.audio.jackoutput import JackOutput, forget_portaudio_at_exit
+from riffengine.audio.livegain import db_to_gain
 from riffengine.audio.output import MAX_BLOCK, open_output
 from riffengine.audio.panic import PanicRequest
 from riffengine.audio.recorder import Recorder
 from riffengine.eventlog import EventLog
 from riffengine.events import Event
-from riffengine.host import channel
-from riffengine.host.hold import Held, HoldSource
+from riffengine.host import channel, standin
+from riffengine.host.hold import Held, HoldSource, held_at
 from riffengine.host.shmring import ShmRing
 from riffengine.sdnotify import Notifier
 
@@ -69,6 +74,8 @@ STOP_WAIT_SECONDS = 5.0
 FADE_OUT_SECONDS = 0.1
 TICK_SECONDS = 0.05
 """How often the supervisor looks at the engine, the output and the figures."""
+UNTIL_AN_ENGINE = 2**62
+"""A panic the host plays by itself lasts until an engine's own panic takes over from it."""
 
 
 @dataclass
@@ -184,6 +191,7 @@ class Host:
         state_file: str,
         notifier: Notifier | None = None,
         engine_nice: int | None = None,
+        osc_socket: socket.socket | None = None,
     ) -> None:
         self.settings = settings
         self.audio = audio
@@ -210,15 +218,29 @@ class Host:
         self._next_reconnect = 0.0
         self._panic_received: tuple[PanicRequest, float] | None = None
         self._panic_reported: PanicRequest | None = None
+        self._publishing = threading.Lock()
+        self._gain, self._muted = 1.0, False
+        """What the host plays: the last engine's gain and mute, or the stand-in's."""
+        self._safe: np.ndarray | None = None
+        """The bank's safe loop at the output rate, as the last engine handed it (or None)."""
+        self.stand_in = (
+            None
+            if osc_socket is None
+            else standin.StandIn(osc_socket, settings.osc, self._live_from_osc, self._panic_from_osc)
+        )
         threading.Thread(target=self._receive, name="riffengine-host-control", daemon=True).start()
 
     def publish(self, kind: str, **data: object) -> None:
-        """An event of the host's own, into the events log the engine writes too (appending)."""
+        """An event of the host's own, into the events log the engine writes too (appending);
+        any of the host's threads (never the callback)."""
         if self.audio.events_log is not None:
-            self.audio.events_log(Event(kind, data))
+            with self._publishing:
+                self.audio.events_log(Event(kind, data))
 
     def start(self) -> None:
         self.output.start()
+        if self.stand_in is not None:
+            self.stand_in.start()
         log.info(
             "audio host playing at %d Hz to %s (ring %s)",
             self.output.sample_rate,
@@ -259,7 +281,7 @@ class Host:
         """Act on one control message (control thread)."""
         kind = message["kind"]
         if kind == "gain":
-            self.output.live.set(float(message["gain"]))
+            self._set_gain(float(message["gain"]), bool(message.get("muted", False)))
         elif kind == "panic":
             safe = channel.take_frames(message["path"], CHANNELS)
             request = PanicRequest(safe, origin=int(message["origin"]), until=int(message["until"]))
@@ -273,6 +295,59 @@ class Host:
         elif kind == "bye":
             self.status.saw_bye = True
             self.status.code = int(message.get("code", 0))
+        elif kind == "safe":
+            path = message.get("path")
+            self._safe = None if path is None else channel.take_frames(path, CHANNELS)
+        elif kind == "osc_take":
+            self._hand_over_osc()
+
+    def _set_gain(self, gain: float, muted: bool) -> None:
+        self._gain, self._muted = gain, muted
+        if self.output.live is not None:
+            self.output.live.set(gain, muted)
+
+    # --- OSC while no engine listens (the stand-in's thread, and the control thread) -------------
+
+    def _live_from_osc(self, name: str, value: object) -> None:
+        """The stand-in read a gain or mute: played in the next period."""
+        if name == "gain":
+            self._set_gain(db_to_gain(float(value)), self._muted)  # type: ignore[arg-type]
+        elif name == "mute":
+            self._set_gain(self._gain, bool(value))
+
+    def _panic_from_osc(self) -> None:
+        """The stand-in read ``/riff/panic``: crossfade to the safe loop now, in the phase of the
+        held loop in force (its first sample on that loop's bar line); it lasts until the next
+        engine's own panic (it gets the packet) takes over, in the same way."""
+        safe = self._safe
+        if safe is None:
+            log.warning("panic while no engine runs: no engine has handed over a safe loop; it waits for the engine")
+            return
+        position = self.source.position
+        held = held_at(self.source.held.loops, position)
+        origin = held.start if held is not None and held.frames is not None else position
+        request = PanicRequest(safe, origin=origin, until=UNTIL_AN_ENGINE)
+        self._panic_received = (request, time.monotonic())
+        self.output.panic.request = request
+        log.warning("panic while no engine runs: the host crossfades to the safe loop")
+
+    def _hand_over_osc(self) -> None:
+        """The engine listens on the OSC socket now: the stand-in stops and hands it what it kept."""
+        if self.stand_in is None:
+            self._to_engine.send("osc_kept", packets=[])
+            return
+        kept, figures = self.stand_in.hand_over()
+        try:
+            self._to_engine.send("osc_kept", packets=standin.encode_packets(kept))
+        except OSError as exc:
+            log.warning("audio host: the engine did not take the OSC kept for it (%s)", exc)
+        self.publish(
+            "osc_handed_over",
+            applied=figures.applied,
+            kept=len(kept),
+            dropped=figures.dropped,
+            frame=self.source.position,
+        )
 
     # --- the engine child ----------------------------------------------------------------------------
 
@@ -280,8 +355,14 @@ class Host:
         """Start an engine (without systemd's notify socket: the host alone speaks to it)."""
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         argv = [*self.engine_argv, "--attach-host", self.name, "--state-file", self.state_file]
+        fds: tuple[int, ...] = ()
+        if self.stand_in is not None:
+            fds = (self.stand_in.sock.fileno(),)
+            argv += ["--osc-fd", str(fds[0])]
         self.status.saw_bye = False
-        child = self.child = subprocess.Popen(argv, env=env, preexec_fn=priority.child_priority(self.engine_nice))
+        child = self.child = subprocess.Popen(
+            argv, env=env, pass_fds=fds, preexec_fn=priority.child_priority(self.engine_nice)
+        )
         self._child_started = time.monotonic()
         self.status.engine_pid = child.pid
         log.info("audio host: engine started (pid %d)", child.pid)
@@ -330,6 +411,8 @@ class Host:
     def _after_exit(self, child: subprocess.Popen, code: int) -> subprocess.Popen | None:
         """``child`` ended with ``code``: the engine started in its place, or None when the host
         ends too."""
+        if self.stand_in is not None:
+            self.stand_in.resume()  # OSC sent from now on: gain, mute and panic are played here
         lived = time.monotonic() - self._child_started
         self.status.last_exit = f"exit status {code}" if code >= 0 else f"signal {-code}"
         self.publish(
@@ -459,6 +542,8 @@ class Host:
             self._receiver.close,
             self._to_engine.close,
         ]
+        if self.stand_in is not None:
+            steps.append(self.stand_in.close)
         for step in steps:
             try:
                 step()
@@ -475,18 +560,23 @@ class Host:
 def serve(settings, engine_argv: list[str], state_file: str) -> int:
     """``riffengine run`` under the host: open, play, supervise, close; the exit status."""
     failed: list[Host] = []  # the recorder reports to the host, made just after the audio
+    osc_socket = standin.open_socket(settings.osc) if settings.osc.enabled else None
     usual_nice = priority.raise_priority()  # before the output's and the recorder's threads start
     try:
         audio = open_audio(settings, ring_name(), lambda exc: failed[0].recording_failed(exc) if failed else None)
     except BaseException:
         priority.restore(usual_nice)
+        if osc_socket is not None:
+            osc_socket.close()
         raise
     try:
-        host = Host(settings, audio, engine_argv, state_file, engine_nice=usual_nice)
+        host = Host(settings, audio, engine_argv, state_file, engine_nice=usual_nice, osc_socket=osc_socket)
     except BaseException:
         for step in audio.close():
             step()
         priority.restore(usual_nice)
+        if osc_socket is not None:
+            osc_socket.close()
         raise
     failed.append(host)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}

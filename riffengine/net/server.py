@@ -59,7 +59,7 @@ from pythonosc.osc_message import OscMessage
 
 from riffengine.config import HttpSettings
 from riffengine.control.confine import BUILTIN_SEEDS, builtin_seed_names, confine
-from riffengine.control.osc import FAIL, OscServer, _RateLimit, build
+from riffengine.control.osc import FAIL, OscServer, _RateLimit, allowed_by, build, networks
 from riffengine.errors import UserError
 from riffengine.events import Event, EventBus
 from riffengine.net import oscquery
@@ -220,7 +220,7 @@ class WebServer:
         self.clients: set[Client] = set()
         self.images = LoopImages(loop)
         self.refused = 0
-        self._networks = [ipaddress.ip_network(n) for n in settings.allow]
+        self._networks = networks(settings.allow)
         self._peers: OrderedDict[str, _RateLimit] = OrderedDict()
         self._static = _load_static()
         self._listenable = oscquery.listenable(oscquery.namespace(store.state))
@@ -319,13 +319,7 @@ class WebServer:
     # -- HTTP --
 
     def _allowed(self, host: str | None) -> bool:
-        try:
-            ip = ipaddress.ip_address((host or "").split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self._networks if net.version == ip.version)
+        return allowed_by(self._networks, host or "")
 
     @web.middleware
     async def _guard(self, request: web.Request, handler) -> web.StreamResponse:
