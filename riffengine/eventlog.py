@@ -88,6 +88,7 @@ class EventLog:
 
 
 def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All events of a JSONL events log (for tests and diagnosis)."""
+    """All events of a JSONL events log (for tests and diagnosis); a last line still being
+    written (no newline yet) is left for the next read."""
     with open(path, encoding="utf-8") as file:
-        return [json.loads(line) for line in file if line.strip()]
+        return [json.loads(line) for line in file if line.endswith("\n") and line.strip()]

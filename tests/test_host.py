@@ -120,7 +120,7 @@ def engine_child(proc: EngineProcess) -> int:
     return children[0].pid
 
 
-def hosted(tmp_path, server, client: str, *args: str) -> EngineProcess:
+def hosted(tmp_path, server, client: str, *args: str, env: dict[str, str] | None = None) -> EngineProcess:
     """``riffengine run`` under the audio host, the fake renderer, to the test's JACK server."""
     return EngineProcess(
         tmp_path,
@@ -130,8 +130,20 @@ def hosted(tmp_path, server, client: str, *args: str) -> EngineProcess:
         "--set",
         f"audio.jack_client_name={client}",
         *args,
-        env={"JACK_DEFAULT_SERVER": server.name, "JACK_NO_START_SERVER": "1"},
+        env={"JACK_DEFAULT_SERVER": server.name, "JACK_NO_START_SERVER": "1", **(env or {})},
     )
+
+
+def banked_show(tmp_path) -> tuple[str, np.ndarray]:
+    """A config at 240 bpm, one bar a loop, with a safe loop banked; the safe loop's frames."""
+    from riffengine.config import load_config, merge_overrides
+    from riffengine.render.bank import safe_loop
+    from riffengine.render.cache import RenderCache
+
+    show = tmp_path / "show.yaml"
+    show.write_text(f"cache: {{folder: {tmp_path / 'cache'}}}\ntempo: {{bpm: 240}}\nloop: {{bars: 1}}\n")
+    bank_safe_loop(tmp_path / "cache", merge_overrides(load_config(show), {"initial.prompt_a/0": "safe groove"}))
+    return str(show), safe_loop(RenderCache(tmp_path / "cache")).frames(RATE, 2)
 
 
 def test_a_killed_engine_is_not_heard_and_the_next_one_comes_back_with_its_state(jack_server, tmp_path):
@@ -257,20 +269,11 @@ def test_an_engine_does_not_outlive_its_host(jack_server, tmp_path):
 def test_a_panic_is_crossfaded_by_the_host_and_reported_when_it_began(jack_server, tmp_path):
     from pythonosc.udp_client import SimpleUDPClient
 
-    from riffengine.config import load_config, merge_overrides
-    from riffengine.render.bank import safe_loop
-    from riffengine.render.cache import RenderCache
-
-    show = tmp_path / "show.yaml"
-    show.write_text(f"cache: {{folder: {tmp_path / 'cache'}}}\ntempo: {{bpm: 240}}\nloop: {{bars: 1}}\n")
-    bank_safe_loop(tmp_path / "cache", merge_overrides(load_config(show), {"initial.prompt_a/0": "safe groove"}))
-    cache = RenderCache(tmp_path / "cache")
-    safe_frames = safe_loop(cache).frames(RATE, 2)
-
+    show, safe_frames = banked_show(tmp_path)
     port = free_udp_port()
     rec = tmp_path / "rec.wav"
     proc = hosted(
-        tmp_path, jack_server, f"{CLIENT}-panic", "--config", str(show), "--record", str(rec), "--osc-port", str(port)
+        tmp_path, jack_server, f"{CLIENT}-panic", "--config", show, "--record", str(rec), "--osc-port", str(port)
     )
     try:
         proc.loops_after(2)
@@ -334,14 +337,7 @@ def test_osc_while_no_engine_runs_is_played_by_the_host_and_kept_for_the_next_en
 def test_a_panic_while_no_engine_runs_is_played_by_the_host_then_the_next_engines(jack_server, tmp_path):
     from pythonosc.udp_client import SimpleUDPClient
 
-    from riffengine.config import load_config, merge_overrides
-    from riffengine.render.bank import safe_loop
-    from riffengine.render.cache import RenderCache
-
-    show = tmp_path / "show.yaml"
-    show.write_text(f"cache: {{folder: {tmp_path / 'cache'}}}\ntempo: {{bpm: 240}}\nloop: {{bars: 1}}\n")
-    bank_safe_loop(tmp_path / "cache", merge_overrides(load_config(show), {"initial.prompt_a/0": "safe groove"}))
-    safe_frames = safe_loop(RenderCache(tmp_path / "cache")).frames(RATE, 2)
+    show, safe_frames = banked_show(tmp_path)
 
     port = free_udp_port()
     rec = tmp_path / "rec.wav"
@@ -386,3 +382,38 @@ def test_a_panic_while_no_engine_runs_is_played_by_the_host_then_the_next_engine
     late = np.arange(seam + RATE // 10, seam + len(safe_frames))
     np.testing.assert_allclose(recorded[late], safe_frames[(late - seam) % len(safe_frames)], atol=1e-6)
     assert silent_windows(recorded) == []
+
+
+def test_an_engine_that_dies_before_its_first_loop_leaves_the_host_playing_the_safe_loop(jack_server, tmp_path):
+    show, safe_frames = banked_show(tmp_path)
+    crash = tmp_path / "crash"
+    crash.mkdir()  # every engine the host starts dies at once, as with a GPU fault at start
+    (crash / "sitecustomize.py").write_text(
+        "import os, signal, sys\nif '--attach-host' in sys.argv:\n    os.kill(os.getpid(), signal.SIGSEGV)\n"
+    )
+    rec = tmp_path / "rec.wav"
+    proc = hosted(
+        tmp_path,
+        jack_server,
+        f"{CLIENT}-fallback",
+        "--config",
+        show,
+        "--record",
+        str(rec),
+        "--no-osc",
+        env={"PYTHONPATH": str(crash)},
+    )
+    try:
+        degraded = proc.wait_event("degraded", timeout=30)
+        proc.wait_event("engine_ended", lambda e: len(proc.events("engine_ended")) >= 4, timeout=30)
+        code = proc.terminate()
+    finally:
+        proc.close()
+    assert code == 0, proc.output()
+    assert "before its first loop" in degraded["reason"] and "safe loop" in degraded["reason"]
+    ended = proc.events("engine_ended")
+    assert all(e["status"] == -signal.SIGSEGV for e in ended) and len(proc.events("engine_restarted")) >= 3
+    recorded, _ = soundfile.read(str(rec), dtype="float32", always_2d=True)
+    end = ended[-1]["frame"]  # the host held the safe loop from the stream's first frame on
+    assert end > RATE
+    np.testing.assert_allclose(recorded[:end], safe_frames[np.arange(end) % len(safe_frames)], atol=1e-6)

@@ -61,6 +61,7 @@ class EngineBase:
     safe: SafeLoop | None
     _host: str | None
     _state_file: str | None
+    _resume: resume.Resume | None
     _osc_fd: int | None
     """The audio host's OSC socket, inherited (``--osc-fd``), or None: the engine binds its own."""
     _osc_kept: asyncio.Future[object] | None

@@ -59,9 +59,9 @@ class HostedRole(EngineBase):
         self.realtime = True
         self.sample_rate = self.output.sample_rate
         state = self.store.state
-        if not self.ring.host_started:
-            # the host's first engine sets the gain; one taking over leaves what the host plays
-            # (its saved state has the same, and what the host played meanwhile comes as OSC)
+        if self._resume is None:
+            # the host's first engine sets the gain; one taking over from a saved state leaves
+            # what the host plays (the state has the same; what the host played meanwhile, OSC)
             self.output.live.set(*self._gain_and_mute(state))
         tempo = TempoMap(
             float(cast(SupportsFloat, state.values["bpm"])),

@@ -15,6 +15,9 @@ The engine is restarted when it exits without saying goodbye (a crash, a signal,
 killer), or when its heartbeat stops for ``audio.engine_hang_seconds`` (it is killed first).
 It starts from the state the previous one saved (:mod:`riffengine.host.resume`). An engine that fails at
 once with a user error (exit status 2: a bad config) is not restarted: the host ends with it.
+One that dies before its first loop (a GPU fault as it starts) is restarted, and meanwhile the
+host plays the bank's safe loop by itself (:mod:`riffengine.host.fallback`), reported as
+``degraded``.
 
 Signals: SIGINT/SIGTERM end the engine, fade the output out and end the host (exit 0); SIGHUP
 is passed on to the engine (reload). Under systemd the host is the service's main process: it
@@ -54,7 +57,7 @@ from riffengine.audio.panic import PanicRequest
 from riffengine.audio.recorder import Recorder
 from riffengine.eventlog import EventLog
 from riffengine.events import Event
-from riffengine.host import channel, standin
+from riffengine.host import channel, fallback, standin
 from riffengine.host.hold import Held, HoldSource, held_at
 from riffengine.host.shmring import ShmRing
 from riffengine.sdnotify import Notifier
@@ -431,6 +434,8 @@ class Host:
             self.status.code = 2
             return None
         self.status.deaths_in_a_row = 1 if lived > STABLE_SECONDS else self.status.deaths_in_a_row + 1
+        if not self.source.held.loops:
+            self._fall_back(f"the engine ended ({self.status.last_exit}) before its first loop")
         delay = RESTART_DELAYS[min(self.status.deaths_in_a_row, len(RESTART_DELAYS)) - 1]
         log.error(
             "audio host: the engine ended (%s); playing the held loops, restarting it in %.1f s",
@@ -445,6 +450,20 @@ class Host:
         new = self.spawn()
         self.publish("engine_restarted", pid=new.pid, restarts=self.status.restarts, frame=self.source.position)
         return new
+
+    def _fall_back(self, why: str) -> None:
+        """Nothing to play on with: hold the bank's safe loop (the last engine's, or read here)
+        from now on, until an engine's loops take over; ``degraded`` either way."""
+        found = (self._safe, "") if self._safe is not None else None
+        found = found or fallback.safe_loop(self.settings, self.output.sample_rate, CHANNELS)
+        if found is None:
+            self.publish("degraded", reason=f"{why}; no safe loop is banked: silence until an engine starts")
+            return
+        frames, name = found
+        self.source.held.add(Held(self.source.position, frames, "safe"))
+        self.publish("degraded", reason=f"{why}; the host plays the bank's safe loop {name!r}".replace(" ''", ""))
+        log.error("audio host: %s; playing the bank's safe loop until an engine starts", why)
+        self.notifier.status("degraded: playing the safe loop until an engine starts")
 
     def _publish_figures(self) -> None:
         """Header fields the engine reports: xruns, the DAC clock, how much was held."""
@@ -509,7 +528,7 @@ class Host:
             self.notifier.status(f"playing at {out.sample_rate} Hz to {self.settings.audio.output}")
 
     def _notify(self) -> None:
-        if not self._ready_sent and self.status.holds:
+        if not self._ready_sent and self.source.held.loops:
             self._ready_sent = True
             self.notifier.ready(f"playing at {self.output.sample_rate} Hz to {self.settings.audio.output}")
         interval = self.notifier.watchdog_interval

@@ -207,6 +207,35 @@ def _write_synced(path: Path, writer) -> None:
         os.fsync(f.fileno())
 
 
+def _read_meta(entry: Path, key: str) -> dict:
+    meta = json.loads((entry / META).read_text())
+    if meta.get("format") != FORMAT or meta.get("key") != key:
+        raise CorruptEntry("meta.json belongs to another key or format")
+    return meta
+
+
+def _check_file(entry: Path, meta: dict, name: str) -> None:
+    path = entry / name
+    if path.stat().st_size != meta["files"][name]["size"] or _sha256(path) != meta["files"][name]["sha256"]:
+        raise CorruptEntry(f"{name} does not match its checksum")
+
+
+def _read_entry_audio(entry: Path, meta: dict) -> np.ndarray:
+    _check_file(entry, meta, AUDIO)
+    audio = np.load(entry / AUDIO, allow_pickle=False)
+    if audio.dtype != np.float32 or audio.ndim != 2:
+        raise CorruptEntry(f"audio is {audio.dtype} {audio.shape}, not float32 [channels, frames]")
+    return audio
+
+
+def read_audio(entry: Path, key: str) -> tuple[np.ndarray, int]:
+    """The audio (float32 ``[channels, frames]``) and sample rate of the entry folder ``entry``,
+    checked against its checksum, without its image and without touching the cache: for a
+    reader that must not load more (the audio host). CorruptEntry, or OSError, when damaged."""
+    meta = _read_meta(entry, key)
+    return _read_entry_audio(entry, meta), int(meta["sample_rate"])
+
+
 class RenderCache:
     """A folder of clip entries bounded to ``max_bytes``; see the module docstring."""
 
@@ -253,16 +282,9 @@ class RenderCache:
 
         from riffengine.spectrogram.image import pixels_from_image
 
-        meta = json.loads((entry / META).read_text())
-        if meta.get("format") != FORMAT or meta.get("key") != key:
-            raise CorruptEntry("meta.json belongs to another key or format")
-        for name in (IMAGE, AUDIO):
-            path = entry / name
-            if path.stat().st_size != meta["files"][name]["size"] or _sha256(path) != meta["files"][name]["sha256"]:
-                raise CorruptEntry(f"{name} does not match its checksum")
-        audio = np.load(entry / AUDIO, allow_pickle=False)
-        if audio.dtype != np.float32 or audio.ndim != 2:
-            raise CorruptEntry(f"audio is {audio.dtype} {audio.shape}, not float32 [channels, frames]")
+        meta = _read_meta(entry, key)
+        _check_file(entry, meta, IMAGE)
+        audio = _read_entry_audio(entry, meta)
         with Image.open(entry / IMAGE) as opened:
             opened.load()
             image = opened.copy()

@@ -35,6 +35,11 @@ def resample_clip(audio: np.ndarray, src_rate: int, dst_rate: int, frames: int) 
 
         tensor = torch.from_numpy(np.ascontiguousarray(data.T))
         data = F.resample(tensor, src_rate, dst_rate).numpy().T
+    return fit_loop(data, frames)
+
+
+def fit_loop(data: np.ndarray, frames: int) -> np.ndarray:
+    """``[n, channels]`` audio exactly ``frames`` long: cut, or filled from its own start (a loop)."""
     if len(data) >= frames:
         return np.ascontiguousarray(data[:frames], dtype=np.float32)
     reps = -(-frames // max(len(data), 1))
