@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from riffengine.render.workers.pool import RayPool
     from riffengine.script import Step
     from riffengine.sdnotify import Notifier
+    from riffengine.state import State
     from riffengine.store import StateStore
     from riffengine.timing.follow import Follower
 
@@ -60,6 +61,8 @@ class EngineBase:
     safe: SafeLoop | None
     _host: str | None
     _state_file: str | None
+    _resume: resume.Resume | None
+    """What the previous engine under the same host left (None: a fresh start)."""
     _renderer: object | None
     _script: deque[Step]
     _reload_settings: Callable[[], Settings] | None
@@ -147,6 +150,10 @@ class EngineBase:
         def _end_streak(self, recovered: bool = True) -> None: ...
 
         async def _load_safe_loop(self) -> None: ...
+
+        def _resumes_on_safe_loop(self, state: State) -> bool: ...
+
+        def _start_on_safe_loop(self, state: State) -> None: ...
 
         def _degrade(self, reason: str) -> FallbackRenderer: ...
 
