@@ -1,6 +1,7 @@
 """The audio host: the sound goes on when the engine dies, and a new engine takes over.
 
-Pure parts first (held loops, the host's source over a real shared-memory ring), then
+Pure parts first (held loops, the host's source over a real shared-memory ring), and a new
+engine's start from the saved state (after a panic, on the safe loop with no render), then
 ``riffengine run`` to a JACK dummy server with a capture client of the test's own: the engine
 process is killed mid-loop while the capture and the recording show continuous audio; a new
 engine is started by the host and comes back with the state the old one had; gain set over
@@ -9,6 +10,7 @@ OSC is applied by the host; a stalled host is reported as xruns.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -23,8 +25,16 @@ from engine_fixtures import EngineProcess, bank_safe_loop
 from jack_fixtures import JackCapture, jack_server  # noqa: F401
 from surface_fixtures import wait_until
 
+from riffengine.config import Settings, load_config, merge_overrides
+from riffengine.engine import Engine
+from riffengine.eventlog import read_events
+from riffengine.host import resume
 from riffengine.host.hold import Held, HeldLoops, HoldSource, fill_from, held_at
 from riffengine.host.shmring import ShmRing
+from riffengine.render.bank import safe_loop
+from riffengine.render.cache import RenderCache
+from riffengine.render.fake import FakeRenderer
+from riffengine.state import apply_many, as_pairs, initial_state
 
 RATE = 44100
 CLIENT = "riffengine-host-test"
@@ -94,6 +104,58 @@ def test_the_host_plays_the_ring_then_the_held_loop_in_phase_then_fades_back(shm
     writer.close()
 
 
+# --- a new engine's start from the saved state (file output: deterministic) -------------------
+
+
+def takeover_session(tmp_path, resumed: str):
+    """An engine started as the host starts a new one, from a saved state (``resumed``: ``safe``,
+    the safe loop's state as a panic leaves it, or ``config``), to a file; a safe loop banked
+    for another state than the config's. (audio, events, fake renderer, safe frames)."""
+    settings = merge_overrides(
+        Settings(),
+        {
+            "audio.output": str(tmp_path / "out.wav"),
+            "audio.events": str(tmp_path / "events.jsonl"),
+            "cache.folder": str(tmp_path / "cache"),
+            "tempo.bpm": 240.0,
+            "loop.bars": 1,
+            "osc.enabled": False,
+            "initial.steps": 4,  # the run's steps: the safe loop's values bring the bank's own
+        },
+    )
+    bank_safe_loop(
+        tmp_path / "cache", merge_overrides(settings, {"initial.prompt_a/0": "safe groove", "initial.steps": 50})
+    )
+    safe = safe_loop(RenderCache(tmp_path / "cache"))
+    start = initial_state(settings)
+    if resumed == "safe":
+        start = apply_many(start, tuple(safe.values.items()))
+    state_file = tmp_path / "state.json"
+    resume.save(state_file, as_pairs(start), None)
+    fake = FakeRenderer()
+    engine = Engine(settings, fake, duration=3.0, signals=False, state_file=str(state_file))
+    assert asyncio.run(engine.run()) == 0
+    audio, _ = soundfile.read(str(tmp_path / "out.wav"), dtype="float32", always_2d=True)
+    return audio, read_events(tmp_path / "events.jsonl"), fake, safe.frames(RATE, 2)
+
+
+def test_an_engine_taking_over_after_a_panic_starts_on_the_safe_loop_without_a_render(tmp_path):
+    audio, events, fake, safe_frames = takeover_session(tmp_path, "safe")
+    assert fake.renders == 0  # the state is the safe loop's: nothing to render, no cache to miss
+    assert not [e for e in events if e["kind"] == "render"]
+    first = next(e for e in events if e["kind"] == "loop_started")
+    assert first["frame"] == 0 and first["clip_id"] == "clip1-v1"
+    assert [e["clip_id"] for e in events if e["kind"] == "loop_started"] == ["clip1-v1"] * 3
+    np.testing.assert_allclose(audio[: len(safe_frames)], safe_frames, atol=1e-6)
+
+
+def test_an_engine_taking_over_from_another_state_renders_it_in_its_warm_up(tmp_path):
+    _, events, fake, _ = takeover_session(tmp_path, "config")
+    assert fake.renders == 1
+    warm_up = next(e for e in events if e["kind"] == "render")
+    assert warm_up["phase"] == "done" and warm_up["warm_up"] is True
+
+
 # --- the host and its engine, on a JACK server -----------------------------------------------
 
 
@@ -136,10 +198,6 @@ def hosted(tmp_path, server, client: str, *args: str, env: dict[str, str] | None
 
 def banked_show(tmp_path) -> tuple[str, np.ndarray]:
     """A config at 240 bpm, one bar a loop, with a safe loop banked; the safe loop's frames."""
-    from riffengine.config import load_config, merge_overrides
-    from riffengine.render.bank import safe_loop
-    from riffengine.render.cache import RenderCache
-
     show = tmp_path / "show.yaml"
     show.write_text(f"cache: {{folder: {tmp_path / 'cache'}}}\ntempo: {{bpm: 240}}\nloop: {{bars: 1}}\n")
     bank_safe_loop(tmp_path / "cache", merge_overrides(load_config(show), {"initial.prompt_a/0": "safe groove"}))
@@ -270,6 +328,7 @@ def test_a_panic_is_crossfaded_by_the_host_and_reported_when_it_began(jack_serve
     from pythonosc.udp_client import SimpleUDPClient
 
     show, safe_frames = banked_show(tmp_path)
+
     port = free_udp_port()
     rec = tmp_path / "rec.wav"
     proc = hosted(

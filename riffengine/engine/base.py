@@ -62,6 +62,7 @@ class EngineBase:
     _host: str | None
     _state_file: str | None
     _resume: resume.Resume | None
+    """What the previous engine under the same host left (None: a fresh start)."""
     _osc_fd: int | None
     """The audio host's OSC socket, inherited (``--osc-fd``), or None: the engine binds its own."""
     _osc_kept: asyncio.Future[object] | None
@@ -155,6 +156,10 @@ class EngineBase:
 
         @staticmethod
         def _gain_and_mute(state: State) -> tuple[float, bool]: ...
+
+        def _resumes_on_safe_loop(self, state: State) -> bool: ...
+
+        def _start_on_safe_loop(self, state: State) -> None: ...
 
         def _degrade(self, reason: str) -> FallbackRenderer: ...
 

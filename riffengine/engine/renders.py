@@ -47,10 +47,21 @@ class RenderRole(EngineBase):
     """Scheduling renders and taking their results (see the module)."""
 
     async def _warm_up(self) -> bool:
-        """Render the starting State before the stream starts; False if stopped meanwhile."""
+        """Render the starting State before the stream starts; False if stopped meanwhile.
+
+        An engine taking over after a panic starts on the safe loop instead, with no render
+        (:meth:`~riffengine.engine.safe.SafeRole._resumes_on_safe_loop`).
+        """
         assert self._loop is not None and self.worker is not None and self._maker is not None
         assert self.planner is not None and self.timeline is not None
         state = self.store.state
+        if self._resumes_on_safe_loop(state):
+            self._warm_future = self._loop.create_future()
+            self._warm_future.cancel()  # no warm-up render to wait for: the planner may plan
+            if self.realtime:
+                self.worker.renderer.on_step = self._check_cancel
+            self._start_on_safe_loop(state)
+            return True
         first = evolve.first_loop(state)
         key = first.key
         self._warm_future = self._loop.create_future()

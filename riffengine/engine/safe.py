@@ -20,7 +20,7 @@ from riffengine.engine.parts import (
 from riffengine.errors import UserError
 from riffengine.host.client import HostOutput
 from riffengine.planner import clip_key
-from riffengine.state import apply_many
+from riffengine.state import State, apply_many
 
 log = logging.getLogger("riffengine.engine")
 
@@ -77,15 +77,10 @@ class SafeRole(EngineBase):
             )
         values = tuple(safe.values.items())
         new = apply_many(self.store.state, values) if values else self.store.state
-        assert self.planner is not None  # built with the timeline
-        self.planner.adopt(clip_key(new))
         self._discard_before = self.store.state.version + 1  # renders under way are for older states
         self._end_streak(recovered=False)
         self._stats["panics"] += 1
-        made = MadeClip(cast(ClipSpec, None), frames, None, None, 0.0, False)  # banked, not made from a spec
-        clip_id = self._register_clip(made, new.version)
-        self.ahead.start(evolve.first_loop(new), new, clip_id)
-        self.timeline.submit(self.timeline.make_clip(clip_id, frames, safe.bpm, safe.bars), 0)
+        clip_id = self._submit_safe_loop(new)
         seam, _, _ = self._loop_geometry()
         if self.realtime:  # heard at once: the callback crossfades to the loop until the seam
             assert self.output is not None and self.output.panic is not None
@@ -101,3 +96,62 @@ class SafeRole(EngineBase):
         log.warning("panic: crossfading to the safe loop %r at bar %d", safe.name, self.timeline.tempo.bar_at(seam))
         if values:
             self.store.apply(values, source="panic")
+
+    def _submit_safe_loop(self, state: State) -> str:
+        """Queue the safe loop on the timeline as the clip of ``state`` (the safe state): the
+        planner adopts it, with no render. Its clip id."""
+        safe, frames = self.safe, self._safe_frames
+        assert safe is not None and frames is not None
+        assert self.timeline is not None and self.planner is not None  # built with the output
+        self.planner.adopt(clip_key(state))
+        made = MadeClip(cast(ClipSpec, None), frames, None, None, 0.0, False)  # banked, not made from a spec
+        clip_id = self._register_clip(made, state.version)
+        self.ahead.start(evolve.first_loop(state), state, clip_id)
+        self.timeline.submit(self.timeline.make_clip(clip_id, frames, safe.bpm, safe.bars), 0)
+        return clip_id
+
+    # --- taking over after a panic -------------------------------------------------------------
+
+    def _resumes_on_safe_loop(self, state: State) -> bool:
+        """True when this engine takes over (under the audio host) from one whose state asks for
+        the safe loop's clip: the previous engine panicked, and played the safe loop from the bank.
+
+        That clip was never rendered with this model (the bank may even have been made with
+        another one, and the safe values bring the bank's steps), so the render cache misses it
+        and a warm-up render of it takes as long as a render at those steps: with the tiny model
+        on a CPU, 20 s and more. The safe loop itself needs none.
+        """
+        safe, timeline = self.safe, self.timeline
+        if self._resume is None or safe is None or self._safe_frames is None or timeline is None:
+            return False
+        if safe.beats_per_bar != timeline.tempo.beats_per_bar:
+            return False
+        try:
+            as_safe = apply_many(state, tuple(safe.values.items()))
+        except UserError:
+            return False
+        key = clip_key(state)
+        return clip_key(as_safe) == key and key[1:] == (safe.bpm, safe.bars)
+
+    def _start_on_safe_loop(self, state: State) -> None:
+        """The warm-up of an engine that :meth:`_resumes_on_safe_loop`: the safe loop is its first
+        loop, where the warm-up's render would be, as the previous engine played it."""
+        assert self.safe is not None and self._safe_frames is not None and self.timeline is not None
+        safe = self.safe
+        clip_id = self._submit_safe_loop(state)
+        if state.values["transport"] == "stop":
+            self.timeline.stop(0)  # silent until play
+        log.info("warm-up: the previous engine played the safe loop %r; starting on it, no render", safe.name)
+        self.bus.publish(
+            "loop_scheduled",
+            clip_id=clip_id,
+            version=state.version,
+            bar=0,
+            frame=0,
+            bpm=safe.bpm,
+            bars=safe.bars,
+            late=False,
+            frames=len(self._safe_frames),
+            image=None,
+            **self._walk_fields(clip_id),
+        )
