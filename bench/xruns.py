@@ -179,9 +179,10 @@ class Listener:
         self.client.close()
 
 
-def bank_safe_loop(tmp: Path) -> Path:
+def bank_safe_loop(tmp: Path, steps: int) -> Path:
     """A show file whose render cache holds a safe loop (banked from the fake renderer: the
-    safe loop is audio in the cache, whatever model plays), for ``/riff/panic``."""
+    safe loop is audio in the cache, whatever model plays), for ``/riff/panic``; at the run's
+    ``steps``, as a show banks with its own config (the safe values set the steps)."""
     from riffengine.config import load_config
     from riffengine.render.bank import item_for, write_safe
     from riffengine.render.cache import RenderCache
@@ -191,7 +192,7 @@ def bank_safe_loop(tmp: Path) -> Path:
     show = tmp / "show.yaml"
     show.write_text(
         f"cache: {{folder: {tmp / 'cache'}}}\ntempo: {{bpm: 120}}\nloop: {{bars: 2}}\n"
-        "initial: {prompt_a: [safe groove]}\n"
+        f"initial: {{prompt_a: [safe groove], steps: {steps}}}\n"
     )
     item = item_for("safe", initial_state(load_config(show)))
     clip = FakeRenderer().render(item.request, item.model_frames)
@@ -497,7 +498,7 @@ def main() -> int:
             subprocess.run(
                 [sys.executable, "-m", "riffengine.cli", "tiny-model", model], check=True, stdout=subprocess.DEVNULL
             )
-        args.show = bank_safe_loop(tmp)
+        args.show = bank_safe_loop(tmp, args.steps)
         print(
             f"period {PERIOD} frames = {PERIOD / RATE * 1000:.2f} ms; renderer "
             f"{'tiny model, ' + str(args.steps) + ' steps' if model else 'fake'}; {args.seconds:g} s a load"
