@@ -87,16 +87,19 @@ def test_kept_packets_travel_as_text_and_come_back_the_same():
             standin.decode_packets(bad)
 
 
-def test_the_kept_packets_are_bounded_oldest_dropped_first():
-    stand_in = standin.StandIn(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), OscSettings(), print, print)
+def test_the_kept_packets_are_bounded_oldest_dropped_first_but_a_panic_last():
+    host = Recorded()
+    stand_in = standin.StandIn(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), OscSettings(), print, host.panic)
     try:
+        stand_in.take(packet("/riff/panic"), ("127.0.0.1", 999))
         for port in range(standin.KEEP + 10):  # one fader each from many senders
             stand_in.take(packet("/riff/alpha", 0.5), ("127.0.0.1", 1000 + port))
         kept, figures = stand_in.hand_over()
     finally:
         stand_in.close()
-    assert len(kept) == standin.KEEP and figures.dropped == 10
-    assert kept[0][1] == ("127.0.0.1", 1010) and kept[-1][1] == ("127.0.0.1", 1000 + standin.KEEP + 9)
+    assert len(kept) == standin.KEEP and figures.dropped == 11 and host.panics == 1
+    assert OscMessage(kept[0][0]).address == "/riff/panic"  # the host plays it until an engine takes it
+    assert kept[1][1] == ("127.0.0.1", 1011) and kept[-1][1] == ("127.0.0.1", 1000 + standin.KEEP + 9)
 
 
 # --- over a socket --------------------------------------------------------------------------------

@@ -26,11 +26,10 @@ engine's ``NOTIFY_SOCKET`` is withheld (one voice to systemd).
 
 Threads: the main thread supervises (child, heartbeat, header figures, signals); one thread
 receives control messages; one reads OSC while no engine does; the output's callback thread
-plays. The callback's rules are those
-of :mod:`riffengine.audio.output`. Every thread of the host runs at the audio priority
-(:mod:`riffengine.audio.priority`: ``SCHED_RR`` 1 where allowed, else nice -11), so the thread
-holding the GIL is never kept off the CPU while the callback waits for it; the engine is
-started at the usual priority.
+plays. The callback's rules are those of :mod:`riffengine.audio.output`. Every thread of the
+host runs at the audio priority (:mod:`riffengine.audio.priority`: ``SCHED_RR`` 1 where
+allowed, else nice -11), so the thread holding the GIL is never kept off the CPU while the
+callback waits for it; the engine is started at the usual priority.
 """
 
 from __future__ import annotations
@@ -224,8 +223,9 @@ class Host:
         self._publishing = threading.Lock()
         self._gain, self._muted = 1.0, False
         """What the host plays: the last engine's gain and mute, or the stand-in's."""
-        self._safe: np.ndarray | None = None
-        """The bank's safe loop at the output rate, as the last engine handed it (or None)."""
+        self._safe: tuple[np.ndarray, str] | None = None
+        """The bank's safe loop at the output rate and its name, as the last engine handed it
+        (or as the host read it)."""
         self.stand_in = (
             None
             if osc_socket is None
@@ -300,7 +300,7 @@ class Host:
             self.status.code = int(message.get("code", 0))
         elif kind == "safe":
             path = message.get("path")
-            self._safe = None if path is None else channel.take_frames(path, CHANNELS)
+            self._safe = None if path is None else (channel.take_frames(path, CHANNELS), str(message.get("name", "")))
         elif kind == "osc_take":
             self._hand_over_osc()
 
@@ -322,10 +322,11 @@ class Host:
         """The stand-in read ``/riff/panic``: crossfade to the safe loop now, in the phase of the
         held loop in force (its first sample on that loop's bar line); it lasts until the next
         engine's own panic (it gets the packet) takes over, in the same way."""
-        safe = self._safe
-        if safe is None:
-            log.warning("panic while no engine runs: no engine has handed over a safe loop; it waits for the engine")
+        found = self._safe_loop()
+        if found is None:
+            log.warning("panic while no engine runs: no safe loop is banked; it waits for the engine")
             return
+        safe, _ = found
         position = self.source.position
         held = held_at(self.source.held.loops, position)
         origin = held.start if held is not None and held.frames is not None else position
@@ -451,17 +452,24 @@ class Host:
         self.publish("engine_restarted", pid=new.pid, restarts=self.status.restarts, frame=self.source.position)
         return new
 
+    def _safe_loop(self) -> tuple[np.ndarray, str] | None:
+        """The bank's safe loop at the output rate and its name: as the last engine handed it,
+        else read from the bank by the host itself (:mod:`riffengine.host.fallback`); None
+        (logged) when none is banked. Not the callback's thread (it may read files)."""
+        if self._safe is None:
+            self._safe = fallback.safe_loop(self.settings, self.output.sample_rate, CHANNELS)
+        return self._safe
+
     def _fall_back(self, why: str) -> None:
-        """Nothing to play on with: hold the bank's safe loop (the last engine's, or read here)
-        from now on, until an engine's loops take over; ``degraded`` either way."""
-        found = (self._safe, "") if self._safe is not None else None
-        found = found or fallback.safe_loop(self.settings, self.output.sample_rate, CHANNELS)
+        """Nothing to play on with: hold the bank's safe loop from now on, until an engine's
+        loops take over; ``degraded`` either way."""
+        found = self._safe_loop()
         if found is None:
             self.publish("degraded", reason=f"{why}; no safe loop is banked: silence until an engine starts")
             return
         frames, name = found
         self.source.held.add(Held(self.source.position, frames, "safe"))
-        self.publish("degraded", reason=f"{why}; the host plays the bank's safe loop {name!r}".replace(" ''", ""))
+        self.publish("degraded", reason=f"{why}; the host plays the bank's safe loop {name!r}")
         log.error("audio host: %s; playing the bank's safe loop until an engine starts", why)
         self.notifier.status("degraded: playing the safe loop until an engine starts")
 

@@ -11,7 +11,8 @@ While no engine listens, :class:`StandIn`'s thread reads the socket:
   ``/riff/panic`` (the host crossfades to the safe loop the last engine handed it);
 - every packet from an allowed sender, those too, is kept for the next engine: the latest per
   address and sender (a fader sends many; the last is what the performer set), bundles whole,
-  at most :data:`KEEP` packets and :data:`KEEP_BYTES` bytes, the oldest dropped first.
+  at most :data:`KEEP` packets and :data:`KEEP_BYTES` bytes, the oldest dropped first (a
+  ``/riff/panic`` last of all).
 
 An engine that starts listening asks for them (``osc_take``, :mod:`riffengine.host.channel`):
 from then on the host reads nothing, and hands the kept packets over in the order they came
@@ -252,7 +253,10 @@ class StandIn:
         self._kept_bytes += len(data)
         self.figures.kept += 1
         while len(self._kept) > KEEP or self._kept_bytes > KEEP_BYTES:
-            _, (dropped, _) = self._kept.popitem(last=False)
+            # the oldest goes, but a panic stays while it can: the host plays it until the
+            # next engine's own panic (this packet) takes over
+            oldest = next((k for k in self._kept if k[0] != PANIC), next(iter(self._kept)))
+            dropped, _ = self._kept.pop(oldest)
             self._kept_bytes -= len(dropped)
             self.figures.dropped += 1
 
