@@ -165,7 +165,7 @@ class StandIn:
         self._free = threading.Event()  # set while no engine listens
         self._free.set()
         self._stop = threading.Event()
-        self._kept: OrderedDict[object, Kept] = OrderedDict()
+        self._kept: OrderedDict[tuple[object, ...], Kept] = OrderedDict()
         self._kept_bytes = 0
         self._bundles = 0
         self.figures = StandInFigures()
@@ -243,7 +243,7 @@ class StandIn:
     def _keep(self, data: bytes, sender: Address, messages: list[OscMessage]) -> None:
         if data.startswith(b"#bundle"):
             self._bundles += 1
-            key: object = ("#bundle", sender, self._bundles)  # a bundle is kept whole, in order
+            key: tuple[object, ...] = ("#bundle", sender, self._bundles)  # a bundle is kept whole, in order
         else:
             key = (messages[0].address, sender)
         old = self._kept.pop(key, None)
