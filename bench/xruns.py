@@ -9,6 +9,8 @@ time (a new seed every second). A separate process sends the load; this process 
   peak level of what the engine plays and when the cycle ran;
 - silence: the time the engine's ports played exact zeros after the music had started;
 - the engine's own counts (xruns, underruns) from its events log;
+- the late clients: for each xrun the server logs the client that had not finished its cycle
+  (the engine's host, this listener, ...);
 - gain latency: ``/riff/gain -60`` is sent every 10 s (and 0 dB half a second later); the time
   from sending to the first cycle that plays it, against the period.
 
@@ -45,6 +47,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -52,6 +55,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -322,6 +326,15 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return s.getsockname()[1]
 
 
+LATE_CLIENT = re.compile(r"client = (\S+) was not finished")
+
+
+def late_clients(server_log: str) -> Counter[str]:
+    """Who made each xrun, by the server's own words: jackd logs the client that was not done
+    when the next cycle began (``JackEngine::XRun: client = NAME was not finished``)."""
+    return Counter(LATE_CLIENT.findall(server_log))
+
+
 def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
     server = JackServer(sample_rate=RATE, period=PERIOD, realtime=args.realtime)
     server.start()
@@ -373,6 +386,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
             time.sleep(5.0)  # the pages load and connect
         first = listener.cycles
         xruns0 = listener.xruns
+        server_log0 = len(server.output())
         sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), load], env=env, preexec_fn=args.as_usual)
         gain_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         from pythonosc.osc_message_builder import OscMessageBuilder
@@ -417,6 +431,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
             engine_xruns += x
             engine_underruns += u
             takeovers += takeover_seconds(tmp / f"events-{load}-{i}.jsonl")
+        late = late_clients(server.output()[server_log0:])
         latencies = gain_latencies(listener, gains)
         panic_heard = panic_latencies([tmp / f"events-{load}-{i}.jsonl" for i in range(len(engines))], panics)
     finally:
@@ -445,6 +460,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
         "seconds": args.seconds,
         "xruns (server)": xruns,
         "xruns (engine)": engine_xruns,
+        "late clients (server log)": ", ".join(f"{name} {n}" for name, n in late.most_common()) or "none",
         "underruns (engine)": engine_underruns,
         "silence s": round(silence_seconds(peaks), 3),
         "gain heard ms (median, max)": (
