@@ -11,6 +11,9 @@ time (a new seed every second). A separate process sends the load; this process 
 - the engine's own counts (xruns, underruns) from its events log;
 - the late clients: for each xrun the server logs the client that had not finished its cycle
   (the engine's host, this listener, ...);
+- the CPU time the hypervisor stole (on a virtual machine), and the xruns of the calm seconds
+  (under 5 % stolen): on a shared VM most clicks come in the seconds the host machine takes
+  the CPUs away, whatever runs inside;
 - gain latency: ``/riff/gain -60`` is sent every 10 s (and 0 dB half a second later); the time
   from sending to the first cycle that plays it, against the period.
 
@@ -246,6 +249,35 @@ def engine_pid(proc: subprocess.Popen, inline: bool) -> int:
     return children[0].pid if children else proc.pid
 
 
+STEAL_CALM = 0.05
+"""A second in which the hypervisor took less than this share of the CPUs counts as calm."""
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU ticks so far, (stolen by the hypervisor, all), from ``/proc/stat``."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
+def steal_figures(samples: list[tuple[int, int, int]]) -> tuple[float, int, int]:
+    """From per-second samples (steal ticks, all ticks, xruns so far): the share of CPU time
+    stolen, and the xruns and seconds of the calm seconds (steal under :data:`STEAL_CALM`).
+    On a virtual machine a click often comes from the hypervisor, not from what is measured."""
+    if len(samples) < 2:
+        return 0.0, 0, 0
+    calm_xruns = calm_seconds = 0
+    for (s0, t0, x0), (s1, t1, x1) in zip(samples, samples[1:], strict=False):
+        if t1 > t0 and (s1 - s0) / (t1 - t0) < STEAL_CALM:
+            calm_xruns += x1 - x0
+            calm_seconds += 1
+    stolen = (samples[-1][0] - samples[0][0]) / max(1, samples[-1][1] - samples[0][1])
+    return stolen, calm_xruns, calm_seconds
+
+
 def silence_seconds(peaks: np.ndarray) -> float:
     """Time of exact silence after the first sound (a missing engine plays nothing at all)."""
     sounding = np.flatnonzero(peaks > 0)
@@ -401,7 +433,12 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
         next_panic = start + GAIN_EVERY / 2 + 2.0
         panic_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         panic_message = OscMessageBuilder("/riff/panic").build().dgram
+        samples = [(*cpu_ticks(), listener.xruns)]
+        next_sample = start + 1.0
         while (now := time.monotonic()) < start + args.seconds:
+            if now >= next_sample:
+                samples.append((*cpu_ticks(), listener.xruns))
+                next_sample += 1.0
             if now >= next_gain:
                 gains.append(time.monotonic())
                 gain(-60.0)
@@ -423,8 +460,10 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
                 next_kill += args.kill_every
             listener.connect()  # a restarted engine has new ports
             time.sleep(0.05)
+        samples.append((*cpu_ticks(), listener.xruns))
         peaks = listener.peaks[first : listener.cycles]
         xruns = listener.xruns - xruns0
+        stolen, calm_xruns, calm_seconds = steal_figures(samples)
         takeovers: list[float] = []
         for i in range(len(engines)):
             x, u = engine_counts(tmp / f"events-{load}-{i}.jsonl")
@@ -460,6 +499,8 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
         "seconds": args.seconds,
         "xruns (server)": xruns,
         "xruns (engine)": engine_xruns,
+        "cpu stolen %": round(100 * stolen, 1),
+        "xruns (server) in calm seconds": f"{calm_xruns} in {calm_seconds} s",
         "late clients (server log)": ", ".join(f"{name} {n}" for name, n in late.most_common()) or "none",
         "underruns (engine)": engine_underruns,
         "silence s": round(silence_seconds(peaks), 3),
