@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from browsers import open_browsers  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-from riffengine.audio import priority  # noqa: E402
+from riffengine.audio import gil, priority  # noqa: E402
 from riffengine.audio.jackserver import JackServer  # noqa: E402
 
 RATE = 44100
@@ -458,7 +458,8 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
                     os.kill(engine_pid(engines[-1], False), signal.SIGKILL)
                     kills += 1
                 next_kill += args.kill_every
-            listener.connect()  # a restarted engine has new ports
+            if load == "e":
+                listener.connect()  # a restarted engine has new ports
             time.sleep(0.05)
         samples.append((*cpu_ticks(), listener.xruns))
         peaks = listener.peaks[first : listener.cycles]
@@ -544,8 +545,10 @@ def main() -> int:
     # The listener is an instrument: its own Python callback must not be the one that is late.
     # Its process (and the JACK server it starts) runs at the audio priority; what it starts to
     # be measured (engines, the load sender, browsers) at the usual one.
+    # Its callback waits at most 0.5 ms for the GIL, as the audio host's does.
     args.usual_nice = priority.raise_priority()
     args.as_usual = priority.child_priority(args.usual_nice)
+    gil.prepare_for_audio()
     with tempfile.TemporaryDirectory(prefix="riffengine-xruns-") as folder:
         tmp = Path(args.keep) if args.keep else Path(folder)
         tmp.mkdir(parents=True, exist_ok=True)

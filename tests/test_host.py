@@ -156,6 +156,35 @@ def test_an_engine_taking_over_from_another_state_renders_it_in_its_warm_up(tmp_
     assert warm_up["phase"] == "done" and warm_up["warm_up"] is True
 
 
+def test_leftovers_of_killed_hosts_are_swept_and_those_of_running_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from riffengine.host.process import HOST_PREFIX, sweep_stale
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a host that was killed: its PID runs no more
+    shm, temp = tmp_path / "shm", tmp_path / "tmp"
+    shm.mkdir()
+    temp.mkdir()
+    dead = [
+        shm / f"{HOST_PREFIX}{gone.pid}",
+        shm / f"{HOST_PREFIX}{gone.pid}-77-0.f32",
+        temp / f"{HOST_PREFIX}{gone.pid}-x1",
+    ]
+    alive = [shm / f"{HOST_PREFIX}{os.getpid()}", temp / f"{HOST_PREFIX}{os.getpid()}-x2"]
+    others = [shm / "jack-shm-registry", temp / f"{HOST_PREFIX}abc", temp / "riffengine-hostless"]
+    for path in dead + alive + others:
+        if path.name.endswith(("-x1", "-x2")):
+            path.mkdir()
+            (path / "state.json").write_text("{}")
+        else:
+            path.write_bytes(b"ring")
+    removed = sweep_stale((str(shm), str(temp)))
+    assert sorted(removed) == sorted(str(p) for p in dead)
+    assert not any(p.exists() for p in dead) and all(p.exists() for p in alive + others)
+
+
 # --- the host and its engine, on a JACK server -----------------------------------------------
 
 

@@ -175,9 +175,9 @@ def run_host(args: argparse.Namespace, settings: Settings) -> int:
     import shutil
     import tempfile
 
-    from riffengine.host.process import engine_command, serve
+    from riffengine.host.process import HOST_PREFIX, engine_command, serve
 
-    folder = tempfile.mkdtemp(prefix="riffengine-host-")
+    folder = tempfile.mkdtemp(prefix=f"{HOST_PREFIX}{os.getpid()}-")  # swept if the host is killed
     try:
         argv = list(getattr(args, "argv", None) or ["run"])
         return serve(settings, engine_command(argv), os.path.join(folder, "state.json"))

@@ -36,10 +36,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +61,7 @@ from riffengine.eventlog import EventLog
 from riffengine.events import Event
 from riffengine.host import channel, fallback, standin
 from riffengine.host.hold import Held, HoldSource, held_at
-from riffengine.host.shmring import ShmRing
+from riffengine.host.shmring import SHM_DIR, ShmRing
 from riffengine.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
@@ -120,8 +123,48 @@ class _FromFirstSound:
         return self.recorder.tap(frames)
 
 
+HOST_PREFIX = "riffengine-host-"
+"""Names of what a host leaves in ``/dev/shm`` and the temp folder: then its PID."""
+
+
 def ring_name() -> str:
-    return f"riffengine-host-{os.getpid()}"
+    return f"{HOST_PREFIX}{os.getpid()}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def sweep_stale(folders: tuple[str, ...] = (SHM_DIR, tempfile.gettempdir())) -> list[str]:
+    """Remove what hosts killed with no chance to clean up (SIGKILL, the OOM killer) left in
+    ``folders``: their rings and loop files, their state folders; only where the PID in the
+    name runs no more. The paths removed."""
+    removed: list[str] = []
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            match = re.fullmatch(rf"{HOST_PREFIX}(\d+)(-.*)?", name)
+            if match is None or _running(int(match.group(1))):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+            except OSError:
+                continue
+            removed.append(path)
+    return removed
 
 
 @dataclass
@@ -587,6 +630,8 @@ class Host:
 def serve(settings, engine_argv: list[str], state_file: str) -> int:
     """``riffengine run`` under the host: open, play, supervise, close; the exit status."""
     failed: list[Host] = []  # the recorder reports to the host, made just after the audio
+    if stale := sweep_stale():
+        log.info("audio host: removed %d leftovers of hosts that were killed: %s", len(stale), ", ".join(stale))
     osc_socket = standin.open_socket(settings.osc) if settings.osc.enabled else None
     usual_nice = priority.raise_priority()  # before the output's and the recorder's threads start
     try:
