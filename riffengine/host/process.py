@@ -631,7 +631,7 @@ def serve(settings, engine_argv: list[str], state_file: str) -> int:
     """``riffengine run`` under the host: open, play, supervise, close; the exit status."""
     failed: list[Host] = []  # the recorder reports to the host, made just after the audio
     if stale := sweep_stale():
-        log.info("audio host: removed %d leftovers of hosts that were killed: %s", len(stale), ", ".join(stale))
+        log.debug("audio host: removed %d leftovers of hosts that were killed: %s", len(stale), ", ".join(stale))
     osc_socket = standin.open_socket(settings.osc) if settings.osc.enabled else None
     usual_nice = priority.raise_priority()  # before the output's and the recorder's threads start
     try:
