@@ -182,3 +182,12 @@ def test_a_taken_port_is_a_clear_error():
         port = taken.getsockname()[1]
         with pytest.raises(UserError, match=f"OSC: cannot listen on 127.0.0.1:{port}.*change osc.host or osc.port"):
             standin.open_socket(OscSettings(host="127.0.0.1", port=port))
+
+
+def test_the_most_that_can_be_kept_fits_in_one_control_message():
+    from riffengine.host import channel
+
+    big = packet("/riff/prompt_a/0", "x" * (standin.KEEP_BYTES // standin.KEEP - 40))
+    kept = [(big, ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535))] * standin.KEEP
+    assert sum(len(data) for data, _ in kept) <= standin.KEEP_BYTES
+    assert len(channel.encode("osc_kept", packets=standin.encode_packets(kept))) <= channel.MAX_DATAGRAM

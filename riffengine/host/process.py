@@ -386,7 +386,7 @@ class Host:
         kept, figures = self.stand_in.hand_over()
         try:
             self._to_engine.send("osc_kept", packets=standin.encode_packets(kept))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             log.warning("audio host: the engine did not take the OSC kept for it (%s)", exc)
         self.publish(
             "osc_handed_over",

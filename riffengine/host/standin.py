@@ -8,7 +8,7 @@ While no engine listens, :class:`StandIn`'s thread reads the socket:
 
 - the controls the host plays (:data:`LIVE`: ``/riff/gain``, ``/riff/mute`` and their
   ``/norm`` forms) are checked by the parameter table's rules and applied at once; so is
-  ``/riff/panic`` (the host crossfades to the safe loop the last engine handed it);
+  ``/riff/panic`` (the host crossfades to the bank's safe loop);
 - every packet from an allowed sender, those too, is kept for the next engine: the latest per
   address and sender (a fader sends many; the last is what the performer set), bundles whole,
   at most :data:`KEEP` packets and :data:`KEEP_BYTES` bytes, the oldest dropped first (a
@@ -55,8 +55,9 @@ LIVE = ("gain", "mute")
 """The parameters the host itself plays (after the ring): set at once, engine or not."""
 KEEP = 256
 """Packets kept for the next engine, at most."""
-KEEP_BYTES = 40_000
-"""Bytes kept for the next engine, at most (they travel in one control message, as base64)."""
+KEEP_BYTES = 32_000
+"""Bytes kept for the next engine, at most: they travel in one control message, as base64 with
+their senders, well under :data:`~riffengine.host.channel.MAX_DATAGRAM`."""
 POLL_SECONDS = 0.2
 
 Address = tuple[str, int]
