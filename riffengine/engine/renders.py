@@ -46,6 +46,24 @@ log = logging.getLogger("riffengine.engine")
 class RenderRole(EngineBase):
     """Scheduling renders and taking their results (see the module)."""
 
+    def _publish_first_loop(
+        self, clip_id: str, version: int, bpm: float, bars: int, frames: int, image: object
+    ) -> None:
+        """``loop_scheduled`` for the loop the stream starts with (bar 0, frame 0)."""
+        self.bus.publish(
+            "loop_scheduled",
+            clip_id=clip_id,
+            version=version,
+            bar=0,
+            frame=0,
+            bpm=bpm,
+            bars=bars,
+            late=False,
+            frames=frames,
+            image=image,
+            **self._walk_fields(clip_id),
+        )
+
     async def _warm_up(self) -> bool:
         """Render the starting State before the stream starts; False if stopped meanwhile.
 
@@ -121,19 +139,7 @@ class RenderRole(EngineBase):
             late=False,
             worker=result.worker,
         )
-        self.bus.publish(
-            "loop_scheduled",
-            clip_id=clip_id,
-            version=state.version,
-            bar=0,
-            frame=0,
-            bpm=key[1],
-            bars=key[2],
-            late=False,
-            frames=len(made.audio),
-            image=made.image,
-            **self._walk_fields(clip_id),
-        )
+        self._publish_first_loop(clip_id, state.version, key[1], key[2], len(made.audio), made.image)
         return True
 
     # --- daemon: warm-up display, readiness, reload, panic -----------------------------------------

@@ -142,16 +142,4 @@ class SafeRole(EngineBase):
         if state.values["transport"] == "stop":
             self.timeline.stop(0)  # silent until play
         log.info("warm-up: the previous engine played the safe loop %r; starting on it, no render", safe.name)
-        self.bus.publish(
-            "loop_scheduled",
-            clip_id=clip_id,
-            version=state.version,
-            bar=0,
-            frame=0,
-            bpm=safe.bpm,
-            bars=safe.bars,
-            late=False,
-            frames=len(self._safe_frames),
-            image=None,
-            **self._walk_fields(clip_id),
-        )
+        self._publish_first_loop(clip_id, state.version, safe.bpm, safe.bars, len(self._safe_frames), None)
