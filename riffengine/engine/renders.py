@@ -64,6 +64,10 @@ class RenderRole(EngineBase):
             **self._walk_fields(clip_id),
         )
 
+    def _report_dropped(self, job: Job, reason: str, **fields: object) -> None:
+        """The ``render`` event of a job whose loop will not be played, and why."""
+        self.bus.publish("render", phase="dropped", job=job.number, version=job.version, reason=reason, **fields)
+
     async def _warm_up(self) -> bool:
         """Render the starting State before the stream starts; False if stopped meanwhile.
 
@@ -293,19 +297,11 @@ class RenderRole(EngineBase):
         self._cancel.discard(job.number)
         if isinstance(result.error, RenderCancelled):  # a speculative loop stopped half way
             self.planner.drop(job)
-            self.bus.publish(
-                "render",
-                phase="dropped",
-                job=job.number,
-                version=job.version,
-                reason="cancelled",
-                ms=round(result.seconds * 1000.0, 1),
-                worker=result.worker,
-            )
+            self._report_dropped(job, "cancelled", ms=round(result.seconds * 1000.0, 1), worker=result.worker)
             return
         if job.version < self._discard_before:  # overtaken by a panic: not wanted any more
             self.planner.drop(job)
-            self.bus.publish("render", phase="dropped", job=job.number, version=job.version, reason="panic")
+            self._report_dropped(job, "panic")
             return
         if not result.ok:
             self.planner.finished(job, False, result.seconds)
@@ -316,14 +312,7 @@ class RenderRole(EngineBase):
         self._end_streak()
         self._last_render_ms = made.seconds * 1000.0
         if planned is not None and not play:  # a speculative loop a control change overtook
-            self.bus.publish(
-                "render",
-                phase="dropped",
-                job=job.number,
-                version=job.version,
-                reason="superseded",
-                worker=result.worker,
-            )
+            self._report_dropped(job, "superseded", worker=result.worker)
             return
         self._stats["stretches" if made.stretched else "renders"] += 1
         clip_id = self._register_clip(made, job.version)
