@@ -28,7 +28,9 @@ Loads (``--loads``, default all):
 - ``e``: SIGKILL of the engine process every ``--kill-every`` seconds (60): under the audio host,
   the host plays on and starts a new engine; with ``--inline`` the one process dies and a new
   one is started at once, as a service manager would;
-- ``quiet``: the renders alone.
+- ``quiet``: the renders alone;
+- ``floor``: no riffengine at all, JACK's own C example clients on the same server (what the
+  machine itself clicks: on a shared virtual machine that is not 0).
 
 Examples::
 
@@ -142,9 +144,12 @@ SENDER = textwrap.dedent(
 class Listener:
     """The independent JACK client: server xruns, and the peak of each cycle the engine plays."""
 
-    def __init__(self, server: str, seconds: float) -> None:
+    def __init__(
+        self, server: str, seconds: float, sources: tuple[str, str] = (f"{CLIENT}:out_0", f"{CLIENT}:out_1")
+    ) -> None:
         import jack
 
+        self.sources = sources
         self.client = jack.Client("xrun-listener", servername=server, no_start_server=True)
         self.ports = [self.client.inports.register(f"in_{i}") for i in range(2)]
         cycles = int(seconds * RATE / PERIOD) + 4096
@@ -169,12 +174,11 @@ class Listener:
         self.client.activate()
 
     def connect(self) -> bool:
-        sources = [f"{CLIENT}:out_0", f"{CLIENT}:out_1"]
         try:
             names = {p.name for p in self.client.get_ports(is_output=True, is_audio=True)}
-            if not set(sources) <= names:
+            if not set(self.sources) <= names:
                 return False
-            for source, port in zip(sources, self.ports):
+            for source, port in zip(self.sources, self.ports):
                 if source not in {c.name for c in port.connections}:
                     self.client.connect(source, port)
             return True
@@ -358,13 +362,73 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return s.getsockname()[1]
 
 
-LATE_CLIENT = re.compile(r"client = (\S+) was not finished")
+LATE_CLIENT = re.compile(r"client = (\S+) was not finished, state = (\w+)")
 
 
 def late_clients(server_log: str) -> Counter[str]:
-    """Who made each xrun, by the server's own words: jackd logs the client that was not done
-    when the next cycle began (``JackEngine::XRun: client = NAME was not finished``)."""
-    return Counter(LATE_CLIENT.findall(server_log))
+    """Who made each xrun, by the server's own words: jackd logs each client that was not done
+    when the next cycle began (``JackEngine::XRun: client = NAME was not finished, state =
+    STATE``). The state tells whose fault it was: ``Triggered`` means the client was woken but
+    the system had not yet run its thread (scheduling: the kernel, or a hypervisor that took
+    the CPU); ``Running`` means its thread ran and had not finished (its own code: a callback
+    too slow, or waiting for a lock such as Python's GIL)."""
+    return Counter(f"{name} ({state})" for name, state in LATE_CLIENT.findall(server_log))
+
+
+def server_figures(listener: Listener, xruns0: int, samples: list[tuple[int, int, int]], server_log: str) -> dict:
+    """The figures every row has: the listener's count of the server's xruns since ``xruns0``,
+    the CPU stolen, the xruns of the calm seconds, and the late clients of ``server_log``."""
+    stolen, calm_xruns, calm_seconds = steal_figures(samples)
+    late = late_clients(server_log)
+    return {
+        "xruns (server)": listener.xruns - xruns0,
+        "cpu stolen %": round(100 * stolen, 1),
+        "xruns (server) in calm seconds": f"{calm_xruns} in {calm_seconds} s",
+        "late clients (server log)": ", ".join(f"{name} {n}" for name, n in late.most_common()) or "none",
+    }
+
+
+FLOOR_CLIENT = "floor-sine"
+
+
+def run_floor(args) -> dict:
+    """The machine's floor: the same server and listener with JACK's own C example clients
+    (``jack_simple_client`` playing a sine into the listener, and ``jack_metro``) and no
+    riffengine at all. Whatever clicks here, the machine makes: read every other row against
+    this one."""
+    server = JackServer(sample_rate=RATE, period=PERIOD, realtime=args.realtime)
+    server.start()
+    env = dict(os.environ, **server.env, JACK_NO_START_SERVER="1")
+    listener = Listener(server.name, args.seconds + 120, (f"{FLOOR_CLIENT}:output1", f"{FLOOR_CLIENT}:output2"))
+    listener.start()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "preexec_fn": args.as_usual}
+    clients = [
+        subprocess.Popen(["jack_simple_client", FLOOR_CLIENT], **quiet),
+        subprocess.Popen(["jack_metro", "-b", "120", "-n", "floor-metro"], **quiet),
+    ]
+    try:
+        deadline = time.monotonic() + 30.0
+        while not listener.connect():
+            if time.monotonic() > deadline or clients[0].poll() is not None:
+                raise RuntimeError("jack_simple_client did not start (the Debian package jackd2 brings it)")
+            time.sleep(0.2)
+        time.sleep(2.0)
+        first, xruns0, log0 = listener.cycles, listener.xruns, len(server.output())
+        start = time.monotonic()
+        samples = [(*cpu_ticks(), listener.xruns)]
+        while time.monotonic() < start + args.seconds:
+            time.sleep(1.0)
+            samples.append((*cpu_ticks(), listener.xruns))
+        row = {"load": "floor", "seconds": args.seconds}
+        row.update(server_figures(listener, xruns0, samples, server.output()[log0:]))
+        row["silence s"] = round(silence_seconds(listener.peaks[first : listener.cycles]), 3)
+        return row
+    finally:
+        for client in clients:
+            client.terminate()
+            client.wait()
+        listener.close()
+        server.stop()
 
 
 def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
@@ -463,15 +527,13 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
             time.sleep(0.05)
         samples.append((*cpu_ticks(), listener.xruns))
         peaks = listener.peaks[first : listener.cycles]
-        xruns = listener.xruns - xruns0
-        stolen, calm_xruns, calm_seconds = steal_figures(samples)
+        figures = server_figures(listener, xruns0, samples, server.output()[server_log0:])
         takeovers: list[float] = []
         for i in range(len(engines)):
             x, u = engine_counts(tmp / f"events-{load}-{i}.jsonl")
             engine_xruns += x
             engine_underruns += u
             takeovers += takeover_seconds(tmp / f"events-{load}-{i}.jsonl")
-        late = late_clients(server.output()[server_log0:])
         latencies = gain_latencies(listener, gains)
         panic_heard = panic_latencies([tmp / f"events-{load}-{i}.jsonl" for i in range(len(engines))], panics)
     finally:
@@ -498,11 +560,8 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
     return {
         "load": load,
         "seconds": args.seconds,
-        "xruns (server)": xruns,
+        **figures,
         "xruns (engine)": engine_xruns,
-        "cpu stolen %": round(100 * stolen, 1),
-        "xruns (server) in calm seconds": f"{calm_xruns} in {calm_seconds} s",
-        "late clients (server log)": ", ".join(f"{name} {n}" for name, n in late.most_common()) or "none",
         "underruns (engine)": engine_underruns,
         "silence s": round(silence_seconds(peaks), 3),
         "gain heard ms (median, max)": (
@@ -527,7 +586,7 @@ def main() -> int:
     kind.add_argument("--tiny", action="store_true", help="the tiny random model on the CPU")
     parser.add_argument("--steps", type=int, default=4, help="diffusion steps with --tiny")
     parser.add_argument("--seconds", type=float, default=600.0, help="per load (default 600)")
-    parser.add_argument("--loads", default="a,b,c,d,e", help="comma list of a,b,c,d,e,quiet")
+    parser.add_argument("--loads", default="a,b,c,d,e", help="comma list of floor,quiet,a,b,c,d,e")
     parser.add_argument("--warm-up", type=float, default=180.0, help="seconds allowed to start")
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between kills (load e)")
     parser.add_argument("--keep", metavar="DIR", help="keep the engines' events logs and output here")
@@ -565,7 +624,7 @@ def main() -> int:
         )
         rows = []
         for load in [x.strip() for x in args.loads.split(",") if x.strip()]:
-            row = run_load(args, load, model, tmp)
+            row = run_floor(args) if load == "floor" else run_load(args, load, model, tmp)
             rows.append(row)
             print(" | ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     return 0
