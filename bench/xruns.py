@@ -5,12 +5,14 @@ PID) runs ``riffengine run --output jack`` as a user would, in its own process, 
 time (a new seed every second). A separate process sends the load; this process only listens:
 
 - an independent JACK client counts the server's own xrun notifications (every late client of
-  the graph, the engine included, is a click for everybody) and records, for every cycle, the
-  peak level of what the engine plays and when the cycle ran;
+  the graph, the engine included, is a click for everybody), and the cycles they came in (one
+  click each), and records, for every cycle, the peak level of what the engine plays and when
+  the cycle ran;
 - silence: the time the engine's ports played exact zeros after the music had started;
 - the engine's own counts (xruns, underruns) from its events log;
 - the late clients: for each xrun the server logs the client that had not finished its cycle
-  (the engine's host, this listener, ...);
+  (the engine's host, this listener, ...) and its state: ``Triggered`` (woken, not yet run by
+  the system) or ``Running`` (in its own code);
 - the CPU time the hypervisor stole (on a virtual machine), and the xruns of the calm seconds
   (under 5 % stolen): on a shared VM most clicks come in the seconds the host machine takes
   the CPUs away, whatever runs inside;
@@ -41,9 +43,13 @@ Examples::
     .venv/bin/python bench/xruns.py --seconds 600 --fake --realtime  # jackd -R, as at a show
 
 ``--realtime`` runs the server real-time (``SCHED_FIFO``, as a show machine should; it needs
-the right to), which makes the clients' process threads real-time too. This process raises its
-own priority (``riffengine.audio.priority``) so the listener is never the late client; what it
-starts to be measured runs at the usual priority.
+the right to), which makes the clients' process threads real-time too. The listener is a small
+C client (``bench/listener.c``, built with gcc at the start; ``scripts/setup.sh --test``
+installs gcc and JACK's headers) in its own process at the audio priority
+(``riffengine.audio.priority``), so that its own code is never the late client: a Python
+listener needs the GIL in its process callback, and its xrun callback takes the GIL on the
+notification thread, so it could make clicks of its own. What is started to be measured runs at
+the usual priority.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from browsers import open_browsers  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-from riffengine.audio import gil, priority  # noqa: E402
+from riffengine.audio import priority  # noqa: E402
 from riffengine.audio.jackserver import JackServer  # noqa: E402
 
 RATE = 44100
@@ -141,53 +147,97 @@ SENDER = textwrap.dedent(
 )
 
 
+LISTENER_C = Path(__file__).with_name("listener.c")
+
+
+def build_listener(folder: Path) -> Path:
+    """Compile the C listener (``bench/listener.c``) into ``folder``; needs gcc and JACK's
+    headers (``scripts/setup.sh --test`` installs them)."""
+    binary = folder / "xrun-listener"
+    cmd = ["gcc", "-O2", "-Wall", "-o", str(binary), str(LISTENER_C), "-ljack", "-lm"]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SystemExit("bench/xruns.py needs gcc: run scripts/setup.sh --test") from None
+    except subprocess.CalledProcessError as e:
+        hint = "scripts/setup.sh --test installs JACK's headers"
+        raise SystemExit(f"cannot build bench/listener.c ({hint}):\n{e.stderr}") from None
+    return binary
+
+
 class Listener:
-    """The independent JACK client: server xruns, and the peak of each cycle the engine plays."""
+    """The independent JACK client (``bench/listener.c``, its own process): the server's xruns
+    (cycles and notifications), and the peak and time of each cycle it hears from ``sources``,
+    read here from the file it maps. It connects to ``sources`` itself whenever they exist."""
+
+    HEADER = 8
 
     def __init__(
-        self, server: str, seconds: float, sources: tuple[str, str] = (f"{CLIENT}:out_0", f"{CLIENT}:out_1")
+        self,
+        binary: Path,
+        server: str,
+        seconds: float,
+        folder: Path,
+        sources: tuple[str, str] = (f"{CLIENT}:out_0", f"{CLIENT}:out_1"),
     ) -> None:
-        import jack
+        self.capacity = int(seconds * RATE / PERIOD) + 4096
+        self.path = folder / f"listener-{server}.bin"
+        self.command = [str(binary), server, str(self.path), str(self.capacity), *sources]
+        self.proc: subprocess.Popen | None = None
 
-        self.sources = sources
-        self.client = jack.Client("xrun-listener", servername=server, no_start_server=True)
-        self.ports = [self.client.inports.register(f"in_{i}") for i in range(2)]
-        cycles = int(seconds * RATE / PERIOD) + 4096
-        self.peaks = np.zeros(cycles, dtype=np.float32)
-        self.times = np.zeros(cycles, dtype=np.float64)
-        self.cycles = 0
-        self.xruns = 0
-        self.client.set_xrun_callback(self._xrun)
-        self.client.set_process_callback(self._process)
+    def start(self, timeout: float = 15.0) -> None:
+        self.proc = subprocess.Popen(self.command, stderr=subprocess.PIPE, text=True)
+        size = 8 * self.HEADER + self.capacity * 12
+        deadline = time.monotonic() + timeout
+        while not (self.path.exists() and self.path.stat().st_size == size and self.cycles > 0):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the listener ended: {self.proc.stderr.read() if self.proc.stderr else ''}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the listener did not start within 15 s")
+            time.sleep(0.05)
 
-    def _xrun(self, delay_usecs: float) -> None:
-        self.xruns += 1
+    def _map(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not hasattr(self, "_arrays"):
+            header = np.memmap(self.path, dtype=np.int64, mode="r", shape=(self.HEADER,))
+            offset = 8 * self.HEADER
+            times = np.memmap(self.path, dtype=np.float64, mode="r", offset=offset, shape=(self.capacity,))
+            offset += 8 * self.capacity
+            peaks = np.memmap(self.path, dtype=np.float32, mode="r", offset=offset, shape=(self.capacity,))
+            self._arrays = (header, times, peaks)
+        return self._arrays
 
-    def _process(self, frames: int) -> None:
-        i = self.cycles
-        if i < len(self.peaks):
-            self.times[i] = time.monotonic()
-            self.peaks[i] = max(float(np.abs(p.get_array()).max()) for p in self.ports)
-            self.cycles = i + 1
+    @property
+    def cycles(self) -> int:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return 0
+        return int(self._map()[0][0])
 
-    def start(self) -> None:
-        self.client.activate()
+    @property
+    def xruns(self) -> int:
+        """Cycles with an xrun: the clicks."""
+        return int(self._map()[0][1])
+
+    @property
+    def notifications(self) -> int:
+        """The server's xrun notifications: one per late client of a cycle, and its own timer's."""
+        return int(self._map()[0][2])
+
+    @property
+    def times(self) -> np.ndarray:
+        return self._map()[1]
+
+    @property
+    def peaks(self) -> np.ndarray:
+        return self._map()[2]
 
     def connect(self) -> bool:
-        try:
-            names = {p.name for p in self.client.get_ports(is_output=True, is_audio=True)}
-            if not set(self.sources) <= names:
-                return False
-            for source, port in zip(self.sources, self.ports):
-                if source not in {c.name for c in port.connections}:
-                    self.client.connect(source, port)
-            return True
-        except Exception:  # noqa: BLE001 - the engine's client comes and goes
-            return False
+        """Whether both sources are connected (the listener reconnects them itself)."""
+        return bool(self._map()[0][3])
 
     def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
 
 
 def bank_safe_loop(tmp: Path, steps: int) -> Path:
@@ -293,7 +343,8 @@ def silence_seconds(peaks: np.ndarray) -> float:
 
 def gain_latencies(listener: Listener, sent: list[float]) -> list[float]:
     """Seconds from each ``gain -60`` message to the first cycle that plays it quieter."""
-    peaks, times = listener.peaks[: listener.cycles], listener.times[: listener.cycles]
+    n = listener.cycles
+    peaks, times = listener.peaks[:n], listener.times[:n]
     out = []
     for t in sent:
         before = peaks[(times > t - 0.5) & (times < t)]
@@ -375,13 +426,17 @@ def late_clients(server_log: str) -> Counter[str]:
     return Counter(f"{name} ({state})" for name, state in LATE_CLIENT.findall(server_log))
 
 
-def server_figures(listener: Listener, xruns0: int, samples: list[tuple[int, int, int]], server_log: str) -> dict:
-    """The figures every row has: the listener's count of the server's xruns since ``xruns0``,
-    the CPU stolen, the xruns of the calm seconds, and the late clients of ``server_log``."""
+def server_figures(
+    listener: Listener, xruns0: tuple[int, int], samples: list[tuple[int, int, int]], server_log: str
+) -> dict:
+    """The figures every row has: the server's xruns heard by the listener since ``xruns0``
+    (cycles, notifications), the CPU stolen, the xruns of the calm seconds, and the late
+    clients of ``server_log``."""
     stolen, calm_xruns, calm_seconds = steal_figures(samples)
     late = late_clients(server_log)
     return {
-        "xruns (server)": listener.xruns - xruns0,
+        "xruns (server)": listener.xruns - xruns0[0],
+        "xrun notifications": listener.notifications - xruns0[1],
         "cpu stolen %": round(100 * stolen, 1),
         "xruns (server) in calm seconds": f"{calm_xruns} in {calm_seconds} s",
         "late clients (server log)": ", ".join(f"{name} {n}" for name, n in late.most_common()) or "none",
@@ -391,7 +446,7 @@ def server_figures(listener: Listener, xruns0: int, samples: list[tuple[int, int
 FLOOR_CLIENT = "floor-sine"
 
 
-def run_floor(args) -> dict:
+def run_floor(args, tmp: Path) -> dict:
     """The machine's floor: the same server and listener with JACK's own C example clients
     (``jack_simple_client`` playing a sine into the listener, and ``jack_metro``) and no
     riffengine at all. Whatever clicks here, the machine makes: read every other row against
@@ -399,7 +454,8 @@ def run_floor(args) -> dict:
     server = JackServer(sample_rate=RATE, period=PERIOD, realtime=args.realtime)
     server.start()
     env = dict(os.environ, **server.env, JACK_NO_START_SERVER="1")
-    listener = Listener(server.name, args.seconds + 120, (f"{FLOOR_CLIENT}:output1", f"{FLOOR_CLIENT}:output2"))
+    sources = (f"{FLOOR_CLIENT}:output1", f"{FLOOR_CLIENT}:output2")
+    listener = Listener(args.listener, server.name, args.seconds + 120, tmp, sources)
     listener.start()
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "preexec_fn": args.as_usual}
     clients = [
@@ -413,7 +469,7 @@ def run_floor(args) -> dict:
                 raise RuntimeError("jack_simple_client did not start (the Debian package jackd2 brings it)")
             time.sleep(0.2)
         time.sleep(2.0)
-        first, xruns0, log0 = listener.cycles, listener.xruns, len(server.output())
+        first, xruns0, log0 = listener.cycles, (listener.xruns, listener.notifications), len(server.output())
         start = time.monotonic()
         samples = [(*cpu_ticks(), listener.xruns)]
         while time.monotonic() < start + args.seconds:
@@ -446,7 +502,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
     )
     port = free_port()
     http_port = free_port(socket.SOCK_STREAM) if args.browsers else None
-    listener = Listener(server.name, args.seconds + 120)
+    listener = Listener(args.listener, server.name, args.seconds + 120, tmp)
     listener.start()
     engines: list[subprocess.Popen] = []
     engine_xruns = engine_underruns = 0
@@ -481,7 +537,7 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
             )
             time.sleep(5.0)  # the pages load and connect
         first = listener.cycles
-        xruns0 = listener.xruns
+        xruns0 = (listener.xruns, listener.notifications)
         server_log0 = len(server.output())
         sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), load], env=env, preexec_fn=args.as_usual)
         gain_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -522,8 +578,6 @@ def run_load(args, load: str, model: str | None, tmp: Path) -> dict:
                     os.kill(engine_pid(engines[-1], False), signal.SIGKILL)
                     kills += 1
                 next_kill += args.kill_every
-            if load == "e":
-                listener.connect()  # a restarted engine has new ports
             time.sleep(0.05)
         samples.append((*cpu_ticks(), listener.xruns))
         peaks = listener.peaks[first : listener.cycles]
@@ -601,13 +655,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     random.seed(1)
-    # The listener is an instrument: its own Python callback must not be the one that is late.
-    # Its process (and the JACK server it starts) runs at the audio priority; what it starts to
-    # be measured (engines, the load sender, browsers) at the usual one.
-    # Its callback waits at most 0.5 ms for the GIL, as the audio host's does.
+    # The listener is an instrument, written in C so that it is not itself the late client.
+    # It (and the JACK server) runs at the audio priority; what is started to be measured
+    # (engines, the load sender, browsers) at the usual one.
     args.usual_nice = priority.raise_priority()
     args.as_usual = priority.child_priority(args.usual_nice)
-    gil.prepare_for_audio()
     with tempfile.TemporaryDirectory(prefix="riffengine-xruns-") as folder:
         tmp = Path(args.keep) if args.keep else Path(folder)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -618,13 +670,14 @@ def main() -> int:
                 [sys.executable, "-m", "riffengine.cli", "tiny-model", model], check=True, stdout=subprocess.DEVNULL
             )
         args.show = bank_safe_loop(tmp, args.steps)
+        args.listener = build_listener(tmp)
         print(
             f"period {PERIOD} frames = {PERIOD / RATE * 1000:.2f} ms; renderer "
             f"{'tiny model, ' + str(args.steps) + ' steps' if model else 'fake'}; {args.seconds:g} s a load"
         )
         rows = []
         for load in [x.strip() for x in args.loads.split(",") if x.strip()]:
-            row = run_floor(args) if load == "floor" else run_load(args, load, model, tmp)
+            row = run_floor(args, tmp) if load == "floor" else run_load(args, load, model, tmp)
             rows.append(row)
             print(" | ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     return 0

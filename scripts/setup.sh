@@ -37,6 +37,8 @@ test_apt_packages=(
   curl               # an HTTP client nobody here wrote, for the OSCQuery tests
   chromium           # headless browser for the web surface tests (driven by Selenium)
   chromium-driver    # chromedriver for that browser; nothing is downloaded
+  gcc                # builds bench/listener.c, the xrun benchmark's C JACK client
+  libjack-jackd2-dev # JACK's headers for it
 )
 [[ "$lock" == requirements/test.txt ]] && apt_packages+=("${test_apt_packages[@]}")
 
