@@ -17,8 +17,9 @@ Real-time rules for :meth:`JackOutput._process` (JACK's process thread): it only
 from the ring into a preallocated scratch block and from there into the port buffers (and into
 the recorder's ring); it never blocks, allocates sample memory (only small numpy views of the
 port buffers), logs, touches torch or raises. The shutdown callback (a JACK thread) only sets
-:attr:`lost`. Everything else runs on the engine's loop thread, or on an executor thread for
-:meth:`reopen` (which may take a moment).
+:attr:`lost`; the xrun callback (when counting notifications) only counts. Everything else
+runs on the engine's loop thread, or on an executor thread for :meth:`reopen` (which may take a
+moment).
 """
 
 from __future__ import annotations
@@ -68,11 +69,21 @@ class JackOutput(_OutputBase):
     """
 
     def __init__(
-        self, ring: RingBuffer, client_name: str = "riffengine", recorder: Recorder | None = None, connect: bool = True
+        self,
+        ring: RingBuffer,
+        client_name: str = "riffengine",
+        recorder: Recorder | None = None,
+        connect: bool = True,
+        xrun_notifications: bool = False,
     ) -> None:
         super().__init__(ring, 0, recorder)
         self.client_name = client_name
         self.connect = connect
+        self.xrun_notifications = xrun_notifications
+        """Count the server's xrun notifications (every late client of a cycle, and the driver's
+        own late wake-ups) rather than the cycles the driver skipped. Only for a process without
+        python-rtmidi (the audio host): see :meth:`_open_client`."""
+        self._xrun_frame: int | None = None
         self.jack_client_name = client_name
         self.callbacks = 0
         self.callback_errors = 0
@@ -118,10 +129,15 @@ class JackOutput(_OutputBase):
         self.sample_rate = self.sample_rate or client.samplerate
         self._ports = [client.outports.register(f"out_{i}") for i in range(self.channels)]
         client.set_process_callback(self._process)
-        # No xrun callback: libjack delivers xrun notifications synchronously on its notification
-        # thread, and a Python callback there needs the GIL, which a python-rtmidi call that is
-        # itself waiting on the server (opening a JACK MIDI client) holds: a deadlock of the
-        # whole process. Xruns are counted in the process callback instead, from frame times.
+        # libjack delivers xrun notifications synchronously on its notification thread, and a
+        # Python callback there needs the GIL. A python-rtmidi call that is itself waiting on the
+        # server (opening a JACK MIDI client) holds the GIL: with rtmidi in the process that is a
+        # deadlock of the whole process, so there xruns are counted in the process callback, from
+        # frame times (the cycles the driver skipped). JACK-Client's own calls release the GIL, so
+        # a process without rtmidi (the audio host) counts the server's notifications: those
+        # include a cycle in which a client was late, which skips no frame.
+        if self.xrun_notifications:
+            client.set_xrun_callback(self._xrun)
         client.set_shutdown_callback(self._shutdown)
         self._last_frame_time = None
         self._process_client = client  # the process callback's own reference (never None once set)
@@ -134,7 +150,11 @@ class JackOutput(_OutputBase):
         t0 = time.perf_counter_ns()
         try:
             now = self._process_client.last_frame_time
-            if self._last_frame_time is not None and (now - self._last_frame_time) & 0xFFFFFFFF != frames:
+            if (
+                not self.xrun_notifications
+                and self._last_frame_time is not None
+                and (now - self._last_frame_time) & 0xFFFFFFFF != frames
+            ):
                 self.xruns += 1  # a cycle was skipped
             self._last_frame_time = now
             if not self._started:
@@ -164,6 +184,15 @@ class JackOutput(_OutputBase):
             self.callback_errors += 1
         self._durations[self.callbacks % DURATION_SLOTS] = time.perf_counter_ns() - t0
         self.callbacks += 1
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        """libjack's notification thread: an xrun. The server notifies once for each client that
+        was late in a cycle, and once when its own wake-up was late: one click, counted once per
+        cycle. Only counts; takes the GIL for a few microseconds."""
+        frame = self._process_client.last_frame_time
+        if frame != self._xrun_frame:
+            self._xrun_frame = frame
+            self.xruns += 1
 
     def _shutdown(self, status, reason: str) -> None:
         """A JACK thread: the server went away. Only records it."""

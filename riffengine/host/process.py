@@ -206,7 +206,8 @@ def open_audio(settings, name: str, on_record_error: Callable[[Exception], None]
         placeholder: Any = _NoSource()
         target = audio.output
         if isinstance(target, str) and target.lower() == "jack":
-            output = JackOutput(placeholder, audio.jack_client_name)
+            # The host runs no python-rtmidi, so the server's xrun notifications are safe here.
+            output = JackOutput(placeholder, audio.jack_client_name, xrun_notifications=True)
         else:
             output = open_output(target, placeholder, sample_rate=audio.sample_rate, client_name=audio.jack_client_name)
         rate = output.sample_rate
