@@ -242,10 +242,10 @@ EVENTS: tuple[EventKind, ...] = (
     ),
     EventKind(
         "panic_heard",
-        ("after_ms", "monotonic"),
+        ("after_ms", "monotonic", "frame"),
         "Audio host: its callback began the crossfade to the safe loop, `after_ms` after "
-        "the panic reached the host; `monotonic` is the callback's time (the system's "
-        "monotonic clock, for benchmarks).",
+        "the panic reached the host, at `frame`; `monotonic` is the callback's time (the "
+        "system's monotonic clock, for benchmarks).",
     ),
     EventKind(
         "osc_handed_over",

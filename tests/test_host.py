@@ -25,6 +25,7 @@ from engine_fixtures import EngineProcess, bank_safe_loop
 from jack_fixtures import JackCapture, jack_server  # noqa: F401
 from surface_fixtures import wait_until
 
+from riffengine.audio.panic import FADE_SECONDS as PANIC_FADE_SECONDS
 from riffengine.config import Settings, load_config, merge_overrides
 from riffengine.engine import Engine
 from riffengine.eventlog import read_events
@@ -101,6 +102,28 @@ def test_the_host_plays_the_ring_then_the_held_loop_in_phase_then_fades_back(shm
     source.read_into(out)  # frames 48..63: held until 56, then fading to the ring's frames
     assert out[:8, 0].tolist() == [k % 20 for k in range(48, 56)]
     assert 0 < out[8, 0] < 500 and out[8, 0] != (56 % 20)
+    writer.close()
+
+
+def test_an_engine_back_with_the_held_loop_in_phase_is_heard_unchanged(shm_ring):
+    source = HoldSource(shm_ring, 64)
+    writer = ShmRing.attach(shm_ring.name, fences=False)
+    loop = np.stack([np.sin(np.arange(100) / 5.0)] * 2, axis=1).astype(np.float32)
+    source.held.add(Held(0, loop))
+    writer.write(loop[:30])
+    out = np.zeros((32, 2), np.float32)
+    played = []
+    for _ in range(4):  # the ring's 30 frames, then held
+        source.read_into(out)
+        played.append(out.copy())
+    writer.restart_at(128)  # the engine comes back with the same loop, in phase: a return fade
+    writer.write(np.tile(loop, (4, 1))[128:400])
+    for _ in range(8):
+        source.read_into(out)
+        played.append(out.copy())
+    heard = np.concatenate(played)
+    # the fade's gains sum to 1: no bump where ring and hold carry the same samples
+    np.testing.assert_allclose(heard, np.tile(loop, (4, 1))[:384], atol=1e-6)
     writer.close()
 
 
@@ -452,6 +475,7 @@ def test_a_panic_while_no_engine_runs_is_played_by_the_host_then_the_next_engine
         heard = proc.wait_event("panic_heard", timeout=30)
         handed = proc.wait_event("osc_handed_over", lambda e: e["time"] > ended["time"], timeout=60)
         panic = proc.wait_event("panic", lambda e: e["time"] > handed["time"], timeout=30)  # the engine's own
+        taken = proc.wait_event("panic_heard", lambda e: e["time"] > handed["time"], timeout=30)  # in the host
         proc.wait_event("loop_started", lambda e: e["clip_id"] == panic["clip_id"])
         proc.loops_after(2)
         code = proc.terminate()
@@ -469,9 +493,12 @@ def test_a_panic_while_no_engine_runs_is_played_by_the_host_then_the_next_engine
         np.allclose(recorded[start:end], safe_frames[(frames - origin) % len(safe_frames)], atol=1e-6)
         for origin in origins
     )
-    # then the next engine's own panic took over, in its phase, and the ring played it on
+    # then the next engine's own panic took over, in its phase (its loop starts on the seam, which
+    # may lie before the frame the host heard it at), and the ring played it on
     seam = panic["frame"]
-    late = np.arange(seam + RATE // 10, seam + len(safe_frames))
+    begin = max(seam, taken["frame"]) + round(PANIC_FADE_SECONDS * RATE)
+    late = np.arange(begin, min(begin + len(safe_frames), len(recorded)))
+    assert len(late) > RATE // 2
     np.testing.assert_allclose(recorded[late], safe_frames[(late - seam) % len(safe_frames)], atol=1e-6)
     assert silent_windows(recorded) == []
 

@@ -168,10 +168,10 @@ class JackOutput(_OutputBase):
             n = min(frames, MAX_BLOCK)
             block = self._scratch[:n]
             position = self.ring.frames_read
-            self.ring.read_into(block)
+            from_ring = self.ring.read_into(block)
             panic, live = self.panic, self.live
             assert panic is not None and live is not None  # made once the client is open
-            panic.apply(block, position)
+            panic.apply(block, position, from_ring)
             live.apply(block)
             for c, port in enumerate(self._ports):
                 out = port.get_array()

@@ -302,10 +302,10 @@ class DeviceOutput(_OutputBase):
             if status.output_underflow:
                 self.xruns += 1
             position = self.ring.frames_read
-            self.ring.read_into(outdata)
+            from_ring = self.ring.read_into(outdata)
             panic, live = self.panic, self.live
             assert panic is not None and live is not None  # made before the stream opens
-            panic.apply(outdata, position)
+            panic.apply(outdata, position, from_ring)
             live.apply(outdata)
             if self.recorder is not None:
                 self.recorder.tap(outdata)

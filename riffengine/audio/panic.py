@@ -6,6 +6,8 @@ audio callback: from the next period on it crossfades (equal power, :data:`FADE_
 the safe loop, played in the phase it will have on the timeline (its frame 0 on the seam the
 timeline gives it), and once the ring itself plays the safe loop it hands back to the ring,
 which then carries the same samples: nothing changes audibly, and the music goes on from there.
+It hands back only on a block the ring filled whole: a ring that ran dry (an engine that just
+started, or fell behind) would otherwise be heard as what fills the gap.
 A new request while one plays crossfades from the old one's loop and phase to the new one's
 (the audio host's own panic, made while no engine ran, handing over to the next engine's).
 
@@ -75,13 +77,14 @@ class PanicStage:
         self._progress = 0
         self.finished: PanicRequest | None = None
         """The last request handed back to the ring (callback writes)."""
-        self.began: tuple[PanicRequest, float] | None = None
-        """The last request the callback began to fade in, and when (``time.monotonic()``);
-        written by the callback as one reference, read by whoever reports it."""
+        self.began: tuple[PanicRequest, float, int] | None = None
+        """The last request the callback began to fade in, when (``time.monotonic()``) and at
+        which ring frame; written by the callback as one reference, read by whoever reports it."""
 
-    def apply(self, block: np.ndarray, position: int) -> None:
+    def apply(self, block: np.ndarray, position: int, from_ring: int | None = None) -> None:
         """Mix the safe loop into ``block`` ([n, channels]), whose first frame is ring frame
-        ``position``. Audio callback only."""
+        ``position``; ``from_ring``: how many of its frames the ring gave (all when None).
+        Audio callback only."""
         request = self.request
         if request is None or request is self.finished:
             return
@@ -91,7 +94,7 @@ class PanicStage:
             )
             self._previous = self._active if faded else None
             self._active, self._progress = request, 0
-            self.began = (request, time.monotonic())
+            self.began = (request, time.monotonic(), position)
         n = len(block)
         if n > len(self._safe):
             return
@@ -110,5 +113,6 @@ class PanicStage:
             block[:k] += safe[:k]
             block[k:] = safe[k:]
         self._progress += n
-        if position + n >= request.until and self._progress >= self.fade_frames:
+        whole = from_ring is None or from_ring >= n
+        if whole and position + n >= request.until and self._progress >= self.fade_frames:
             self.finished = request  # the ring plays these very samples from here on

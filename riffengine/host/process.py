@@ -535,7 +535,12 @@ class Host:
         if began is None or received is None or began[0] is not received[0] or began[0] is self._panic_reported:
             return
         self._panic_reported = began[0]
-        self.publish("panic_heard", after_ms=round(1000 * (began[1] - received[1]), 2), monotonic=round(began[1], 6))
+        self.publish(
+            "panic_heard",
+            after_ms=round(1000 * (began[1] - received[1]), 2),
+            monotonic=round(began[1], 6),
+            frame=began[2],
+        )
 
     def _watch_output(self) -> None:
         """Notice a lost output (the JACK server gone, a device unplugged) and reopen it every
