@@ -15,16 +15,59 @@ import os
 import shutil
 import sys
 
+import numpy as np
 import pytest
 
 from riffengine.audio.jackserver import JackServer
+
+PERIOD = 256
+"""The ``jack_server`` fixture's period (frames)."""
+
+
+def clean_stretches(length: int, xruns: list[int], period: int = PERIOD) -> list[tuple[int, int]]:
+    """The stretches of ``[0, length)`` clear of the xruns (the notification comes after the lost
+    cycle: a margin of 8 periods before each, 2 after), each at least 4 periods long."""
+    stretches, start = [], 0
+    for frame in sorted(xruns):
+        if frame - 8 * period - start >= 4 * period:
+            stretches.append((start, min(frame - 8 * period, length)))
+        start = max(start, frame + 2 * period)
+    if length - start >= 4 * period:
+        stretches.append((start, length))
+    return stretches
+
+
+def matching_shift(
+    piece: np.ndarray, sent: np.ndarray, start: int, period: int = PERIOD, periods: int = 32
+) -> int | None:
+    """The shift (whole periods, nearest first) at which ``piece`` equals ``sent``, or None.
+    A capture that lost cycles ends past the end of ``sent`` by as much: that tail is left out."""
+    for shift in sorted(range(-periods * period, periods * period + 1, period), key=abs):
+        at = start + shift
+        n = min(len(piece), len(sent) - at)
+        if at >= 0 and n >= len(piece) - periods * period and np.array_equal(piece[:n], sent[at : at + n]):
+            return shift
+    return None
+
+
+def assert_received(received: np.ndarray, sent: np.ndarray, xruns: list[int], period: int = PERIOD) -> int:
+    """Assert that what a capture client received equals what was sent, bit for bit, in every
+    stretch clear of the server's xruns (``xruns``: received frames at each notification; a lost
+    cycle shifts the capture from there on by whole periods). The frames compared."""
+    compared = 0
+    for start, end in clean_stretches(len(received), xruns, period):
+        shift = matching_shift(received[start:end], sent, start, period)
+        assert shift is not None, f"frames {start}..{end} of what JACK received are not what was sent (xruns {xruns})"
+        compared += end - start
+    print(f"compared {compared} frames bit for bit; server xruns at received frames {xruns}")
+    return compared
 
 
 @pytest.fixture(scope="module")
 def jack_server():
     if shutil.which("jackd") is None:
         pytest.skip("jackd is not installed (scripts/setup.sh installs jackd2)")
-    server = JackServer(sample_rate=44100, period=256)
+    server = JackServer(sample_rate=44100, period=PERIOD)
     server.start()
     saved = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = server.name
