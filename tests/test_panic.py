@@ -60,15 +60,12 @@ def test_it_keeps_the_loop_past_until_while_the_ring_runs_dry():
     stage = PanicStage(RATE, 4096)
     request = PanicRequest(loop(3000), origin=5000, until=5000)
     stage.request = request
-    run(stage, 0, 24)  # fades in, up to frame 6144
-    stage.finished = None
-    stage.request = request = PanicRequest(loop(3000), origin=5000, until=5000)  # a new engine's panic
     short = np.full((BLOCK, 2), 0.25, dtype=np.float32)
-    for i in range(16):  # the ring gave part of each block: what filled the rest must not be heard
-        stage.apply(short, 6144 + i * BLOCK, from_ring=BLOCK // 2)
-    assert stage.finished is None
+    for i in range(24):  # past until (frame 6144), the fade done; the ring gave half of each block
+        stage.apply(short, i * BLOCK, from_ring=BLOCK // 2)
+    assert stage.finished is None  # what filled the rest must not be heard
     whole = np.full((BLOCK, 2), 0.25, dtype=np.float32)
-    position = 6144 + 16 * BLOCK
+    position = 24 * BLOCK
     stage.apply(whole, position, from_ring=BLOCK)
     assert stage.finished is request
     np.testing.assert_array_equal(whole, expected(request, position, BLOCK))  # this block still the loop

@@ -123,8 +123,9 @@ class HoldSource:
         self._hold = np.zeros((max_block, ring.channels), dtype=np.float32)
         fade = max(1, round(RETURN_FADE_SECONDS * ring.sample_rate))
         quarter = (np.arange(fade, dtype=np.float64) + 0.5) * (np.pi / 2 / fade)
-        self._fade_in = (np.sin(quarter) ** 2).astype(np.float32)[:, None]
-        self._fade_out = (1.0 - np.sin(quarter) ** 2).astype(np.float32)[:, None]
+        rise = np.sin(quarter) ** 2  # raised cosine: the two gains sum to 1
+        self._fade_in = rise.astype(np.float32)[:, None]
+        self._fade_out = (1.0 - rise).astype(np.float32)[:, None]
         self._fading = -1  # frames of the return fade done, -1 when none is under way
         self._holding = False
 
